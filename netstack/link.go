@@ -1,0 +1,297 @@
+package netstack
+
+import (
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// headroom is the space left in front of every packet handed to the device
+// (wireguard-go's virtio-net header needs 10 bytes; 16 keeps alignment).
+const headroom = 16
+
+// maxPacket is the largest IP packet; every pump buffer holds one, so the
+// device may coalesce segments into it (GRO) without reallocating.
+const maxPacket = 65535
+
+// outQueueLen bounds the packets waiting for the device writer. A full queue
+// drops, as a NIC would: the stack must never block on the device.
+const outQueueLen = 2048
+
+// Device is the packet device the stack runs on; tun.Device fits.
+type Device interface {
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	Write(bufs [][]byte, offset int) (int, error)
+	BatchSize() int
+	Close() error
+}
+
+// linkEndpoint is a gVisor link endpoint on a Device. One goroutine (inbound)
+// reads batches from the device and delivers them to the stack; another
+// (outbound) writes queued packets to the device in batches. WritePackets only
+// copies into a pooled buffer and queues, so the stack never waits on the
+// device.
+type linkEndpoint struct {
+	dev Device
+	mtu uint32
+	// reject answers packets the stack must not see (everything but TCP)
+	// with an ICMP error; nil replies are dropped silently.
+	reject func(pkt []byte, reply []byte) []byte
+
+	mu         sync.RWMutex
+	dispatcher stack.NetworkDispatcher
+
+	out       chan *[]byte
+	pool      sync.Pool // *[]byte of headroom+maxPacket
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var _ stack.LinkEndpoint = (*linkEndpoint)(nil)
+
+func newLinkEndpoint(dev Device, mtu uint32) *linkEndpoint {
+	e := &linkEndpoint{
+		dev:    dev,
+		mtu:    mtu,
+		reject: unreachable,
+		out:    make(chan *[]byte, outQueueLen),
+		done:   make(chan struct{}),
+	}
+	e.pool.New = func() any {
+		b := make([]byte, headroom+maxPacket)
+		return &b
+	}
+	return e
+}
+
+// start runs the pumps. onReadError is called once if the device fails.
+func (e *linkEndpoint) start(onReadError func(error)) {
+	e.wg.Add(2)
+	go e.inbound(onReadError)
+	go e.outbound()
+}
+
+// inbound moves packets from the device into the stack.
+func (e *linkEndpoint) inbound(onReadError func(error)) {
+	defer e.wg.Done()
+	n := e.dev.BatchSize()
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, headroom+maxPacket)
+	}
+	sizes := make([]int, n)
+	for {
+		count, err := e.dev.Read(bufs, sizes, headroom)
+		for i := range count {
+			e.deliver(bufs[i][headroom : headroom+sizes[i]])
+		}
+		if err != nil {
+			select {
+			case <-e.done:
+			default:
+				onReadError(err)
+			}
+			return
+		}
+	}
+}
+
+// deliver hands one packet to the stack, or answers it with an ICMP error if
+// it is not TCP. pkt is only borrowed.
+func (e *linkEndpoint) deliver(pkt []byte) {
+	if len(pkt) == 0 {
+		return
+	}
+	var proto tcpip.NetworkProtocolNumber
+	var transport uint8
+	switch header.IPVersion(pkt) {
+	case header.IPv4Version:
+		if len(pkt) < header.IPv4MinimumSize {
+			return
+		}
+		proto, transport = header.IPv4ProtocolNumber, header.IPv4(pkt).Protocol()
+	case header.IPv6Version:
+		if len(pkt) < header.IPv6MinimumSize {
+			return
+		}
+		proto, transport = header.IPv6ProtocolNumber, header.IPv6(pkt).NextHeader()
+	default:
+		return
+	}
+	if transport != uint8(header.TCPProtocolNumber) && !ipv6ExtensionHeader(proto, transport) {
+		e.answer(pkt)
+		return
+	}
+	e.mu.RLock()
+	d := e.dispatcher
+	e.mu.RUnlock()
+	if d == nil {
+		return
+	}
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+	d.DeliverNetworkPacket(proto, pb)
+	pb.DecRef()
+}
+
+// answer queues the ICMP error for a non-TCP packet, if it deserves one.
+func (e *linkEndpoint) answer(pkt []byte) {
+	bp := e.pool.Get().(*[]byte)
+	reply := e.reject(pkt, (*bp)[headroom:headroom])
+	if reply == nil {
+		e.pool.Put(bp)
+		return
+	}
+	*bp = (*bp)[:headroom+len(reply)]
+	e.enqueue(bp)
+}
+
+func (e *linkEndpoint) enqueue(bp *[]byte) bool {
+	select {
+	case e.out <- bp:
+		return true
+	default:
+		e.pool.Put(bp)
+		return false
+	}
+}
+
+// outbound writes queued packets to the device, as many per call as are
+// waiting (up to the device's batch size), so the device can coalesce them.
+func (e *linkEndpoint) outbound() {
+	defer e.wg.Done()
+	max := e.dev.BatchSize()
+	batch := make([]*[]byte, 0, max)
+	bufs := make([][]byte, 0, max)
+	for {
+		select {
+		case bp := <-e.out:
+			batch = append(batch, bp)
+		case <-e.done:
+			return
+		}
+	fill:
+		for len(batch) < max {
+			select {
+			case bp := <-e.out:
+				batch = append(batch, bp)
+			default:
+				break fill
+			}
+		}
+		for _, bp := range batch {
+			bufs = append(bufs, *bp)
+		}
+		// A failed write loses these packets; TCP retransmits, and a dead
+		// device is reported by the reader.
+		_, _ = e.dev.Write(bufs, headroom)
+		for i, bp := range batch {
+			*bp = (*bp)[:cap(*bp)]
+			e.pool.Put(bp)
+			batch[i], bufs[i] = nil, nil
+		}
+		batch, bufs = batch[:0], bufs[:0]
+	}
+}
+
+// WritePackets implements stack.LinkWriter. The caller keeps ownership of
+// pkts; their bytes are copied.
+func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		size := pkt.Size()
+		if size > maxPacket {
+			continue
+		}
+		bp := e.pool.Get().(*[]byte)
+		b := (*bp)[:headroom+size]
+		off := headroom
+		for _, s := range pkt.AsSlices() {
+			off += copy(b[off:], s)
+		}
+		*bp = b
+		if !e.enqueue(bp) {
+			if n == 0 {
+				return 0, &tcpip.ErrNoBufferSpace{}
+			}
+			break
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (e *linkEndpoint) close() {
+	e.closeOnce.Do(func() { close(e.done) })
+}
+
+// MTU implements stack.LinkEndpoint.
+func (e *linkEndpoint) MTU() uint32 { return e.mtu }
+
+// SetMTU implements stack.LinkEndpoint.
+func (e *linkEndpoint) SetMTU(mtu uint32) { e.mtu = mtu }
+
+// MaxHeaderLength implements stack.LinkEndpoint: there is no link header.
+func (*linkEndpoint) MaxHeaderLength() uint16 { return 0 }
+
+// LinkAddress implements stack.LinkEndpoint: a TUN has none.
+func (*linkEndpoint) LinkAddress() tcpip.LinkAddress { return "" }
+
+// SetLinkAddress implements stack.LinkEndpoint.
+func (*linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint. The device checksums nothing
+// for us, but the kernel verifies what we write and we trust what it hands
+// us (it computed or verified those checksums), so receive checks are off.
+func (*linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityRXChecksumOffload
+}
+
+// Attach implements stack.LinkEndpoint.
+func (e *linkEndpoint) Attach(d stack.NetworkDispatcher) {
+	e.mu.Lock()
+	e.dispatcher = d
+	e.mu.Unlock()
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (e *linkEndpoint) IsAttached() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint.
+func (e *linkEndpoint) Wait() { e.wg.Wait() }
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (*linkEndpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+
+// AddHeader implements stack.LinkEndpoint.
+func (*linkEndpoint) AddHeader(*stack.PacketBuffer) {}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (*linkEndpoint) ParseHeader(*stack.PacketBuffer) bool { return true }
+
+// Close implements stack.LinkEndpoint.
+func (*linkEndpoint) Close() {}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (*linkEndpoint) SetOnCloseAction(func()) {}
+
+// ipv6ExtensionHeader reports whether an IPv6 packet's next header is an
+// extension header; the stack then finds the transport protocol itself.
+func ipv6ExtensionHeader(proto tcpip.NetworkProtocolNumber, next uint8) bool {
+	if proto != header.IPv6ProtocolNumber {
+		return false
+	}
+	switch header.IPv6ExtensionHeaderIdentifier(next) {
+	case header.IPv6HopByHopOptionsExtHdrIdentifier, header.IPv6RoutingExtHdrIdentifier,
+		header.IPv6FragmentExtHdrIdentifier, header.IPv6DestinationOptionsExtHdrIdentifier:
+		return true
+	}
+	return false
+}

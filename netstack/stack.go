@@ -1,0 +1,204 @@
+// Package netstack terminates captured TCP flows in gVisor's userspace stack.
+//
+// Packets come from a Device (the TUN). Every TCP SYN, to any address, is
+// handed to a Handler before the handshake completes ("dial before accept"):
+// the application's connect succeeds only once the handler has its upstream,
+// and gets a RST, a refused connection, when the handler gives up. Anything
+// that is not TCP is answered with an ICMP "destination unreachable".
+package netstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// Handler receives each new TCP flow before its handshake completes.
+type Handler interface {
+	// HandleTCP owns the flow from src (the application) to dst (where the
+	// application connected) until it returns. It calls accept at most once,
+	// after its upstream is ready: accept completes the application's
+	// handshake and returns the application's side of the connection. If
+	// HandleTCP returns without calling accept, the application's connect
+	// fails with "connection refused". ctx ends when the stack closes.
+	HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error))
+}
+
+// Options tune the stack. Zero values take the defaults.
+type Options struct {
+	// MTU of the device. It bounds the segments the stack sends and the
+	// MSS it announces.
+	MTU int
+	// MaxInFlight bounds the handshakes waiting on the Handler at once;
+	// SYNs beyond it are dropped (the application retransmits after 1 s).
+	MaxInFlight int
+	// Log receives the stack's own errors. Flows are logged by the Handler.
+	Log logrus.FieldLogger
+}
+
+const (
+	defaultMaxInFlight = 4096
+	// TCP buffer ranges: a captured flow is as fast as its upstream (an SSH
+	// channel), so large buffers mostly absorb its bursts. The stack grows
+	// each flow's receive buffer from the default only when the flow needs it.
+	tcpBufMin     = 4 << 10
+	tcpRcvDefault = 1 << 20
+	tcpRcvMax     = 8 << 20
+	tcpSndDefault = 1 << 20
+	tcpSndMax     = 6 << 20
+	nicID         = 1
+)
+
+// Stack is a running gVisor stack on a device.
+type Stack struct {
+	s       *stack.Stack
+	link    *linkEndpoint
+	handler Handler
+	log     logrus.FieldLogger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	flows  sync.WaitGroup
+
+	errOnce sync.Once
+	err     chan error
+}
+
+// New starts a stack on dev that hands every TCP flow to h. The stack owns
+// dev from then on and closes it in Close.
+func New(dev Device, h Handler, opts Options) (*Stack, error) {
+	if opts.MTU <= 0 || opts.MTU > maxPacket {
+		return nil, fmt.Errorf("netstack: MTU %d out of range 1..%d", opts.MTU, maxPacket)
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = defaultMaxInFlight
+	}
+	if opts.Log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		opts.Log = l
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Stack{
+		s:       s,
+		link:    newLinkEndpoint(dev, uint32(opts.MTU)),
+		handler: h,
+		log:     opts.Log,
+		ctx:     ctx,
+		cancel:  cancel,
+		err:     make(chan error, 1),
+	}
+	if err := n.configure(opts); err != nil {
+		cancel()
+		s.Destroy()
+		return nil, err
+	}
+	n.link.start(n.fail)
+	return n, nil
+}
+
+func (n *Stack) configure(opts Options) error {
+	s := n.s
+	sack := tcpip.TCPSACKEnabled(true)
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcpBufMin, Default: tcpRcvDefault, Max: tcpRcvMax}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcpBufMin, Default: tcpSndDefault, Max: tcpSndMax}
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &rcv, &snd} {
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			return fmt.Errorf("netstack: set TCP option %T: %v", opt, err)
+		}
+	}
+	// The forwarder is installed before the NIC exists, so no SYN can
+	// arrive without a handler.
+	fwd := tcp.NewForwarder(s, 0, opts.MaxInFlight, n.forward)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	if err := s.CreateNIC(nicID, n.link); err != nil {
+		return fmt.Errorf("netstack: create NIC: %v", err)
+	}
+	// Promiscuous: accept packets for any destination address. Spoofing:
+	// answer from that address. Together they let one NIC stand in for
+	// every captured host.
+	if err := s.SetPromiscuousMode(nicID, true); err != nil {
+		return fmt.Errorf("netstack: promiscuous mode: %v", err)
+	}
+	if err := s.SetSpoofing(nicID, true); err != nil {
+		return fmt.Errorf("netstack: spoofing: %v", err)
+	}
+	s.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: nicID},
+		{Destination: header.IPv6EmptySubnet, NIC: nicID},
+	})
+	return nil
+}
+
+// forward runs in its own goroutine for each SYN the forwarder accepts.
+func (n *Stack) forward(req *tcp.ForwarderRequest) {
+	n.flows.Add(1)
+	defer n.flows.Done()
+	id := req.ID()
+	src := netip.AddrPortFrom(addrFrom(id.RemoteAddress), id.RemotePort)
+	dst := netip.AddrPortFrom(addrFrom(id.LocalAddress), id.LocalPort)
+	completed := false
+	accept := func() (net.Conn, error) {
+		if completed {
+			return nil, errors.New("netstack: flow already accepted")
+		}
+		completed = true
+		var wq waiter.Queue
+		ep, err := req.CreateEndpoint(&wq)
+		if err != nil {
+			req.Complete(true)
+			return nil, fmt.Errorf("netstack: complete handshake with %v: %v", src, err)
+		}
+		req.Complete(false)
+		return gonet.NewTCPConn(&wq, ep), nil
+	}
+	n.handler.HandleTCP(n.ctx, src, dst, accept)
+	if !completed {
+		req.Complete(true)
+	}
+}
+
+func addrFrom(a tcpip.Address) netip.Addr {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return ip
+}
+
+func (n *Stack) fail(err error) {
+	n.errOnce.Do(func() { n.err <- err })
+}
+
+// Err delivers the device's read error if the device fails while the stack
+// runs (for example when the TUN is removed under it).
+func (n *Stack) Err() <-chan error { return n.err }
+
+// Close stops the stack: it cancels the handlers' context, resets every
+// flow, closes the device, and waits for the handlers and the packet pumps
+// to return.
+func (n *Stack) Close() error {
+	n.cancel()
+	n.s.Close()
+	n.link.close()
+	err := n.link.dev.Close()
+	n.flows.Wait()
+	n.s.Destroy()
+	return err
+}

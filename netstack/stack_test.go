@@ -1,0 +1,280 @@
+package netstack
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shunt-dev/shunt/tun"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+var (
+	appAddr4 = netip.MustParseAddr("192.0.2.1")
+	appAddr6 = netip.MustParseAddr("2001:db8::1")
+)
+
+// appHost is a second gVisor stack standing in for the machine's kernel: its
+// packets go into the in-memory TUN, and what the stack under test writes
+// comes back to it.
+type appHost struct {
+	s *stack.Stack
+}
+
+func newAppHost(t *testing.T, dev *tun.Memory, mtu int) *appHost {
+	t.Helper()
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+	})
+	ep := channel.New(1024, uint32(mtu), "")
+	if err := s.CreateNIC(1, ep); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{appAddr4, appAddr6} {
+		proto := ipv4.ProtocolNumber
+		if a.Is6() {
+			proto = ipv6.ProtocolNumber
+		}
+		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddrFromSlice(a.AsSlice()).WithPrefix()}
+		if err := s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: 1},
+		{Destination: header.IPv6EmptySubnet, NIC: 1},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { // app host → TUN
+		defer func() { done <- struct{}{} }()
+		for {
+			pkt := ep.ReadContext(ctx)
+			if pkt == nil {
+				return
+			}
+			b := pkt.ToView().AsSlice()
+			dev.Inject(b)
+			pkt.DecRef()
+		}
+	}()
+	go func() { // TUN → app host
+		defer func() { done <- struct{}{} }()
+		for {
+			select {
+			case b := <-dev.Outbound():
+				proto := ipv4.ProtocolNumber
+				if header.IPVersion(b) == header.IPv6Version {
+					proto = ipv6.ProtocolNumber
+				}
+				pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+				ep.InjectInbound(proto, pkt)
+				pkt.DecRef()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		s.Close()
+		s.Wait()
+	})
+	return &appHost{s: s}
+}
+
+func (h *appHost) dial(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	proto := ipv4.ProtocolNumber
+	if dst.Addr().Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	return gonet.DialContextTCP(ctx, h.s, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(dst.Addr().AsSlice()), Port: dst.Port()}, proto)
+}
+
+// handlerFunc adapts a function to Handler.
+type handlerFunc func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error))
+
+func (f handlerFunc) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	f(ctx, src, dst, accept)
+}
+
+func startStack(t *testing.T, h Handler) (*Stack, *appHost) {
+	t.Helper()
+	const mtu = 1500
+	dev := tun.NewMemory(mtu, 8)
+	app := newAppHost(t, dev, mtu)
+	s, err := New(dev, h, Options{MTU: mtu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, app
+}
+
+func TestEchoThroughStack(t *testing.T) {
+	type seen struct{ src, dst netip.AddrPort }
+	flows := make(chan seen, 4)
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+		flows <- seen{src, dst}
+		c, err := accept()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}))
+	for _, dst := range []netip.AddrPort{
+		netip.MustParseAddrPort("10.1.2.3:25"),
+		netip.MustParseAddrPort("[fd00::5]:993"),
+	} {
+		t.Run(dst.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := app.dial(ctx, dst)
+			if err != nil {
+				t.Fatalf("dial %v: %v", dst, err)
+			}
+			defer c.Close()
+			f := <-flows
+			if f.dst != dst {
+				t.Errorf("handler saw dst %v, want %v", f.dst, dst)
+			}
+			if want := appAddr4; dst.Addr().Is6() {
+				want = appAddr6
+				if f.src.Addr() != want {
+					t.Errorf("handler saw src %v, want %v", f.src, want)
+				}
+			} else if f.src.Addr() != want {
+				t.Errorf("handler saw src %v, want %v", f.src, want)
+			}
+			msg := strings.Repeat("hello through the stack ", 10000)
+			go c.Write([]byte(msg))
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != msg {
+				t.Fatal("echo differs")
+			}
+		})
+	}
+}
+
+func TestRejectedFlowIsRefused(t *testing.T) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+		// Return without accepting: the application must see a RST.
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:25"))
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("dial = %v, want connection refused", err)
+	}
+}
+
+// The handshake must not complete before the handler accepts: the
+// application's connect stays pending while the upstream is being dialled.
+func TestDialBeforeAccept(t *testing.T) {
+	release := make(chan struct{})
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+		<-release
+		c, err := accept()
+		if err == nil {
+			c.Close()
+		}
+	}))
+	dialed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	select {
+	case err := <-dialed:
+		t.Fatalf("connect completed before the handler accepted (err=%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-dialed; err != nil {
+		t.Fatalf("connect after accept: %v", err)
+	}
+}
+
+// UDP to a captured destination gets "port unreachable" at once, which a
+// connected UDP socket reports as "connection refused".
+func TestUDPGetsPortUnreachable(t *testing.T) {
+	_, app := startStack(t, handlerFunc(func(context.Context, netip.AddrPort, netip.AddrPort, func() (net.Conn, error)) {}))
+	for _, dst := range []string{"10.1.2.3", "fd00::5"} {
+		a := netip.MustParseAddr(dst)
+		proto := ipv4.ProtocolNumber
+		if a.Is6() {
+			proto = ipv6.ProtocolNumber
+		}
+		c, err := gonet.DialUDP(app.s, nil, &tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: 53}, proto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// gVisor's UDP endpoint records the ICMP error and returns it from
+		// the next call, but a blocked Read is not woken by it: poll with
+		// writes instead.
+		deadline := time.Now().Add(5 * time.Second)
+		for err == nil && time.Now().Before(deadline) {
+			_, err = c.Write([]byte("query"))
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.Close()
+		if err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("UDP to %s: read = %v, want connection refused", dst, err)
+		}
+	}
+}
+
+func TestCloseEndsFlows(t *testing.T) {
+	started := make(chan struct{})
+	s, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+		c, err := accept()
+		if err != nil {
+			return
+		}
+		close(started)
+		io.Copy(io.Discard, c) // returns when the stack resets the flow
+		c.Close()
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-started
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while a flow was open")
+	}
+}
