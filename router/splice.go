@@ -1,0 +1,78 @@
+package router
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// spliceBufSize is the copy buffer of one direction. Larger reads mean
+// fewer, larger SSH channel writes; buffers return to a pool between flows.
+const spliceBufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, spliceBufSize); return &b }}
+
+type closeWriter interface{ CloseWrite() error }
+type closeReader interface{ CloseRead() error }
+
+// Splice copies a→b and b→a until both directions end, then closes both
+// connections. When one direction's source reaches EOF, the other side's
+// write half is closed (half-close), so protocols that shut down writing and
+// keep reading work. An error in either direction aborts both. It returns
+// the bytes copied each way and the errors, joined.
+func Splice(a, b net.Conn) (aToB, bToA int64, err error) {
+	var wg sync.WaitGroup
+	var errBA error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bToA, errBA = copyHalf(a, b)
+	}()
+	var errAB error
+	aToB, errAB = copyHalf(b, a)
+	wg.Wait()
+	errClose := errors.Join(a.Close(), b.Close())
+	err = errors.Join(errAB, errBA)
+	if err == nil && errClose != nil && !errors.Is(errClose, net.ErrClosed) {
+		err = errClose
+	}
+	return aToB, bToA, err
+}
+
+// copyHalf copies src to dst. On EOF it closes dst's write half and src's
+// read half; on an error it closes both connections, which ends the other
+// direction too.
+func copyHalf(dst, src net.Conn) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	// Hide ReadFrom/WriteTo: they would bypass the pooled buffer with a
+	// small one of their own.
+	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	bufPool.Put(bp)
+	if closedLocally(err) {
+		// The other direction closed a connection that cannot half-close:
+		// that is its normal end, not an error.
+		err = nil
+	}
+	if err != nil {
+		dst.Close()
+		src.Close()
+		return n, err
+	}
+	if cw, ok := dst.(closeWriter); ok {
+		err = cw.CloseWrite()
+	} else {
+		err = dst.Close()
+	}
+	if cr, ok := src.(closeReader); ok {
+		cr.CloseRead()
+	}
+	if closedLocally(err) {
+		err = nil
+	}
+	return n, err
+}
+
+func closedLocally(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}

@@ -1,0 +1,96 @@
+package router
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+
+	"golang.org/x/net/nettest"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	return c, s
+}
+
+// splicedPipe is c1 ⇄ Splice(a, b) ⇄ c2, the shape of every captured flow.
+func splicedPipe(t *testing.T) (c1, c2 net.Conn, stop func(), err error) {
+	c1, a := tcpPair(t)
+	b, c2 := tcpPair(t)
+	done := make(chan struct{})
+	go func() {
+		Splice(a, b)
+		close(done)
+	}()
+	stop = func() {
+		c1.Close()
+		c2.Close()
+		<-done
+	}
+	return c1, c2, stop, nil
+}
+
+func TestSpliceConformance(t *testing.T) {
+	nettest.TestConn(t, func() (net.Conn, net.Conn, func(), error) { return splicedPipe(t) })
+}
+
+// Half-close: c1 finishes writing and keeps reading the answer.
+func TestSpliceHalfClose(t *testing.T) {
+	c1, c2, stop, _ := splicedPipe(t)
+	defer stop()
+	go func() {
+		req, _ := io.ReadAll(c2) // ends when c1's CloseWrite crosses the splice
+		c2.Write(bytes.ToUpper(req))
+		c2.Close()
+	}()
+	c1.Write([]byte("question"))
+	c1.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c1)
+	if err != nil || string(got) != "QUESTION" {
+		t.Fatalf("answer = %q, %v", got, err)
+	}
+}
+
+func TestSpliceCounts(t *testing.T) {
+	c1, a := tcpPair(t)
+	b, c2 := tcpPair(t)
+	type result struct{ ab, ba int64 }
+	res := make(chan result, 1)
+	go func() {
+		ab, ba, _ := Splice(a, b)
+		res <- result{ab, ba}
+	}()
+	go func() {
+		c2.Write(make([]byte, 300))
+		io.Copy(io.Discard, c2)
+		c2.Close()
+	}()
+	c1.Write(make([]byte, 1000))
+	c1.(*net.TCPConn).CloseWrite()
+	io.Copy(io.Discard, c1)
+	c1.Close()
+	r := <-res
+	if r.ab != 1000 || r.ba != 300 {
+		t.Fatalf("counted %d/%d bytes, want 1000/300", r.ab, r.ba)
+	}
+}
