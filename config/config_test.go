@@ -1,0 +1,132 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/shunt-dev/shunt/router"
+)
+
+const example = `profiles:
+  - name: paper
+    host: host1234
+    port: 2222
+    user: alice
+    identity_files: [~/.ssh/id_ed25519]
+    known_hosts: /etc/shunt/known_hosts
+rules:
+  - name: mail
+    destinations: [10.1.0.0/24, 10.1.2.3, "fd00::/64"]
+    ports: [25, 110, 143, "993-995"]
+    action: tunnel
+    profile: paper
+  - action: block
+    ports: [23]
+tun:
+  name: shunt7
+  mtu: 9000
+log:
+  level: debug
+`
+
+func TestParseExample(t *testing.T) {
+	c, err := Parse("shunt.yaml", []byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, _ := os.UserHomeDir()
+	p, ok := c.Profile("paper")
+	if !ok || p.Host != "host1234" || p.Port != 2222 || p.User != "alice" || p.Line != 2 ||
+		p.IdentityFiles[0] != filepath.Join(home, ".ssh/id_ed25519") || p.KnownHosts != "/etc/shunt/known_hosts" {
+		t.Errorf("profile = %+v", p)
+	}
+	want := []router.Rule{
+		{
+			Name: "mail",
+			Destinations: []netip.Prefix{
+				netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("fd00::/64"),
+			},
+			Ports:   []router.PortRange{{Lo: 25, Hi: 25}, {Lo: 110, Hi: 110}, {Lo: 143, Hi: 143}, {Lo: 993, Hi: 995}},
+			Action:  router.Tunnel,
+			Profile: "paper",
+		},
+		{Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
+	}
+	if got := c.RouterRules(); !reflect.DeepEqual(got, want) {
+		t.Errorf("rules =\n%+v\nwant\n%+v", got, want)
+	}
+	if c.TUN.Name != "shunt7" || c.TUN.MTU != 9000 || c.Log.Level != "debug" {
+		t.Errorf("tun/log = %+v %+v", c.TUN, c.Log)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("d.yaml", []byte("profiles:\n  - name: p\n    host: gw\nrules:\n  - action: tunnel\n    profile: p\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, _ := os.UserHomeDir()
+	p := c.Profiles[0]
+	if p.Port != 22 || p.User == "" || p.KnownHosts != filepath.Join(home, ".ssh/known_hosts") {
+		t.Errorf("profile defaults = %+v", p)
+	}
+	if c.TUN.Name != DefaultTUNName || c.TUN.MTU != DefaultMTU || c.Log.Level != "info" {
+		t.Errorf("defaults = %+v %+v", c.TUN, c.Log)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear in the error
+	}{
+		{"unknown key with suggestion", "profiles:\n  - name: p\n    hots: gw\n",
+			[]string{`x.yaml:3: unknown key "hots" in profiles: did you mean "host"?`}},
+		{"unknown top-level key", "rulez: []\n",
+			[]string{`x.yaml:1: unknown key "rulez": did you mean "rules"?`}},
+		{"unrelated key lists known keys", "tun:\n  colour: red\n",
+			[]string{`x.yaml:2: unknown key "colour" in tun: known keys are name, mtu`}},
+		{"bad destination", "rules:\n  - action: block\n    destinations:\n      - 10.1.0.0/33\n",
+			[]string{`x.yaml:4: rule #1: destination "10.1.0.0/33" is not an IP address or network`}},
+		{"host bits", "rules:\n  - action: block\n    destinations: [10.1.0.1/24]\n",
+			[]string{`x.yaml:3: rule #1: destination "10.1.0.1/24" has host bits set: write 10.1.0.0/24`}},
+		{"bad port range", "rules:\n  - action: block\n    ports: [\"995-993\", 0, 70000]\n",
+			[]string{`x.yaml:3: rule #1: port "995-993"`, `port "0"`, `port "70000"`}},
+		{"unknown profile", "profiles:\n  - name: paper\n    host: gw\nrules:\n  - name: mail\n    action: tunnel\n    profile: papr\n",
+			[]string{`x.yaml:5: rule #1 "mail": unknown profile "papr": use one of paper`}},
+		{"tunnel without profile", "rules:\n  - action: tunnel\n",
+			[]string{`x.yaml:2: rule #1 tunnels but names no profile`}},
+		{"bad action", "rules:\n  - action: drop\n",
+			[]string{`x.yaml:2: rule #1: unknown action "drop": use tunnel, direct or block`}},
+		{"missing action", "rules:\n  - ports: [25]\n",
+			[]string{`x.yaml:2: rule #1 has no action`}},
+		{"profile on block", "profiles:\n  - name: p\n    host: gw\nrules:\n  - action: block\n    profile: p\n",
+			[]string{`x.yaml:5: rule #1: profile is only used with action: tunnel`}},
+		{"duplicate profile and no host", "profiles:\n  - name: p\n    host: a\n  - name: p\n",
+			[]string{`x.yaml:4: profile "p" is defined twice`, `x.yaml:4: profile "p" has no host`}},
+		{"wrong type", "profiles:\n  - name: p\n    host: gw\n    port: twenty\n",
+			[]string{`x.yaml:4: cannot unmarshal`}},
+		{"syntax", "rules: [\n", []string{`x.yaml:`}},
+		{"mtu", "tun:\n  mtu: 100\n", []string{`x.yaml:2: tun.mtu 100 is out of range`}},
+		{"level", "log:\n  level: loud\n", []string{`x.yaml:2: log.level "loud" is not a level`}},
+		{"empty", "", []string{`x.yaml: the file is empty`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error:\n%v\nwant it to contain:\n%s", err, w)
+				}
+			}
+		})
+	}
+}
