@@ -1,0 +1,436 @@
+// Package e2e runs shunt as users do: as root, in network namespaces, with
+// Debian's OpenSSH sshd as the gateway and real clients (socat, curl).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var shuntBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shunt-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shuntBin = filepath.Join(dir, "shunt")
+	build := exec.Command("go", "build", "-race", "-o", shuntBin, "../cmd/shunt")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build shunt:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// shunt is a running `shunt up`.
+type shunt struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan error
+}
+
+func startShunt(t *testing.T, topo *topology, config string) *shunt {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "shunt.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &shunt{log: &syncBuffer{}, done: make(chan error, 1)}
+	s.cmd = topo.client.command(shuntBin, "up", "--config", path)
+	s.cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=") // never a developer's agent
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("shunt log:\n%s", s.log)
+		}
+	})
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(s.log.String(), "shunt is up") {
+		select {
+		case err := <-s.done:
+			t.Fatalf("shunt exited before it was up: %v\n%s", err, s.log)
+		case <-deadline:
+			t.Fatalf("shunt not up after 20 s:\n%s", s.log)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return s
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *shunt) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("shunt exited with %v after SIGTERM:\n%s", err, s.log)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("shunt did not stop within 20 s of SIGTERM:\n%s", s.log)
+	}
+}
+
+// kill ends shunt as a crash would: nothing gets cleaned up.
+func (s *shunt) kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+func shuntConfig(topo *topology, sd *sshd, knownHosts, rules string) string {
+	return fmt.Sprintf(`profiles:
+  - name: gw
+    host: %s
+    user: root
+    identity_files: [%s]
+    known_hosts: %s
+rules:
+%s
+tun:
+  name: %s
+log:
+  level: debug
+`, gatewayAddr, sd.clientKey, knownHosts, rules, topo.tunName())
+}
+
+func (topo *topology) tunName() string { return "sh" + topo.id + "t" }
+
+const internalRules = `  - name: no-telnet
+    destinations: [172.31.2.0/24]
+    ports: [9099]
+    action: block
+  - name: internal
+    destinations: [172.31.2.0/24, "fd31:2::/64"]
+    action: tunnel
+    profile: gw`
+
+// services runs on the internal host.
+type services struct {
+	download     []byte
+	downloadSum  [32]byte
+	uploads      chan [32]byte
+	witnessConns atomic.Int32 // connections to the witness port
+}
+
+const (
+	portUpload   = 9001
+	portDownload = 9002
+	portEcho     = 9003
+	portWitness  = 9004
+	portBlocked  = 9099
+	portNothing  = 9998
+)
+
+func startServices(t *testing.T, host *ns) *services {
+	t.Helper()
+	s := &services{uploads: make(chan [32]byte, 4)}
+	s.download = make([]byte, 64<<20)
+	rng := rand.NewChaCha8([32]byte{1})
+	rng.Read(s.download)
+	s.downloadSum = sha256.Sum256(s.download)
+
+	serve := func(port int, h func(net.Conn)) {
+		ln := host.listen(t, fmt.Sprintf("[::]:%d", port))
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); h(c) }()
+			}
+		}()
+	}
+	serve(portUpload, func(c net.Conn) {
+		h := sha256.New()
+		io.Copy(h, c)
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		s.uploads <- sum
+	})
+	serve(portEcho, func(c net.Conn) { io.Copy(c, c) })
+	serve(portWitness, func(c net.Conn) { s.witnessConns.Add(1) })
+	ln := host.listen(t, fmt.Sprintf("[::]:%d", portDownload))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(s.download)))
+		w.Write(s.download)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+func sha256File(t *testing.T, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	io.Copy(h, f)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+func TestEndToEnd(t *testing.T) {
+	prerequisites(t, "socat", "curl")
+	topo := newTopology(t)
+	// The client's ordinary way out is the gateway, which does not forward:
+	// the internal network is unreachable without the tunnel.
+	topo.client.exec(t, "ip", "route", "add", "default", "via", gatewayAddr)
+	topo.client.exec(t, "ip", "-6", "route", "add", "default", "via", gateway6)
+	sd := startSSHD(t, topo.gateway)
+	svc := startServices(t, topo.internal)
+	internal := func(port int) string { return net.JoinHostPort(internalAddr, fmt.Sprint(port)) }
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	if c, err := topo.client.dial(ctx, internal(portEcho)); err == nil {
+		c.Close()
+		t.Fatal("the client reaches the internal host without shunt: the topology is wrong")
+	}
+	cancel()
+
+	sh := startShunt(t, topo, shuntConfig(topo, sd, sd.knownHosts, internalRules))
+
+	t.Run("upload 64 MiB with socat", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "up.bin")
+		data := make([]byte, 64<<20)
+		rand.NewChaCha8([32]byte{2}).Read(data)
+		os.WriteFile(file, data, 0o600)
+		want := sha256.Sum256(data)
+		topo.client.exec(t, "socat", "-u", "FILE:"+file, "TCP:"+internal(portUpload))
+		select {
+		case got := <-svc.uploads:
+			if got != want {
+				t.Fatalf("internal host received sha256 %x, sent %x", got, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("upload never completed at the internal host")
+		}
+	})
+
+	t.Run("download 64 MiB with curl", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "down.bin")
+		topo.client.exec(t, "curl", "-sS", "--fail", "--max-time", "60", "-o", file, "http://"+internal(portDownload)+"/blob")
+		if got := sha256File(t, file); got != svc.downloadSum {
+			t.Fatalf("downloaded sha256 %x, served %x", got, svc.downloadSum)
+		}
+	})
+
+	t.Run("IPv6 through the tunnel", func(t *testing.T) {
+		echoCheck(t, topo.client, net.JoinHostPort(internal6, fmt.Sprint(portEcho)), []byte("over IPv6"))
+	})
+
+	t.Run("200 concurrent flows", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for i := range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				payload := bytes.Repeat([]byte(fmt.Sprintf("flow %03d|", i)), 4000)
+				if err := echo(topo.client, internal(portEcho), payload); err != nil {
+					errs <- fmt.Errorf("flow %d: %w", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		n := 0
+		for err := range errs {
+			if n++; n <= 5 {
+				t.Error(err)
+			}
+		}
+		if n > 0 {
+			t.Fatalf("%d of 200 flows failed", n)
+		}
+	})
+
+	t.Run("block rule refuses at once", func(t *testing.T) {
+		best := time.Hour
+		for range 5 {
+			start := time.Now()
+			_, err := topo.client.dial(context.Background(), internal(portBlocked))
+			took := time.Since(start)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("dial to a blocked port: %v, want connection refused", err)
+			}
+			best = min(best, took)
+		}
+		t.Logf("refused in %v (best of 5)", best)
+		if best > 100*time.Millisecond {
+			t.Fatalf("block took %v, want under 100 ms", best)
+		}
+	})
+
+	t.Run("no listener behind the gateway is a refused connection", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := topo.client.dial(ctx, internal(portNothing))
+		if err == nil {
+			c.Close()
+			t.Fatal("connect succeeded: the application sees connect-then-close, want RST")
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial: %v, want connection refused", err)
+		}
+		waitFor(t, "shunt to log the refusal", func() bool {
+			return strings.Contains(sh.log.String(), "could not connect to "+internal(portNothing))
+		})
+	})
+
+	t.Run("only captured destinations are routed to the TUN", func(t *testing.T) {
+		if out := topo.client.exec(t, "ip", "route", "get", internalAddr); !strings.Contains(out, "dev "+topo.tunName()) {
+			t.Errorf("captured %s is not routed to the TUN: %s", internalAddr, out)
+		}
+		if out := topo.client.exec(t, "ip", "-6", "route", "get", internal6); !strings.Contains(out, "dev "+topo.tunName()) {
+			t.Errorf("captured %s is not routed to the TUN: %s", internal6, out)
+		}
+		for _, dst := range []string{"172.31.9.9", gatewayAddr, "192.0.2.1"} {
+			if out := topo.client.exec(t, "ip", "route", "get", dst); strings.Contains(out, topo.tunName()) {
+				t.Errorf("%s matches no rule but is routed to the TUN: %s", dst, out)
+			}
+		}
+	})
+
+	t.Run("SIGTERM removes TUN, routes and rules", func(t *testing.T) {
+		sh.stop(t)
+		assertClean(t, topo)
+	})
+
+	t.Run("unknown host key refuses and sends nothing", func(t *testing.T) {
+		empty := filepath.Join(t.TempDir(), "known_hosts")
+		os.WriteFile(empty, nil, 0o600)
+		loginsBefore := strings.Count(sd.log.String(), "Accepted publickey")
+		sh := startShunt(t, topo, shuntConfig(topo, sd, empty, internalRules))
+		defer sh.stop(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := topo.client.dial(ctx, internal(portWitness))
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial with an unknown host key: %v, want connection refused", err)
+		}
+		waitFor(t, "the host key error in the log", func() bool {
+			l := sh.log.String()
+			return strings.Contains(l, "host key of "+gatewayAddr+":22 is unknown") && strings.Contains(l, sd.fingerprint)
+		})
+		if n := svc.witnessConns.Load(); n != 0 {
+			t.Fatalf("the internal host got %d connections", n)
+		}
+		if strings.Count(sd.log.String(), "Accepted publickey") != loginsBefore {
+			t.Fatalf("shunt logged in to a server whose key it does not know:\n%s", sd.log)
+		}
+	})
+
+	t.Run("capturing 0.0.0.0/0 with the gateway inside it", func(t *testing.T) {
+		rules := `  - name: all
+    destinations: [0.0.0.0/0]
+    action: tunnel
+    profile: gw`
+		sh := startShunt(t, topo, shuntConfig(topo, sd, sd.knownHosts, rules))
+		if out := topo.client.exec(t, "ip", "route", "get", gatewayAddr); !strings.Contains(out, topo.tunName()) {
+			t.Fatalf("the gateway is not captured: %s", out)
+		}
+		echoCheck(t, topo.client, internal(portEcho), bytes.Repeat([]byte("no loop "), 1<<17))
+		sh.stop(t)
+		assertClean(t, topo)
+	})
+
+	t.Run("leftovers of a crash are cleared at the next start", func(t *testing.T) {
+		sh := startShunt(t, topo, shuntConfig(topo, sd, sd.knownHosts, internalRules))
+		sh.kill()
+		if out := topo.client.exec(t, "ip", "rule"); !strings.Contains(out, "lookup 21352") {
+			t.Fatalf("expected a leftover policy rule after the crash:\n%s", out)
+		}
+		sh = startShunt(t, topo, shuntConfig(topo, sd, sd.knownHosts, internalRules))
+		if !strings.Contains(sh.log.String(), "left behind by an earlier run") {
+			t.Errorf("shunt did not report the leftovers it removed")
+		}
+		if n := strings.Count(topo.client.exec(t, "ip", "rule"), "lookup 21352"); n != 1 {
+			t.Errorf("%d policy rules for shunt's table, want 1", n)
+		}
+		echoCheck(t, topo.client, internal(portEcho), []byte("after crash"))
+		sh.stop(t)
+		assertClean(t, topo)
+	})
+}
+
+// echo sends payload, half-closes, and checks the echo.
+func echo(client *ns, addr string, payload []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	go func() {
+		c.Write(payload)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, payload) {
+		return fmt.Errorf("echo of %d bytes came back as %d different bytes", len(payload), len(got))
+	}
+	return nil
+}
+
+func echoCheck(t *testing.T, client *ns, addr string, payload []byte) {
+	t.Helper()
+	if err := echo(client, addr, payload); err != nil {
+		t.Fatalf("echo via %s: %v", addr, err)
+	}
+}
+
+// assertClean checks that no trace of shunt is left in the client.
+func assertClean(t *testing.T, topo *topology) {
+	t.Helper()
+	if err := topo.client.command("ip", "link", "show", topo.tunName()).Run(); err == nil {
+		t.Errorf("TUN device %s still exists", topo.tunName())
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		if out := topo.client.exec(t, "ip", fam, "rule"); strings.Contains(out, "21352") {
+			t.Errorf("policy rule left (%s):\n%s", fam, out)
+		}
+		out, _ := topo.client.command("ip", fam, "route", "show", "table", "21352").CombinedOutput()
+		if strings.TrimSpace(string(out)) != "" && !strings.Contains(string(out), "does not exist") {
+			t.Errorf("routes left in table 21352 (%s):\n%s", fam, out)
+		}
+	}
+}

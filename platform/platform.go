@@ -1,0 +1,69 @@
+// Package platform changes the host's networking for shunt: it points the
+// captured destinations at the TUN device, keeps shunt's own connections
+// out of the capture, and undoes both on exit (and after a crash, at the
+// next start). Each operating system has its own file.
+package platform
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Config is what shunt asks of the host.
+type Config struct {
+	// TUN is the name of the capture device; it must exist already.
+	TUN string
+	// Routes are the destinations to capture.
+	Routes []netip.Prefix
+	// Mark is the firewall mark of shunt's own sockets (SSH connections,
+	// direct flows): marked packets never enter the capture.
+	Mark uint32
+	// Table is the routing table that holds the capture routes.
+	Table int
+	// Priority is the priority of the policy rules that select Table.
+	Priority int
+}
+
+// Defaults keep shunt's routing state recognisable: "Sh" in hex.
+const (
+	DefaultMark     = 0x5368
+	DefaultTable    = 0x5368
+	DefaultPriority = 5368
+)
+
+// DefaultConfig returns the config for device tun capturing routes.
+func DefaultConfig(tun string, routes []netip.Prefix) Config {
+	return Config{TUN: tun, Routes: routes, Mark: DefaultMark, Table: DefaultTable, Priority: DefaultPriority}
+}
+
+// TUNAddrs are the addresses given to the TUN device. The kernel uses them
+// as the source of captured connections; nothing else ever sees them. They
+// come from ranges reserved for benchmarking (RFC 2544) and unique-local
+// use, as single addresses, so they add no route of their own.
+func TUNAddrs() []netip.Prefix {
+	return []netip.Prefix{
+		netip.MustParsePrefix("198.18.0.1/32"),
+		netip.MustParsePrefix("fd53:6875:6e74::1/128"), // "Shunt"
+	}
+}
+
+// ErrNotSupported is returned where capture is not implemented yet.
+var ErrNotSupported = errors.New("transparent capture is not supported on this operating system yet (Linux only for now)")
+
+// BypassDialer returns a dialer whose connections, and DNS look-ups, leave
+// through the host's normal routes even where a captured range covers
+// their destination.
+func BypassDialer(mark uint32) *net.Dialer {
+	ctrl := markControl(mark)
+	d := &net.Dialer{Control: ctrl, Timeout: 30 * time.Second}
+	d.Resolver = &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return (&net.Dialer{Control: ctrl}).DialContext(ctx, network, address)
+		},
+	}
+	return d
+}

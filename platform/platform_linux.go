@@ -1,0 +1,192 @@
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Linux capture: the routes live in their own table, selected by one policy
+// rule per address family:
+//
+//	ip rule add priority P not fwmark M lookup T
+//	ip route add DEST dev TUN table T
+//
+// shunt's own sockets carry mark M (SO_MARK), skip the rule and follow the
+// main table, so capturing 0.0.0.0/0 cannot loop the SSH connection back
+// into the TUN. Local addresses are still delivered: the local table's rule
+// (priority 0) comes first.
+
+// Network is the host state shunt installed.
+type Network struct {
+	cfg   Config
+	h     *netlink.Handle
+	log   logrus.FieldLogger
+	rules []*netlink.Rule
+}
+
+func markControl(mark uint32) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		})
+		if err == nil && serr != nil {
+			err = fmt.Errorf("set SO_MARK (needs CAP_NET_ADMIN): %w", serr)
+		}
+		return err
+	}
+}
+
+// Prepare runs before the TUN is created. It refuses to start when the
+// device already exists (another shunt runs with the same name), and
+// removes what a crashed run left behind: policy rules that select the
+// table, and the table's routes.
+func Prepare(cfg Config, log logrus.FieldLogger) error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	if _, err := h.LinkByName(cfg.TUN); err == nil {
+		return fmt.Errorf("network device %q exists already: is another shunt running? Stop it, or set tun.name to another name", cfg.TUN)
+	}
+	n, err := clearTable(h, cfg)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.WithField("removed", n).Warn("removed routing rules and routes left behind by an earlier run that did not stop cleanly")
+	}
+	return nil
+}
+
+// clearTable deletes every rule selecting cfg.Table and every route in it.
+func clearTable(h *netlink.Handle, cfg Config) (int, error) {
+	removed := 0
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rules, err := h.RuleList(fam)
+		if err != nil {
+			if fam == netlink.FAMILY_V6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				continue
+			}
+			return removed, fmt.Errorf("list policy rules: %w", err)
+		}
+		for i := range rules {
+			if rules[i].Table == cfg.Table {
+				if err := h.RuleDel(&rules[i]); err != nil {
+					return removed, fmt.Errorf("remove stale policy rule %v: %w", rules[i], err)
+				}
+				removed++
+			}
+		}
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return removed, fmt.Errorf("list routes of table %d: %w", cfg.Table, err)
+		}
+		for i := range routes {
+			if err := h.RouteDel(&routes[i]); err != nil && !errors.Is(err, unix.ESRCH) {
+				return removed, fmt.Errorf("remove stale route %v: %w", routes[i].Dst, err)
+			}
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// Setup gives the TUN its addresses, brings it up, and installs the routes
+// and policy rules. On error it undoes what it did.
+func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	n := &Network{cfg: cfg, h: h, log: log}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	link, err := h.LinkByName(cfg.TUN)
+	if err != nil {
+		return nil, fmt.Errorf("find TUN device %q: %w", cfg.TUN, err)
+	}
+	have6 := false
+	for _, p := range TUNAddrs() {
+		addr := &netlink.Addr{IPNet: ipNet(p)}
+		if p.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD // usable at once
+		}
+		if err := h.AddrAdd(link, addr); err != nil {
+			if p.Addr().Is6() {
+				log.WithError(err).Warn("IPv6 is unavailable on the TUN device; IPv6 destinations are not captured")
+				continue
+			}
+			return nil, fmt.Errorf("address %v on %s: %w", p, cfg.TUN, err)
+		}
+		have6 = have6 || p.Addr().Is6()
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("bring %s up: %w", cfg.TUN, err)
+	}
+	fams := map[int]bool{}
+	for _, p := range cfg.Routes {
+		fam := netlink.FAMILY_V4
+		if p.Addr().Is6() {
+			if !have6 {
+				continue
+			}
+			fam = netlink.FAMILY_V6
+		}
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Table: cfg.Table, Scope: netlink.SCOPE_LINK}
+		if err := h.RouteAdd(r); err != nil {
+			return nil, fmt.Errorf("route %v to %s (table %d): %w", p, cfg.TUN, cfg.Table, err)
+		}
+		fams[fam] = true
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if !fams[fam] {
+			continue
+		}
+		rule := netlink.NewRule()
+		rule.Family = fam
+		rule.Priority = cfg.Priority
+		rule.Table = cfg.Table
+		rule.Mark = cfg.Mark
+		mask := uint32(0xffffffff)
+		rule.Mask = &mask
+		rule.Invert = true
+		if err := h.RuleAdd(rule); err != nil {
+			return nil, fmt.Errorf("policy rule (priority %d, table %d): %w", cfg.Priority, cfg.Table, err)
+		}
+		n.rules = append(n.rules, rule)
+	}
+	return n, nil
+}
+
+// Close removes the policy rules, then the routes. The TUN device itself
+// goes when its file is closed.
+func (n *Network) Close() error {
+	var errs []error
+	for _, r := range n.rules {
+		if err := n.h.RuleDel(r); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove policy rule: %w", err))
+		}
+	}
+	n.rules = nil
+	if _, err := clearTable(n.h, n.cfg); err != nil {
+		errs = append(errs, err)
+	}
+	n.h.Close()
+	return errors.Join(errs...)
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

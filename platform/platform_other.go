@@ -1,0 +1,23 @@
+//go:build !linux
+
+package platform
+
+import (
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Network is the host state shunt installed.
+type Network struct{}
+
+func markControl(uint32) func(network, address string, c syscall.RawConn) error { return nil }
+
+// Prepare is not supported on this system yet.
+func Prepare(Config, logrus.FieldLogger) error { return ErrNotSupported }
+
+// Setup is not supported on this system yet.
+func Setup(Config, logrus.FieldLogger) (*Network, error) { return nil, ErrNotSupported }
+
+// Close does nothing.
+func (*Network) Close() error { return nil }
