@@ -228,15 +228,17 @@ func Parse(path string, data []byte) (*Config, error) {
 	checkKeys(&root, reflect.TypeFor[Config](), "", func(line int, msg string) {
 		errs = append(errs, errorAt(line, "%s", msg))
 	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
+	// Unknown keys do not stop decoding (they are skipped), so one run
+	// reports them together with every other problem.
 	c := &Config{Path: path}
 	if err := root.Decode(c); err != nil {
-		return nil, yamlError(path, err)
+		return nil, errors.Join(append(errs, yamlError(path, err))...)
 	}
 	if err := c.validate(); err != nil {
-		return nil, err
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return c, nil
 }

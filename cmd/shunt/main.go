@@ -141,7 +141,7 @@ func cmdUp(args []string, stderr io.Writer) int {
 	}
 	log := logrus.New()
 	log.Out = stderr
-	log.Formatter = &logrus.TextFormatter{FullTimestamp: true}
+	log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00"}
 	log.Level, _ = logrus.ParseLevel(cfg.Log.Level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -179,6 +179,7 @@ func up(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 		if err := network.Close(); err != nil {
 			log.WithError(err).Error("removing routes")
 		}
+		log.Debug("routes and policy rules removed")
 	}()
 
 	bypass := platform.BypassDialer(pcfg.Mark)
@@ -198,7 +199,10 @@ func up(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 		dev.Close()
 		return err
 	}
-	defer stack.Close()
+	defer func() {
+		stack.Close()
+		log.Debug("network stack and TUN device closed")
+	}()
 	log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C or SIGTERM stops it")
 
 	select {
