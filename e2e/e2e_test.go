@@ -355,7 +355,22 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("capturing 0.0.0.0/0 with the gateway inside it", func(t *testing.T) {
-		rules := `  - name: all
+		// A service on the gateway itself, for the direct rule.
+		gwEcho := topo.gateway.listen(t, net.JoinHostPort(gatewayAddr, "7000"))
+		go func() {
+			for {
+				c, err := gwEcho.Accept()
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(c, c); c.Close() }()
+			}
+		}()
+		rules := `  - name: gateway-service
+    destinations: [172.31.1.1]
+    ports: [7000]
+    action: direct
+  - name: all
     destinations: [0.0.0.0/0]
     action: tunnel
     profile: gw`
@@ -364,6 +379,12 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("the gateway is not captured: %s", out)
 		}
 		echoCheck(t, topo.client, internal(portEcho), bytes.Repeat([]byte("no loop "), 1<<17))
+		// A direct flow inside the captured range leaves by the normal
+		// route; if it re-entered the TUN it would loop and never connect.
+		echoCheck(t, topo.client, net.JoinHostPort(gatewayAddr, "7000"), []byte("direct inside the capture"))
+		waitFor(t, "the direct flow in the log", func() bool {
+			return strings.Contains(sh.log.String(), `msg="flow open" action=direct dst="172.31.1.1:7000"`)
+		})
 		sh.stop(t)
 		assertClean(t, topo)
 	})

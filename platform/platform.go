@@ -67,3 +67,7 @@ func BypassDialer(mark uint32) *net.Dialer {
 	}
 	return d
 }
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

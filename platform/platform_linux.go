@@ -3,8 +3,6 @@ package platform
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -185,8 +183,4 @@ func (n *Network) Close() error {
 	}
 	n.h.Close()
 	return errors.Join(errs...)
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

@@ -248,3 +248,10 @@ func brokerProfiles(cfg *config.Config) []broker.Profile {
 	}
 	return out
 }
+
+// The pieces fit: the router handles the stack's flows and the broker
+// opens the router's tunnels.
+var (
+	_ netstack.Handler = (*router.Router)(nil)
+	_ router.Tunnels   = (*broker.Broker)(nil)
+)

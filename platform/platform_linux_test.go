@@ -1,0 +1,181 @@
+package platform
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/shunt-dev/shunt/tun"
+)
+
+// inNewNetns runs f on a thread in a new, empty network namespace, so the
+// test changes nothing on the host. It needs root; under SHUNT_E2E_REQUIRED
+// its absence fails the test instead of skipping it.
+func inNewNetns(t *testing.T, f func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		msg := "platform test needs root to make a network namespace and a TUN device"
+		if os.Getenv("SHUNT_E2E_REQUIRED") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The thread stays locked and dies with the goroutine: it never
+		// returns to the pool in the test namespace.
+		runtime.LockOSThread()
+		ns, err := netns.New()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer ns.Close()
+		lo, _ := netlink.LinkByName("lo")
+		netlink.LinkSetUp(lo)
+		f()
+	}()
+	<-done
+}
+
+func quiet() logrus.FieldLogger {
+	l := logrus.New()
+	l.Out = io.Discard
+	return l
+}
+
+func TestSetupAndClose(t *testing.T) {
+	inNewNetns(t, func() {
+		cfg := DefaultConfig("shtest0", []netip.Prefix{
+			netip.MustParsePrefix("10.1.0.0/24"),
+			netip.MustParsePrefix("0.0.0.0/0"),
+			netip.MustParsePrefix("fd00::/64"),
+		})
+		if err := Prepare(cfg, quiet()); err != nil {
+			t.Fatal(err)
+		}
+		dev, err := tun.Open(cfg.TUN, 65520)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dev.Close()
+		if err := Prepare(cfg, quiet()); err == nil || !strings.Contains(err.Error(), "is another shunt running?") {
+			t.Errorf("Prepare with the device present: %v", err)
+		}
+		n, err := Setup(cfg, quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		link, _ := netlink.LinkByName(cfg.TUN)
+		if link.Attrs().MTU != 65520 || link.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("link %+v: want up with MTU 65520", link.Attrs())
+		}
+		routes, _ := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		var dsts []string
+		for _, r := range routes {
+			if r.LinkIndex != link.Attrs().Index {
+				t.Errorf("route %v is not on the TUN", r.Dst)
+			}
+			dsts = append(dsts, r.Dst.String())
+		}
+		if got := strings.Join(dsts, " "); !strings.Contains(got, "10.1.0.0/24") || !strings.Contains(got, "fd00::/64") || len(dsts) != 3 {
+			t.Errorf("routes in table %d: %v", cfg.Table, dsts)
+		}
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			rules, _ := netlink.RuleList(fam)
+			found := 0
+			for _, r := range rules {
+				if r.Table == cfg.Table {
+					found++
+					if !r.Invert || r.Mark != cfg.Mark || r.Priority != cfg.Priority {
+						t.Errorf("rule %+v: want priority %d not fwmark %#x", r, cfg.Priority, cfg.Mark)
+					}
+				}
+			}
+			if found != 1 {
+				t.Errorf("family %d: %d rules select table %d, want 1", fam, found, cfg.Table)
+			}
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		assertNoTrace(t, cfg)
+	})
+}
+
+func TestPrepareRemovesLeftovers(t *testing.T) {
+	inNewNetns(t, func() {
+		cfg := DefaultConfig("shtest1", []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")})
+		dev, err := tun.Open(cfg.TUN, 1500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Setup(cfg, quiet()); err != nil {
+			t.Fatal(err)
+		}
+		dev.Close() // a crash: the device goes, the policy rule stays
+		rules, _ := netlink.RuleList(netlink.FAMILY_V4)
+		left := 0
+		for _, r := range rules {
+			if r.Table == cfg.Table {
+				left++
+			}
+		}
+		if left != 1 {
+			t.Fatalf("%d rules left after the crash, want 1 (the test is wrong)", left)
+		}
+		if err := Prepare(cfg, quiet()); err != nil {
+			t.Fatal(err)
+		}
+		assertNoTrace(t, cfg)
+	})
+}
+
+func assertNoTrace(t *testing.T, cfg Config) {
+	t.Helper()
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rules, _ := netlink.RuleList(fam)
+		for _, r := range rules {
+			if r.Table == cfg.Table {
+				t.Errorf("rule left: %+v", r)
+			}
+		}
+	}
+	routes, _ := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+	for _, r := range routes {
+		t.Errorf("route left: %v", r.Dst)
+	}
+}
+
+// Marked sockets ignore the capture: with 0.0.0.0/0 routed to the TUN, a
+// bypass dial to a local listener on another address still gets through
+// the main table.
+func TestBypassDialerSetsMark(t *testing.T) {
+	inNewNetns(t, func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := BypassDialer(DefaultMark).Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		raw, _ := c.(*net.TCPConn).SyscallConn()
+		var mark int
+		raw.Control(func(fd uintptr) { mark, _ = getsockoptMark(int(fd)) })
+		if mark != DefaultMark {
+			t.Fatalf("SO_MARK = %#x, want %#x", mark, DefaultMark)
+		}
+	})
+}
