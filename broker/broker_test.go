@@ -69,7 +69,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.profile = Profile{
-		Name: "gw", Host: "127.0.0.1", Port: srv.Port(), User: "alice",
+		Name: "gw", Hosts: []string{"127.0.0.1"}, Port: srv.Port(), User: "alice",
 		IdentityFiles: []string{idFile}, KnownHosts: []string{kh},
 	}
 	return f

@@ -16,10 +16,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/router"
 )
 
@@ -39,10 +41,11 @@ const (
 
 // Config is one configuration file.
 type Config struct {
-	Profiles []Profile `yaml:"profiles"`
-	Rules    []Rule    `yaml:"rules"`
-	TUN      TUN       `yaml:"tun"`
-	Log      Log       `yaml:"log"`
+	Profiles   []Profile   `yaml:"profiles"`
+	ProxyRules []ProxyRule `yaml:"proxy_rules"`
+	Rules      []Rule      `yaml:"rules"`
+	TUN        TUN         `yaml:"tun"`
+	Log        Log         `yaml:"log"`
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
@@ -50,14 +53,86 @@ type Config struct {
 
 // Profile is an SSH connection profile.
 type Profile struct {
-	Name          string   `yaml:"name"`
-	Host          string   `yaml:"host"`
-	Port          int      `yaml:"port"`
-	User          string   `yaml:"user"`
-	IdentityFiles []string `yaml:"identity_files"`
-	KnownHosts    string   `yaml:"known_hosts"`
+	Name              string     `yaml:"name"`
+	Host              StringList `yaml:"host"`
+	Port              int        `yaml:"port"`
+	User              string     `yaml:"user"`
+	IdentityFiles     []string   `yaml:"identity_files"`
+	IdentitiesOnly    bool       `yaml:"identities_only"`
+	CertificateFiles  []string   `yaml:"certificate_files"`
+	KnownHosts        StringList `yaml:"known_hosts"`
+	HostKeyPolicy     string     `yaml:"host_key_policy"`
+	AuthMethods       []string   `yaml:"auth_methods"`
+	SSHConfig         string     `yaml:"ssh_config"`
+	Proxy             string     `yaml:"proxy"`
+	Jump              string     `yaml:"jump"`
+	ConnectOnStart    bool       `yaml:"connect_on_start"`
+	Connections       int        `yaml:"connections"`
+	KeepaliveInterval Duration   `yaml:"keepalive_interval"`
+	KeepaliveCount    int        `yaml:"keepalive_count"`
+	IdleTimeout       Duration   `yaml:"idle_timeout"`
+	Ciphers           []string   `yaml:"ciphers"`
 
 	Line int `yaml:"-"`
+}
+
+// ProxyRule chooses how SSH servers are reached (Tectia's proxy rules).
+type ProxyRule struct {
+	// Destinations are SSH server patterns: host names with * and ?
+	// wildcards, addresses, or networks. Omitted means any server.
+	Destinations []string `yaml:"destinations"`
+	// Proxy is a socks4://, socks4a://, socks5:// or http:// URL, or
+	// "direct".
+	Proxy string `yaml:"proxy"`
+
+	Line int `yaml:"-"`
+}
+
+// UnmarshalYAML records the line of the rule.
+func (r *ProxyRule) UnmarshalYAML(n *yaml.Node) error {
+	type plain ProxyRule
+	r.Line = n.Line
+	return n.Decode((*plain)(r))
+}
+
+// StringList is one string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = StringList{n.Value}
+		return nil
+	}
+	var s []string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	*l = s
+	return nil
+}
+
+// Duration is a Go duration ("15s", "10m"), or "never" (negative).
+type Duration struct {
+	D   time.Duration
+	Set bool
+	scalar
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	d.scalar = scalar{Raw: n.Value, Line: n.Line}
+	d.Set = true
+	if n.Value == "never" {
+		d.D = -1
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		d.err = fmt.Errorf("%q is not a duration: write e.g. 15s, 10m or 1h", n.Value)
+	}
+	d.D = v
+	return nil
 }
 
 // Rule is a filter rule.
@@ -385,8 +460,16 @@ func (c *Config) validate() error {
 			profiles[p.Name] = true
 			names = append(names, p.Name)
 		}
-		if p.Host == "" {
-			errorAt(p.Line, "profile %q has no host: add host: with the SSH server's name or address", p.Name)
+	}
+	for i := range c.Profiles {
+		p := &c.Profiles[i]
+		if p.SSHConfig != "" {
+			if err := c.applySSHConfig(p); err != nil {
+				errorAt(p.Line, "profile %q: %v", p.Name, err)
+			}
+		}
+		if len(p.Host) == 0 {
+			errorAt(p.Line, "profile %q has no host: add host: with the SSH server's name or address (or a list, tried in order)", p.Name)
 		}
 		if p.Port == 0 {
 			p.Port = DefaultSSHPort
@@ -402,10 +485,61 @@ func (c *Config) validate() error {
 		for j, f := range p.IdentityFiles {
 			p.IdentityFiles[j] = expandHome(f)
 		}
-		if p.KnownHosts == "" {
-			p.KnownHosts = "~/.ssh/known_hosts"
+		for j, f := range p.CertificateFiles {
+			p.CertificateFiles[j] = expandHome(f)
 		}
-		p.KnownHosts = expandHome(p.KnownHosts)
+		if len(p.KnownHosts) == 0 {
+			p.KnownHosts = StringList{"~/.ssh/known_hosts"}
+		}
+		for j, f := range p.KnownHosts {
+			p.KnownHosts[j] = expandHome(f)
+		}
+		if _, err := broker.ParseHostKeyPolicy(p.HostKeyPolicy); err != nil {
+			errorAt(p.Line, "profile %q: %v", p.Name, err)
+		}
+		for _, m := range p.AuthMethods {
+			switch m {
+			case broker.AuthPublicKey, broker.AuthKeyboardInteractive, broker.AuthPassword:
+			default:
+				errorAt(p.Line, "profile %q: unknown auth method %q: use publickey, keyboard-interactive or password", p.Name, m)
+			}
+		}
+		if p.Proxy != "" && p.Jump != "" {
+			errorAt(p.Line, "profile %q has both proxy and jump: the jump profile reaches the server; set the proxy on that profile instead", p.Name)
+		}
+		if p.Proxy != "" {
+			if _, err := broker.ParseProxy(p.Proxy); err != nil {
+				errorAt(p.Line, "profile %q: %v", p.Name, err)
+			}
+		}
+		if p.Jump != "" && !profiles[p.Jump] {
+			errorAt(p.Line, "profile %q jumps through unknown profile %q: use one of %s", p.Name, p.Jump, listOr(names))
+		}
+		if p.Connections < 0 || p.Connections > 64 {
+			errorAt(p.Line, "profile %q: connections %d is out of range 1-64", p.Name, p.Connections)
+		}
+		if p.KeepaliveCount < 0 {
+			errorAt(p.Line, "profile %q: keepalive_count must be positive", p.Name)
+		}
+		for _, d := range []Duration{p.KeepaliveInterval, p.IdleTimeout} {
+			if d.err != nil {
+				errorAt(d.Line, "profile %q: %v", p.Name, d.err)
+			}
+		}
+		if p.KeepaliveInterval.D < 0 {
+			errorAt(p.KeepaliveInterval.Line, "profile %q: keepalive_interval cannot be never", p.Name)
+		}
+	}
+	c.checkJumpLoops(errorAt)
+	for i := range c.ProxyRules {
+		r := &c.ProxyRules[i]
+		if r.Proxy == "" {
+			errorAt(r.Line, "proxy rule #%d has no proxy: write a socks4://, socks4a://, socks5:// or http:// URL, or direct", i+1)
+		} else if r.Proxy != "direct" {
+			if _, err := broker.ParseProxy(r.Proxy); err != nil {
+				errorAt(r.Line, "proxy rule #%d: %v", i+1, err)
+			}
+		}
 	}
 
 	for i := range c.Rules {
@@ -482,4 +616,24 @@ func (c *Config) Profile(name string) (Profile, bool) {
 		return Profile{}, false
 	}
 	return c.Profiles[i], true
+}
+
+// checkJumpLoops reports profiles that jump through each other in a loop.
+func (c *Config) checkJumpLoops(errorAt func(int, string, ...any)) {
+	jump := map[string]string{}
+	for _, p := range c.Profiles {
+		jump[p.Name] = p.Jump
+	}
+	for _, p := range c.Profiles {
+		seen := map[string]bool{p.Name: true}
+		chain := []string{p.Name}
+		for j := jump[p.Name]; j != ""; j = jump[j] {
+			chain = append(chain, j)
+			if seen[j] {
+				errorAt(p.Line, "profiles jump in a loop: %s", strings.Join(chain, " -> "))
+				break
+			}
+			seen[j] = true
+		}
+	}
 }

@@ -40,8 +40,8 @@ func TestParseExample(t *testing.T) {
 	}
 	home, _ := os.UserHomeDir()
 	p, ok := c.Profile("paper")
-	if !ok || p.Host != "host1234" || p.Port != 2222 || p.User != "alice" || p.Line != 2 ||
-		p.IdentityFiles[0] != filepath.Join(home, ".ssh/id_ed25519") || p.KnownHosts != "/etc/shunt/known_hosts" {
+	if !ok || p.Host[0] != "host1234" || p.Port != 2222 || p.User != "alice" || p.Line != 2 ||
+		p.IdentityFiles[0] != filepath.Join(home, ".ssh/id_ed25519") || p.KnownHosts[0] != "/etc/shunt/known_hosts" {
 		t.Errorf("profile = %+v", p)
 	}
 	want := []router.Rule{
@@ -71,7 +71,7 @@ func TestDefaults(t *testing.T) {
 	}
 	home, _ := os.UserHomeDir()
 	p := c.Profiles[0]
-	if p.Port != 22 || p.User == "" || p.KnownHosts != filepath.Join(home, ".ssh/known_hosts") {
+	if p.Port != 22 || p.User == "" || p.KnownHosts[0] != filepath.Join(home, ".ssh/known_hosts") {
 		t.Errorf("profile defaults = %+v", p)
 	}
 	if c.TUN.Name != DefaultTUNName || c.TUN.MTU != DefaultMTU || c.Log.Level != "info" {

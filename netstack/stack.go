@@ -169,12 +169,25 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 			return nil, fmt.Errorf("netstack: complete handshake with %v: %v", src, err)
 		}
 		req.Complete(false)
-		return gonet.NewTCPConn(&wq, ep), nil
+		return &conn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}, nil
 	}
 	n.handler.HandleTCP(n.ctx, src, dst, accept)
 	if !completed {
 		req.Complete(true)
 	}
+}
+
+// conn is the application's side of a captured flow.
+type conn struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+}
+
+// Abort resets the flow: the application sees "connection reset by peer",
+// not a clean end of stream. Used when the upstream died mid-flow.
+func (c *conn) Abort() {
+	c.ep.Abort()
+	c.TCPConn.Close()
 }
 
 func addrFrom(a tcpip.Address) netip.Addr {

@@ -278,3 +278,27 @@ func TestCloseEndsFlows(t *testing.T) {
 		t.Fatal("Close did not return while a flow was open")
 	}
 }
+
+// Abort resets the application's connection.
+func TestAbortResets(t *testing.T) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+		c, err := accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte("partial"))
+		time.Sleep(50 * time.Millisecond)
+		c.(interface{ Abort() }).Abort()
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, err := io.ReadAll(c)
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("read %q, %v; want a connection reset", got, err)
+	}
+}

@@ -14,12 +14,31 @@ const spliceBufSize = 64 << 10
 var bufPool = sync.Pool{New: func() any { b := make([]byte, spliceBufSize); return &b }}
 
 type closeWriter interface{ CloseWrite() error }
+
+// aborter is a connection that can end with a reset instead of a clean
+// close (netstack's flows).
+type aborter interface{ Abort() }
+
+// abort ends c with a reset where it can, so the peer learns the stream
+// broke instead of seeing a clean end.
+func abort(c net.Conn) {
+	switch c := c.(type) {
+	case aborter:
+		c.Abort()
+	case *net.TCPConn:
+		c.SetLinger(0)
+		c.Close()
+	default:
+		c.Close()
+	}
+}
+
 type closeReader interface{ CloseRead() error }
 
 // Splice copies a→b and b→a until both directions end, then closes both
 // connections. When one direction's source reaches EOF, the other side's
 // write half is closed (half-close), so protocols that shut down writing and
-// keep reading work. An error in either direction aborts both. It returns
+// keep reading work. An error in either direction resets both (see abort). It returns
 // the bytes copied each way and the errors, joined.
 func Splice(a, b net.Conn) (aToB, bToA int64, err error) {
 	var wg sync.WaitGroup
@@ -54,8 +73,10 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 		err = nil
 	}
 	if err != nil {
-		dst.Close()
-		src.Close()
+		// A broken stream on one side (an SSH connection lost, a reset)
+		// must reach the other as a reset, not as a clean end.
+		abort(dst)
+		abort(src)
 		return n, err
 	}
 	if cw, ok := dst.(closeWriter); ok {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -92,5 +93,38 @@ func TestSpliceCounts(t *testing.T) {
 	r := <-res
 	if r.ab != 1000 || r.ba != 300 {
 		t.Fatalf("counted %d/%d bytes, want 1000/300", r.ab, r.ba)
+	}
+}
+
+// failingConn fails its reads with err after the first one.
+type failingConn struct {
+	net.Conn
+	err error
+}
+
+func (f *failingConn) Read(b []byte) (int, error) { return 0, f.err }
+
+type abortRecorder struct {
+	net.Conn
+	aborted chan struct{}
+}
+
+func (a *abortRecorder) Abort() { close(a.aborted); a.Conn.Close() }
+
+// An upstream that breaks (an SSH connection lost) resets the application.
+func TestSpliceErrorAborts(t *testing.T) {
+	c1, a := tcpPair(t)
+	defer c1.Close()
+	b, c2 := tcpPair(t)
+	defer c2.Close()
+	down := &abortRecorder{Conn: a, aborted: make(chan struct{})}
+	_, _, err := Splice(down, &failingConn{Conn: b, err: errors.New("SSH connection lost")})
+	if err == nil {
+		t.Fatal("Splice reported no error")
+	}
+	select {
+	case <-down.aborted:
+	default:
+		t.Fatal("the application side was closed, not aborted")
 	}
 }

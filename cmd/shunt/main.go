@@ -186,6 +186,7 @@ func up(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 	b, err := broker.New(brokerProfiles(cfg), broker.Options{
 		Dialer:      bypass,
 		AgentSocket: os.Getenv("SSH_AUTH_SOCK"),
+		ProxyRules:  brokerProxyRules(cfg),
 		Log:         log,
 	})
 	if err != nil {
@@ -227,23 +228,60 @@ func logPlan(log logrus.FieldLogger, cfg *config.Config, rules []router.Rule, ca
 		}
 		if r.Action == router.Tunnel {
 			p, _ := cfg.Profile(r.Profile)
-			f["via"] = fmt.Sprintf("%s (%s@%s:%d)", p.Name, p.User, p.Host, p.Port)
+			f["via"] = fmt.Sprintf("%s (%s@%s:%d)", p.Name, p.User, strings.Join(p.Host, ","), p.Port)
 		}
 		log.WithFields(f).Info("rule")
 	}
 	log.Info("everything else is left alone; captured flows that no rule matches go direct")
 }
 
+// brokerProfiles converts validated profiles for the broker.
 func brokerProfiles(cfg *config.Config) []broker.Profile {
 	out := make([]broker.Profile, len(cfg.Profiles))
 	for i, p := range cfg.Profiles {
-		out[i] = broker.Profile{
-			Name:          p.Name,
-			Host:          p.Host,
-			Port:          p.Port,
-			User:          p.User,
-			IdentityFiles: p.IdentityFiles,
-			KnownHosts:    []string{p.KnownHosts},
+		policy, _ := broker.ParseHostKeyPolicy(p.HostKeyPolicy)
+		bp := broker.Profile{
+			Name:              p.Name,
+			Hosts:             p.Host,
+			Port:              p.Port,
+			User:              p.User,
+			AuthMethods:       p.AuthMethods,
+			IdentityFiles:     p.IdentityFiles,
+			IdentitiesOnly:    p.IdentitiesOnly,
+			CertificateFiles:  p.CertificateFiles,
+			KnownHosts:        p.KnownHosts,
+			HostKeyPolicy:     policy,
+			Ciphers:           p.Ciphers,
+			KeepaliveInterval: p.KeepaliveInterval.D,
+			KeepaliveCount:    p.KeepaliveCount,
+			IdleTimeout:       p.IdleTimeout.D,
+			Connections:       p.Connections,
+			Jump:              p.Jump,
+			ConnectOnStart:    p.ConnectOnStart,
+		}
+		if p.Proxy != "" {
+			bp.Proxy, _ = broker.ParseProxy(p.Proxy)
+		}
+		out[i] = bp
+	}
+	return out
+}
+
+// brokerProxyRules converts validated proxy rules for the broker.
+func brokerProxyRules(cfg *config.Config) []broker.ProxyRule {
+	out := make([]broker.ProxyRule, len(cfg.ProxyRules))
+	for i, r := range cfg.ProxyRules {
+		for _, d := range r.Destinations {
+			if p, err := netip.ParsePrefix(d); err == nil {
+				out[i].Networks = append(out[i].Networks, p.Masked())
+			} else if a, err := netip.ParseAddr(d); err == nil {
+				out[i].Networks = append(out[i].Networks, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			} else {
+				out[i].Hosts = append(out[i].Hosts, d)
+			}
+		}
+		if r.Proxy != "direct" {
+			out[i].Proxy, _ = broker.ParseProxy(r.Proxy)
 		}
 	}
 	return out

@@ -27,7 +27,7 @@ func TestCheckReportsEveryError(t *testing.T) {
 	}
 	want := []string{
 		path + `:3: unknown key "hots" in profiles: did you mean "host"?`,
-		path + `:2: profile "p" has no host: add host: with the SSH server's name or address`,
+		path + `:2: profile "p" has no host: add host: with the SSH server's name or address (or a list, tried in order)`,
 		path + `:5: rule #1: unknown profile "q": use one of p`,
 	}
 	if got := strings.Split(strings.TrimSpace(errOut.String()), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -1,0 +1,320 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/ssh"
+)
+
+const (
+	// connectTimeout bounds one connection attempt: TCP, proxy, key
+	// exchange and authentication (time spent waiting on the user at a
+	// prompt does not count).
+	connectTimeout = 30 * time.Second
+	backoffMin     = 1 * time.Second
+	backoffMax     = 60 * time.Second
+)
+
+// link is one SSH connection of a profile, connected on demand.
+type link struct {
+	pool  *pool
+	index int
+	log   logrus.FieldLogger
+
+	mu         sync.Mutex
+	cur        *session      // nil while down
+	connecting chan struct{} // closed when the running attempt ends
+	lastErr    error         // result of the last attempt
+	failures   int           // consecutive failed attempts
+	retryAt    time.Time     // no attempt before this (backoff)
+	flows      int           // channels open or being opened
+	idle       *time.Timer
+	closed     bool
+}
+
+// session is one established SSH connection.
+type session struct {
+	client    *ssh.Client
+	transport *watchedConn
+	server    string
+	done      chan struct{} // closed when the connection has ended
+}
+
+// lost reports whether the connection under the session failed or was
+// closed: a channel's EOF then means the connection died, not the peer's
+// clean end of stream.
+func (s *session) lost() bool { return s.transport.failed.Load() }
+
+// watchedConn records the first failure of the transport under an SSH
+// connection. x/crypto reads it in one goroutine; the failure is recorded
+// before the error reaches that goroutine, so before any channel sees EOF.
+type watchedConn struct {
+	net.Conn
+	failed atomic.Bool
+}
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.failed.Store(true)
+	}
+	return n, err
+}
+
+func (c *watchedConn) Close() error {
+	c.failed.Store(true)
+	return c.Conn.Close()
+}
+
+func (l *link) load() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.flows
+}
+
+func (l *link) addFlow() {
+	l.mu.Lock()
+	l.flows++
+	if l.idle != nil {
+		l.idle.Stop()
+		l.idle = nil
+	}
+	l.mu.Unlock()
+}
+
+// removeFlow uncounts a flow; the last one out starts the idle timer.
+func (l *link) removeFlow() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flows--
+	if l.flows > 0 || l.cur == nil || l.pool.p.IdleTimeout < 0 {
+		return
+	}
+	s := l.cur
+	l.idle = time.AfterFunc(l.pool.p.IdleTimeout, func() {
+		l.mu.Lock()
+		idle := l.flows == 0 && l.cur == s
+		if idle {
+			l.cur = nil
+		}
+		l.mu.Unlock()
+		if idle {
+			l.log.WithField("idle", l.pool.p.IdleTimeout.String()).Info("closing idle SSH connection")
+			s.client.Close()
+		}
+	})
+}
+
+func (l *link) status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := Status{Profile: l.pool.p.Name, Index: l.index, Channels: l.flows}
+	if l.cur != nil {
+		st.Up, st.Server = true, l.cur.server
+	}
+	return st
+}
+
+// get returns the connection, connecting if there is none. Callers that
+// arrive while an attempt runs (or waits out its backoff) share its result.
+func (l *link) get(ctx context.Context) (*session, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, errors.New("broker closed")
+	}
+	if s := l.cur; s != nil {
+		l.mu.Unlock()
+		return s, nil
+	}
+	if l.connecting == nil {
+		l.connecting = make(chan struct{})
+		go l.connect(l.connecting, time.Until(l.retryAt))
+	}
+	wait := l.connecting
+	l.mu.Unlock()
+
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur != nil {
+		return l.cur, nil
+	}
+	return nil, l.lastErr
+}
+
+// connect makes one attempt, after the backoff delay, and publishes it.
+func (l *link) connect(done chan struct{}, delay time.Duration) {
+	if delay > 0 {
+		l.log.WithField("in", delay.Round(time.Millisecond).String()).Info("reconnecting after backoff")
+		time.Sleep(delay)
+	}
+	s, err := l.establish()
+	l.mu.Lock()
+	l.connecting = nil
+	if err == nil && l.closed {
+		s.client.Close()
+		s, err = nil, errors.New("broker closed")
+	}
+	l.lastErr = err
+	if err != nil {
+		l.failures++
+		// Exponential backoff with jitter, so many clients of one server
+		// do not retry in step.
+		b := min(backoffMax, backoffMin<<min(l.failures-1, 10))
+		l.retryAt = time.Now().Add(b/2 + rand.N(b/2))
+	} else {
+		l.failures = 0
+		l.retryAt = time.Time{}
+		l.cur = s
+	}
+	l.mu.Unlock()
+	close(done)
+	if err != nil {
+		l.log.WithError(err).Error("SSH connection failed")
+		return
+	}
+	go l.keepalive(s)
+	go l.watch(s)
+}
+
+// watch waits for the connection's end and forgets it.
+func (l *link) watch(s *session) {
+	err := s.client.Wait()
+	close(s.done)
+	l.mu.Lock()
+	current := l.cur == s
+	if current {
+		l.cur = nil
+	}
+	closed := l.closed
+	l.mu.Unlock()
+	if current && !closed {
+		l.log.WithError(err).Warn("SSH connection lost; its flows are reset, the next flow reconnects")
+	}
+}
+
+// keepalive closes the connection when the server has not answered for
+// interval × count.
+func (l *link) keepalive(s *session) {
+	p := l.pool.p
+	t := time.NewTicker(p.KeepaliveInterval)
+	defer t.Stop()
+	replies := make(chan error, 1)
+	pending, missed := false, 0
+	for {
+		select {
+		case <-s.done:
+			return
+		case err := <-replies:
+			pending = false
+			if err == nil {
+				missed = 0
+			}
+		case <-t.C:
+			if pending {
+				missed++
+				if missed >= p.KeepaliveCount {
+					l.log.WithField("silent_for", (time.Duration(missed) * p.KeepaliveInterval).String()).
+						Warn("SSH server stopped answering keepalives; closing the connection")
+					s.client.Close()
+					return
+				}
+				continue
+			}
+			pending = true
+			go func() {
+				// Any answer, even "unknown request", proves the
+				// connection alive.
+				_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
+				replies <- err
+			}()
+		}
+	}
+}
+
+func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
+	s, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.client.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			return nil, &ChannelError{Profile: l.pool.p.Name, Target: addr, Err: oce}
+		}
+		if s.lost() {
+			return nil, fmt.Errorf("profile %s: open channel to %s: %w", l.pool.p.Name, addr, ErrConnectionLost)
+		}
+		return nil, fmt.Errorf("profile %s: open channel to %s: %w", l.pool.p.Name, addr, err)
+	}
+	return &channelConn{Conn: conn, s: s, release: l.removeFlow}, nil
+}
+
+func (l *link) close() error {
+	l.mu.Lock()
+	l.closed = true
+	s := l.cur
+	l.cur = nil
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+	l.mu.Unlock()
+	if s != nil {
+		return s.client.Close()
+	}
+	return nil
+}
+
+// channelConn is a tunnelled connection: a direct-tcpip channel.
+type channelConn struct {
+	net.Conn
+	s       *session
+	release func()
+	once    sync.Once
+}
+
+// Read turns the EOF of a channel whose SSH connection died into
+// ErrConnectionLost.
+func (c *channelConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err == io.EOF && c.s.lost() {
+		err = ErrConnectionLost
+	}
+	return n, err
+}
+
+// Write reports a dead connection as ErrConnectionLost too.
+func (c *channelConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && c.s.lost() {
+		err = ErrConnectionLost
+	}
+	return n, err
+}
+
+// CloseWrite sends EOF on the channel: the far end sees a half-close.
+func (c *channelConn) CloseWrite() error {
+	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+}
+
+// Close closes the channel and uncounts the flow.
+func (c *channelConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

@@ -1,0 +1,126 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/ssh"
+)
+
+// establish connects to the profile's first host that answers.
+func (l *link) establish() (*session, error) {
+	p := l.pool.p
+	var errs []error
+	for i, host := range p.Hosts {
+		s, err := l.connectHost(host)
+		if err == nil {
+			if i > 0 {
+				l.log.WithFields(logrus.Fields{"server": s.server, "failed": len(errs)}).Warn("failed over to the next host")
+			}
+			return s, nil
+		}
+		errs = append(errs, err)
+		// A refused host key is no reason to trust the next host less,
+		// nor the next host a reason to hide it: keep going, report all.
+	}
+	return nil, errors.Join(errs...)
+}
+
+// hop describes how a server is reached, for errors: "direct", "via
+// socks5://proxy:1080", "via jump profile bastion".
+func (b *Broker) route(p *Profile, host string) (proxy *url.URL, how string) {
+	switch {
+	case p.Jump != "":
+		return nil, "via jump profile " + p.Jump
+	case p.Proxy != nil:
+		return p.Proxy, "via " + p.Proxy.Redacted()
+	}
+	for i := range b.opts.ProxyRules {
+		r := &b.opts.ProxyRules[i]
+		if r.matches(host) {
+			if r.Proxy == nil {
+				return nil, fmt.Sprintf("direct (proxy rule %d)", i+1)
+			}
+			return r.Proxy, fmt.Sprintf("via %s (proxy rule %d)", r.Proxy.Redacted(), i+1)
+		}
+	}
+	return nil, "direct"
+}
+
+// reach opens the transport to addr: through the jump profile, a proxy, or
+// directly.
+func (b *Broker) reach(ctx context.Context, p *Profile, host, addr string) (net.Conn, error) {
+	if p.Jump != "" {
+		return b.Dial(ctx, p.Jump, addr)
+	}
+	proxy, _ := b.route(p, host)
+	if proxy != nil {
+		return dialProxy(ctx, b.opts.Dialer, proxy, addr)
+	}
+	return b.opts.Dialer.DialContext(ctx, "tcp", addr)
+}
+
+func (l *link) connectHost(host string) (*session, error) {
+	pl := l.pool
+	p := pl.p
+	b := pl.b
+	addr := net.JoinHostPort(host, strconv.Itoa(p.Port))
+	_, how := b.route(p, host)
+	fail := func(stage string, err error) error {
+		return fmt.Errorf("profile %s: %s %s %s: %w", p.Name, stage, addr, how, err)
+	}
+	hk, err := loadHostKeys(p.KnownHosts)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	start := time.Now()
+	raw, err := b.reach(ctx, p, host, addr)
+	if err != nil {
+		return nil, fail("connect to SSH server", err)
+	}
+	conn := &watchedConn{Conn: raw}
+	// The handshake has no context: bound it by a deadline, paused while
+	// a prompt waits for the user.
+	hs := &handshake{link: l, conn: conn, server: addr, deadline: connectTimeout}
+	hs.resume()
+	auth, release := hs.authMethods()
+	defer release()
+	cfg := &ssh.ClientConfig{
+		User:              p.User,
+		Auth:              auth,
+		HostKeyCallback:   hs.hostKeyCallback(hk),
+		HostKeyAlgorithms: hk.algorithms(addr),
+		Config:            ssh.Config{Ciphers: p.Ciphers},
+		BannerCallback: func(msg string) error {
+			l.log.WithField("server", addr).Infof("server banner: %s", msg)
+			return nil
+		},
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		var hke *HostKeyError
+		if errors.As(err, &hke) {
+			return nil, fmt.Errorf("profile %s: %w", p.Name, hke)
+		}
+		return nil, fail("SSH login as "+p.User+" to", err)
+	}
+	conn.SetDeadline(time.Time{})
+	hs.remember()
+	l.log.WithFields(logrus.Fields{
+		"server":    addr,
+		"route":     how,
+		"user":      p.User,
+		"handshake": time.Since(start).Round(time.Millisecond).String(),
+		"version":   string(sc.ServerVersion()),
+	}).Info("SSH connection up")
+	return &session{client: ssh.NewClient(sc, chans, reqs), transport: conn, server: addr, done: make(chan struct{})}, nil
+}
