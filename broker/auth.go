@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -23,20 +24,44 @@ const promptTimeout = 5 * time.Minute
 // identity file. Only those that exist are read.
 var defaultIdentityFiles = []string{"id_ed25519", "id_ecdsa", "id_rsa"}
 
-// handshake is the state of one login: the transport whose deadline is
-// paused while the user answers, and what the user typed.
+// handshake is the state of one login: a timer that closes the transport
+// if the login takes too long (paused while the user answers), and what
+// the user typed. A timer, not a deadline: the transport through a jump
+// host is an SSH channel, which has no deadlines.
 type handshake struct {
 	link     *link
 	conn     net.Conn
 	server   string
 	deadline time.Duration
+	timer    *time.Timer
+	expired  atomic.Bool
 
 	agentConn     net.Conn
 	passwordTries int
 	usedPassword  string
 }
 
-func (h *handshake) resume() { h.conn.SetDeadline(time.Now().Add(h.deadline)) }
+// resume (re)starts the login clock.
+func (h *handshake) resume() {
+	if h.timer == nil {
+		h.timer = time.AfterFunc(h.deadline, func() {
+			h.expired.Store(true)
+			h.conn.Close()
+		})
+		return
+	}
+	h.timer.Reset(h.deadline)
+}
+
+// pause stops the login clock while the user is asked something.
+func (h *handshake) pause() { h.timer.Stop() }
+
+// finish stops the clock for good; it reports false if it had already run
+// out (and closed the transport).
+func (h *handshake) finish() bool {
+	h.timer.Stop()
+	return !h.expired.Load()
+}
 
 // ask puts a question to the user, with the handshake's clock stopped.
 func (h *handshake) ask(q Question) (string, error) {
@@ -45,7 +70,7 @@ func (h *handshake) ask(q Question) (string, error) {
 		return "", fmt.Errorf("shunt needs %s for %s but has nobody to ask: run it in a terminal or set SSH_ASKPASS", q.Kind, h.server)
 	}
 	q.Profile, q.Server = h.link.pool.p.Name, h.server
-	h.conn.SetDeadline(time.Time{})
+	h.pause()
 	defer h.resume()
 	ctx, cancel := context.WithTimeout(context.Background(), promptTimeout)
 	defer cancel()

@@ -17,6 +17,9 @@ type hostKeys struct {
 	files    []string // the files that exist
 	missing  []string // named but absent: read as empty
 	callback ssh.HostKeyCallback
+	// caLines are the @cert-authority lines, file → line numbers:
+	// x/crypto reports them among a host's known keys, and they are not.
+	caLines map[string]map[int]bool
 }
 
 func loadHostKeys(files []string) (*hostKeys, error) {
@@ -30,6 +33,21 @@ func loadHostKeys(files []string) (*hostKeys, error) {
 			return nil, fmt.Errorf("known_hosts %s: %w", f, err)
 		}
 		h.files = append(h.files, f)
+	}
+	h.caLines = map[string]map[int]bool{}
+	for _, f := range h.files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("known_hosts %s: %w", f, err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "@cert-authority") {
+				if h.caLines[f] == nil {
+					h.caLines[f] = map[int]bool{}
+				}
+				h.caLines[f][i+1] = true
+			}
+		}
 	}
 	if len(h.files) == 0 {
 		h.callback = func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }
@@ -50,9 +68,18 @@ type HostKeyError struct {
 	Known   []knownhosts.KnownKey // empty when the host is unknown
 	Files   []string              // the files searched
 	Revoked *knownhosts.RevokedError
+	// Note adds what the policy did ("the user said no").
+	Note string
 }
 
 func (e *HostKeyError) Error() string {
+	if e.Note != "" {
+		return e.message() + " (" + e.Note + ")"
+	}
+	return e.message()
+}
+
+func (e *HostKeyError) message() string {
 	offered := fmt.Sprintf("%s %s", e.Offered.Type(), ssh.FingerprintSHA256(e.Offered))
 	host, port, _ := net.SplitHostPort(e.Host)
 	switch {
@@ -99,9 +126,26 @@ func (h *hostKeys) check(hostport string, remote net.Addr, key ssh.PublicKey) er
 	case errors.As(err, &re):
 		return &HostKeyError{Host: hostport, Offered: key, Revoked: re, Files: h.files}
 	case errors.As(err, &ke):
-		return &HostKeyError{Host: hostport, Offered: key, Known: ke.Want, Files: h.files}
+		known, _ := h.splitCA(ke.Want)
+		files := h.files
+		if len(files) == 0 {
+			files = h.missing
+		}
+		return &HostKeyError{Host: hostport, Offered: key, Known: known, Files: files}
 	}
 	return err
+}
+
+// splitCA separates plain known keys from certificate authorities.
+func (h *hostKeys) splitCA(want []knownhosts.KnownKey) (plain []knownhosts.KnownKey, cas int) {
+	for _, k := range want {
+		if h.caLines[k.Filename][k.Line] {
+			cas++
+			continue
+		}
+		plain = append(plain, k)
+	}
+	return plain, cas
 }
 
 // algorithms returns the host key algorithms to offer for hostport: those of
@@ -116,6 +160,7 @@ func (h *hostKeys) algorithms(hostport string) []string {
 	if !errors.As(err, &ke) || len(ke.Want) == 0 {
 		return nil
 	}
+	plain, cas := h.splitCA(ke.Want)
 	var algs []string
 	seen := map[string]bool{}
 	add := func(a ...string) {
@@ -126,7 +171,21 @@ func (h *hostKeys) algorithms(hostport string) []string {
 			}
 		}
 	}
-	for _, k := range ke.Want {
+	if cas > 0 {
+		// A certificate authority is known for the host: prefer host
+		// certificates, of any key type.
+		add(ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
+			ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01)
+		if len(plain) == 0 {
+			// Still accept a plain key, so that a server without a
+			// certificate gets a clear "unknown key" instead of "no
+			// common algorithm".
+			add(ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+				ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
+			return algs
+		}
+	}
+	for _, k := range plain {
 		switch t := k.Key.Type(); t {
 		case ssh.KeyAlgoRSA:
 			add(ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)

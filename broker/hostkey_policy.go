@@ -30,17 +30,20 @@ func (h *handshake) hostKeyCallback(hk *hostKeys) ssh.HostKeyCallback {
 				hostport, keyName(key), ssh.FingerprintSHA256(key))
 			ans, aerr := h.ask(Question{Kind: HostKey, Text: text, Echo: true})
 			if aerr != nil {
-				return fmt.Errorf("%w (and asking failed: %v)", err, aerr)
+				hke.Note = "asking failed: " + aerr.Error()
+				return hke
 			}
 			if a := strings.ToLower(strings.TrimSpace(ans)); a != "yes" && a != "y" {
-				return fmt.Errorf("%w (the user said no)", err)
+				hke.Note = "the user said no"
+				return hke
 			}
 		default:
 			return err
 		}
 		file, rerr := recordHostKey(p.KnownHosts, hostport, key)
 		if rerr != nil {
-			return fmt.Errorf("%w (and recording it failed: %v)", err, rerr)
+			hke.Note = "recording it failed: " + rerr.Error()
+			return hke
 		}
 		h.link.log.WithFields(map[string]any{"server": hostport, "fingerprint": ssh.FingerprintSHA256(key), "known_hosts": file}).
 			Warn("new host key accepted and recorded")

@@ -31,14 +31,28 @@ type link struct {
 	log   logrus.FieldLogger
 
 	mu         sync.Mutex
-	cur        *session      // nil while down
-	connecting chan struct{} // closed when the running attempt ends
-	lastErr    error         // result of the last attempt
-	failures   int           // consecutive failed attempts
-	retryAt    time.Time     // no attempt before this (backoff)
-	flows      int           // channels open or being opened
+	cur        *session  // nil while down
+	connecting *attempt  // the attempt running or waiting out its backoff
+	failures   int       // consecutive failed attempts
+	retryAt    time.Time // no attempt before this (backoff)
+	flows      int       // channels open or being opened
 	idle       *time.Timer
 	closed     bool
+	stop       chan struct{} // closed by close: ends backoff waits
+	stopOnce   sync.Once
+}
+
+// attempt is one connection attempt; everyone waiting for it gets its
+// result, even if the connection has gone again by the time they look.
+type attempt struct {
+	done chan struct{}
+	s    *session
+	err  error
+}
+
+func (l *link) stopped() chan struct{} {
+	l.stopOnce.Do(func() { l.stop = make(chan struct{}) })
+	return l.stop
 }
 
 // session is one established SSH connection.
@@ -136,40 +150,47 @@ func (l *link) get(ctx context.Context) (*session, error) {
 		l.mu.Unlock()
 		return s, nil
 	}
-	if l.connecting == nil {
-		l.connecting = make(chan struct{})
-		go l.connect(l.connecting, time.Until(l.retryAt))
+	a := l.connecting
+	if a == nil {
+		a = &attempt{done: make(chan struct{})}
+		l.connecting = a
+		go l.connect(a, time.Until(l.retryAt))
 	}
-	wait := l.connecting
 	l.mu.Unlock()
 
 	select {
-	case <-wait:
+	case <-a.done:
+		return a.s, a.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cur != nil {
-		return l.cur, nil
-	}
-	return nil, l.lastErr
 }
 
 // connect makes one attempt, after the backoff delay, and publishes it.
-func (l *link) connect(done chan struct{}, delay time.Duration) {
+func (l *link) connect(a *attempt, delay time.Duration) {
 	if delay > 0 {
 		l.log.WithField("in", delay.Round(time.Millisecond).String()).Info("reconnecting after backoff")
-		time.Sleep(delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-l.stopped():
+			t.Stop()
+		}
 	}
-	s, err := l.establish()
+	var s *session
+	err := errors.New("broker closed")
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if !closed {
+		s, err = l.establish()
+	}
 	l.mu.Lock()
 	l.connecting = nil
 	if err == nil && l.closed {
 		s.client.Close()
 		s, err = nil, errors.New("broker closed")
 	}
-	l.lastErr = err
 	if err != nil {
 		l.failures++
 		// Exponential backoff with jitter, so many clients of one server
@@ -181,10 +202,13 @@ func (l *link) connect(done chan struct{}, delay time.Duration) {
 		l.retryAt = time.Time{}
 		l.cur = s
 	}
+	a.s, a.err = s, err
 	l.mu.Unlock()
-	close(done)
+	close(a.done)
 	if err != nil {
-		l.log.WithError(err).Error("SSH connection failed")
+		if !closed {
+			l.log.WithError(err).Error("SSH connection failed")
+		}
 		return
 	}
 	go l.keepalive(s)
@@ -266,7 +290,11 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 func (l *link) close() error {
+	stop := l.stopped()
 	l.mu.Lock()
+	if !l.closed {
+		close(stop)
+	}
 	l.closed = true
 	s := l.cur
 	l.cur = nil

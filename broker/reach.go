@@ -87,8 +87,8 @@ func (l *link) connectHost(host string) (*session, error) {
 		return nil, fail("connect to SSH server", err)
 	}
 	conn := &watchedConn{Conn: raw}
-	// The handshake has no context: bound it by a deadline, paused while
-	// a prompt waits for the user.
+	// The handshake has no context: bound it by a timer, paused while a
+	// prompt waits for the user.
 	hs := &handshake{link: l, conn: conn, server: addr, deadline: connectTimeout}
 	hs.resume()
 	auth, release := hs.authMethods()
@@ -105,6 +105,9 @@ func (l *link) connectHost(host string) (*session, error) {
 		},
 	}
 	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if !hs.finish() && err != nil {
+		err = fmt.Errorf("no answer within %v: %w", connectTimeout, err)
+	}
 	if err != nil {
 		conn.Close()
 		var hke *HostKeyError
@@ -113,7 +116,6 @@ func (l *link) connectHost(host string) (*session, error) {
 		}
 		return nil, fail("SSH login as "+p.User+" to", err)
 	}
-	conn.SetDeadline(time.Time{})
 	hs.remember()
 	l.log.WithFields(logrus.Fields{
 		"server":    addr,

@@ -49,6 +49,19 @@ type Config struct {
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
+
+	sshConfigFiles []string
+	sshConfigs     *sshConfigs
+	// generated counts the profiles made from ssh_config ProxyJump, at
+	// the end of Profiles.
+	generated int
+}
+
+// Options change how a file is read.
+type Options struct {
+	// SSHConfigFiles are OpenSSH client configurations for profiles with
+	// ssh_config; nil means DefaultSSHConfigFiles.
+	SSHConfigFiles []string
 }
 
 // Profile is an SSH connection profile.
@@ -207,6 +220,13 @@ func (d *Destination) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	}
 	if p, err := netip.ParsePrefix(n.Value); err == nil {
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				d.err = fmt.Errorf("destination %q mixes IPv4-mapped and IPv6 space: write the IPv4 network instead", n.Value)
+				return nil
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		if p.Masked() != p {
 			d.err = fmt.Errorf("destination %q has host bits set: write %s", n.Value, p.Masked())
 			return nil
@@ -288,6 +308,20 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // Parse decodes and validates data, naming path in errors.
 func Parse(path string, data []byte) (*Config, error) {
+	return ParseWith(path, data, Options{})
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, opts Options) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseWith(path, data, opts)
+}
+
+// ParseWith is Parse with options.
+func ParseWith(path string, data []byte, opts Options) (*Config, error) {
 	errorAt := func(line int, format string, args ...any) error {
 		return &Error{File: path, Line: line, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -305,7 +339,10 @@ func Parse(path string, data []byte) (*Config, error) {
 	})
 	// Unknown keys do not stop decoding (they are skipped), so one run
 	// reports them together with every other problem.
-	c := &Config{Path: path}
+	c := &Config{Path: path, sshConfigFiles: opts.SSHConfigFiles}
+	if c.sshConfigFiles == nil {
+		c.sshConfigFiles = DefaultSSHConfigFiles()
+	}
 	if err := root.Decode(c); err != nil {
 		return nil, errors.Join(append(errs, yamlError(path, err))...)
 	}
@@ -461,12 +498,24 @@ func (c *Config) validate() error {
 			names = append(names, p.Name)
 		}
 	}
+	// ssh_config first: a ProxyJump there adds profiles (to the end of
+	// the list, so work on copies).
+	original := len(c.Profiles)
+	for i := range original {
+		if pp := c.Profiles[i]; pp.SSHConfig != "" {
+			if err := c.applySSHConfig(&pp); err != nil {
+				errorAt(pp.Line, "profile %q: %v", pp.Name, err)
+			}
+			c.Profiles[i] = pp
+		}
+	}
+	for _, g := range c.Profiles[original:] {
+		profiles[g.Name] = true
+	}
 	for i := range c.Profiles {
 		p := &c.Profiles[i]
-		if p.SSHConfig != "" {
-			if err := c.applySSHConfig(p); err != nil {
-				errorAt(p.Line, "profile %q: %v", p.Name, err)
-			}
+		if p.Line == 0 && i >= original {
+			p.Line = c.Profiles[0].Line
 		}
 		if len(p.Host) == 0 {
 			errorAt(p.Line, "profile %q has no host: add host: with the SSH server's name or address (or a list, tried in order)", p.Name)
@@ -478,7 +527,7 @@ func (c *Config) validate() error {
 			errorAt(p.Line, "profile %q: port %d is out of range 1-65535", p.Name, p.Port)
 		}
 		if p.User == "" {
-			if u, err := user.Current(); err == nil {
+			if u, err := localUser(); err == nil {
 				p.User = u.Username
 			}
 		}
@@ -583,9 +632,31 @@ func listOr(names []string) string {
 	return strings.Join(names, ", ")
 }
 
+// localUser is the user shunt works for: under sudo (shunt up runs as
+// root), the user who ran sudo, whose keys, known_hosts and user name are
+// meant; otherwise the current user.
+func localUser() (*user.User, error) {
+	if os.Geteuid() == 0 {
+		if name := os.Getenv("SUDO_USER"); name != "" && name != "root" {
+			if u, err := user.Lookup(name); err == nil {
+				return u, nil
+			}
+		}
+	}
+	return user.Current()
+}
+
+// homeDir is localUser's home directory.
+func homeDir() (string, error) {
+	if u, err := localUser(); err == nil && u.HomeDir != "" {
+		return u.HomeDir, nil
+	}
+	return os.UserHomeDir()
+}
+
 func expandHome(p string) string {
 	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
+		if home, err := homeDir(); err == nil {
 			return filepath.Join(home, p[1:])
 		}
 	}

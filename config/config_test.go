@@ -130,3 +130,14 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestV4MappedDestinationIsUnmapped(t *testing.T) {
+	c, err := Parse("m.yaml", []byte("rules:\n  - action: block\n    destinations: [\"::ffff:10.0.0.0/104\", \"::ffff:10.1.2.3\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.RouterRules()[0].Destinations
+	if got[0] != netip.MustParsePrefix("10.0.0.0/8") || got[1] != netip.MustParsePrefix("10.1.2.3/32") {
+		t.Fatalf("destinations = %v", got)
+	}
+}

@@ -1,9 +1,268 @@
 package config
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kevinburke/ssh_config"
+
+	"github.com/shunt-dev/shunt/broker"
+)
+
+// DefaultSSHConfigFiles are OpenSSH's client configurations, the user's
+// first: for each key the first file that sets it wins, as in ssh(1).
+func DefaultSSHConfigFiles() []string {
+	return []string{"~/.ssh/config", "/etc/ssh/ssh_config"}
+}
+
+// sshConfigs is the parsed OpenSSH client configuration.
+type sshConfigs []*ssh_config.Config
+
+func loadSSHConfigs(files []string) (sshConfigs, error) {
+	var out sshConfigs
+	for _, f := range files {
+		f = expandHome(f)
+		data, err := os.ReadFile(f)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		c, err := ssh_config.Decode(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// get returns the first value set for key for the alias.
+func (s sshConfigs) get(alias, key string) string {
+	for _, c := range s {
+		if v, err := c.Get(alias, key); err == nil && v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// getAll returns every value of a key that accumulates (IdentityFile,
+// CertificateFile), across files.
+func (s sshConfigs) getAll(alias, key string) []string {
+	var out []string
+	for _, c := range s {
+		if v, err := c.GetAll(alias, key); err == nil {
+			out = append(out, v...)
+		}
+	}
+	return out
+}
 
 // applySSHConfig fills the profile's unset keys from OpenSSH's client
-// configuration for its ssh_config host alias.
+// configuration for its host alias. Keys set in the profile win. A
+// ProxyJump becomes a chain of generated profiles named "ssh_config:HOST".
 func (c *Config) applySSHConfig(p *Profile) error {
-	return errors.New("ssh_config is not read yet")
+	if c.sshConfigs == nil {
+		cfgs, err := loadSSHConfigs(c.sshConfigFiles)
+		if err != nil {
+			return fmt.Errorf("ssh_config: %w", err)
+		}
+		c.sshConfigs = &cfgs
+	}
+	s := *c.sshConfigs
+	alias := p.SSHConfig
+	var errs []error
+	bad := func(key, v, want string) {
+		errs = append(errs, fmt.Errorf("ssh_config %s for host %q: %q is not %s", key, alias, v, want))
+	}
+	if len(p.Host) == 0 {
+		h := s.get(alias, "HostName")
+		if h == "" {
+			h = alias
+		}
+		p.Host = StringList{expandTokens(h, alias, "", "")}
+	}
+	if p.Port == 0 {
+		if v := s.get(alias, "Port"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				bad("Port", v, "a port number")
+			}
+			p.Port = n
+		}
+	}
+	if p.User == "" {
+		p.User = s.get(alias, "User")
+	}
+	remoteUser := p.User
+	if remoteUser == "" {
+		if u, err := localUser(); err == nil {
+			remoteUser = u.Username
+		}
+	}
+	if len(p.IdentityFiles) == 0 {
+		for _, f := range s.getAll(alias, "IdentityFile") {
+			p.IdentityFiles = append(p.IdentityFiles, expandTokens(f, alias, p.Host[0], remoteUser))
+		}
+	}
+	if !p.IdentitiesOnly {
+		p.IdentitiesOnly = strings.EqualFold(s.get(alias, "IdentitiesOnly"), "yes")
+	}
+	if len(p.CertificateFiles) == 0 {
+		for _, f := range s.getAll(alias, "CertificateFile") {
+			p.CertificateFiles = append(p.CertificateFiles, expandTokens(f, alias, p.Host[0], remoteUser))
+		}
+	}
+	if len(p.KnownHosts) == 0 {
+		if v := s.get(alias, "UserKnownHostsFile"); v != "" && v != "none" {
+			for _, f := range strings.Fields(v) {
+				p.KnownHosts = append(p.KnownHosts, expandTokens(f, alias, p.Host[0], remoteUser))
+			}
+		}
+	}
+	if p.HostKeyPolicy == "" {
+		switch v := strings.ToLower(s.get(alias, "StrictHostKeyChecking")); v {
+		case "", "yes":
+		case "accept-new", "no", "off":
+			// "no" would accept changed keys too; shunt never does.
+			p.HostKeyPolicy = broker.AcceptNew.String()
+		case "ask":
+			p.HostKeyPolicy = broker.Ask.String()
+		default:
+			bad("StrictHostKeyChecking", v, "yes, accept-new, no or ask")
+		}
+	}
+	if !p.KeepaliveInterval.Set {
+		if v := s.get(alias, "ServerAliveInterval"); v != "" && v != "0" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				bad("ServerAliveInterval", v, "a number of seconds")
+			}
+			p.KeepaliveInterval = Duration{D: time.Duration(n) * time.Second, Set: true}
+		}
+	}
+	if p.KeepaliveCount == 0 {
+		if v := s.get(alias, "ServerAliveCountMax"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				bad("ServerAliveCountMax", v, "a number")
+			}
+			p.KeepaliveCount = n
+		}
+	}
+	if len(p.Ciphers) == 0 {
+		if v := s.get(alias, "Ciphers"); v != "" {
+			p.Ciphers = cipherList(v)
+		}
+	}
+	if p.Jump == "" && p.Proxy == "" {
+		if v := s.get(alias, "ProxyJump"); v != "" && v != "none" {
+			jump, err := c.jumpChain(v)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			p.Jump = jump
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// jumpChain turns "[user@]host[:port],…" into generated profiles, each
+// jumping through the one before, and returns the last one's name.
+func (c *Config) jumpChain(spec string) (string, error) {
+	prev := ""
+	for _, hop := range strings.Split(spec, ",") {
+		hop = strings.TrimSpace(hop)
+		user, hostport, ok := strings.Cut(hop, "@")
+		if !ok {
+			user, hostport = "", hop
+		}
+		host, port := hostport, 0
+		if h, ps, err := splitHostPortLoose(hostport); err == nil && ps != "" {
+			n, err := strconv.Atoi(ps)
+			if err != nil {
+				return "", fmt.Errorf("ssh_config ProxyJump %q: bad port in %q", spec, hop)
+			}
+			host, port = h, n
+		}
+		name := "ssh_config:" + hop
+		if _, exists := c.Profile(name); !exists {
+			jp := Profile{Name: name, SSHConfig: host, User: user, Port: port, Jump: prev}
+			if err := c.applySSHConfig(&jp); err != nil {
+				return "", err
+			}
+			jp.Jump = prev // the chain in ProxyJump wins over the hop's own
+			c.Profiles = append(c.Profiles, jp)
+			c.generated++
+		}
+		prev = name
+	}
+	return prev, nil
+}
+
+// splitHostPortLoose splits "host:port" and "[v6]:port"; a bare host has no
+// port.
+func splitHostPortLoose(s string) (string, string, error) {
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return "", "", errors.New("missing ]")
+		}
+		return s[1:end], strings.TrimPrefix(s[end+1:], ":"), nil
+	}
+	if strings.Count(s, ":") == 1 {
+		h, p, _ := strings.Cut(s, ":")
+		return h, p, nil
+	}
+	return s, "", nil
+}
+
+// cipherList applies OpenSSH's Ciphers syntax: a list, or +list to append
+// to the defaults, -list to remove from them, ^list to put first.
+func cipherList(v string) []string {
+	list := strings.Split(strings.TrimLeft(v, "+-^"), ",")
+	def := broker.DefaultCiphers
+	switch v[0] {
+	case '+':
+		return append(append([]string{}, def...), list...)
+	case '^':
+		return append(list, def...)
+	case '-':
+		var out []string
+		for _, c := range def {
+			drop := false
+			for _, l := range list {
+				if c == l {
+					drop = true
+				}
+			}
+			if !drop {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	return list
+}
+
+// expandTokens expands ~ and the ssh_config tokens %d (home), %u (local
+// user), %h (host), %r (remote user), %n (alias) and %%.
+func expandTokens(s, alias, host, remoteUser string) string {
+	home, _ := homeDir()
+	local := ""
+	if u, err := localUser(); err == nil {
+		local = u.Username
+	}
+	if host == "" {
+		host = alias
+	}
+	r := strings.NewReplacer("%%", "%", "%d", home, "%u", local, "%h", host, "%r", remoteUser, "%n", alias)
+	return expandHome(r.Replace(s))
 }

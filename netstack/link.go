@@ -1,6 +1,8 @@
 package netstack
 
 import (
+	"errors"
+	"os"
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -20,6 +22,9 @@ const maxPacket = 65535
 // outQueueLen bounds the packets waiting for the device writer. A full queue
 // drops, as a NIC would: the stack must never block on the device.
 const outQueueLen = 2048
+
+// maxReadFailures is how many device read errors in a row end the pump.
+const maxReadFailures = 100
 
 // Device is the packet device the stack runs on; tun.Device fits.
 type Device interface {
@@ -84,17 +89,26 @@ func (e *linkEndpoint) inbound(onReadError func(error)) {
 		bufs[i] = make([]byte, headroom+maxPacket)
 	}
 	sizes := make([]int, n)
+	failures := 0
 	for {
 		count, err := e.dev.Read(bufs, sizes, headroom)
 		for i := range count {
 			e.deliver(bufs[i][headroom : headroom+sizes[i]])
 		}
-		if err != nil {
-			select {
-			case <-e.done:
-			default:
-				onReadError(err)
-			}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		select {
+		case <-e.done:
+			return
+		default:
+		}
+		// A closed device ends the pump. Other errors can be transient
+		// (wireguard's tun reports a segment it cannot split, for one):
+		// give up only when they persist.
+		if failures++; errors.Is(err, os.ErrClosed) || failures >= maxReadFailures {
+			onReadError(err)
 			return
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -61,6 +62,8 @@ const (
 	tcpSndDefault = 1 << 20
 	tcpSndMax     = 6 << 20
 	nicID         = 1
+	// closeGrace bounds how long Close waits for the flows' handlers.
+	closeGrace = 5 * time.Second
 )
 
 // Stack is a running gVisor stack on a device.
@@ -72,7 +75,10 @@ type Stack struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	flows  sync.WaitGroup
+
+	mu      sync.Mutex // guards closing and flows.Add
+	closing bool
+	flows   sync.WaitGroup
 
 	errOnce sync.Once
 	err     chan error
@@ -151,7 +157,14 @@ func (n *Stack) configure(opts Options) error {
 
 // forward runs in its own goroutine for each SYN the forwarder accepts.
 func (n *Stack) forward(req *tcp.ForwarderRequest) {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		req.Complete(true)
+		return
+	}
 	n.flows.Add(1)
+	n.mu.Unlock()
 	defer n.flows.Done()
 	id := req.ID()
 	src := netip.AddrPortFrom(addrFrom(id.RemoteAddress), id.RemotePort)
@@ -207,11 +220,26 @@ func (n *Stack) Err() <-chan error { return n.err }
 // flow, closes the device, and waits for the handlers and the packet pumps
 // to return.
 func (n *Stack) Close() error {
+	n.mu.Lock()
+	n.closing = true
+	n.mu.Unlock()
 	n.cancel()
-	n.s.Close()
+	// Stop the packet pumps first: nothing then enters the stack while
+	// it tears down (a segment arriving during Destroy could deadlock
+	// on the stack's route lock).
 	n.link.close()
 	err := n.link.dev.Close()
-	n.flows.Wait()
+	n.link.wg.Wait()
+	n.s.Close()
+	// A handler blocked in a handshake that can no longer complete gives
+	// up on its own; do not hold shutdown hostage to it.
+	done := make(chan struct{})
+	go func() { n.flows.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+		n.log.Warn("some flows did not end within the shutdown grace period")
+	}
 	n.s.Destroy()
 	return err
 }

@@ -53,7 +53,23 @@ func Prepare(cfg Config, log logrus.FieldLogger) error {
 	}
 	defer h.Close()
 	if _, err := h.LinkByName(cfg.TUN); err == nil {
-		return fmt.Errorf("network device %q exists already: is another shunt running? Stop it, or set tun.name to another name", cfg.TUN)
+		return fmt.Errorf("network device %q exists already: is another shunt running? Stop it first", cfg.TUN)
+	}
+	// Routes go when their device goes, so routes still in the table
+	// belong to a live device: another shunt is running (under another
+	// device name). Its rules are not leftovers; leave them alone.
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return fmt.Errorf("list routes of table %d: %w", cfg.Table, err)
+		}
+		if len(routes) > 0 {
+			dev := fmt.Sprint(routes[0].LinkIndex)
+			if l, err := h.LinkByIndex(routes[0].LinkIndex); err == nil {
+				dev = l.Attrs().Name
+			}
+			return fmt.Errorf("routing table %d is in use by device %s: another shunt is running; stop it first", cfg.Table, dev)
+		}
 	}
 	n, err := clearTable(h, cfg)
 	if err != nil {

@@ -105,6 +105,11 @@ func TestSetupAndClose(t *testing.T) {
 				t.Errorf("family %d: %d rules select table %d, want 1", fam, found, cfg.Table)
 			}
 		}
+		other := cfg
+		other.TUN = "shtest9"
+		if err := Prepare(other, quiet()); err == nil || !strings.Contains(err.Error(), "is in use by device shtest0") {
+			t.Errorf("a second instance under another name: %v", err)
+		}
 		if err := n.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -28,6 +28,7 @@ type Server struct {
 	// "administratively prohibited", like sshd's AllowTcpForwarding no.
 	ForbidForwarding atomic.Bool
 
+	opts       Options
 	ln         net.Listener
 	authorized map[string]bool
 	mu         sync.Mutex
@@ -55,17 +56,52 @@ func NewPrivateKey(t testing.TB) ed25519.PrivateKey {
 	return priv
 }
 
+// Options configure a server beyond key authentication.
+type Options struct {
+	// Authorized client keys.
+	Authorized []ssh.PublicKey
+	// UserCA, when set, accepts user certificates it signed.
+	UserCA ssh.PublicKey
+	// HostKey replaces the generated host key; HostCertificate presents
+	// it as a certificate.
+	HostKey         ssh.Signer
+	HostCertificate *ssh.Certificate
+	// Password enables password authentication with this password.
+	Password string
+	// Challenge enables keyboard-interactive authentication: one
+	// question, answered with Answer.
+	Challenge, Answer string
+	// Addr to listen on; empty means 127.0.0.1:0.
+	Addr string
+}
+
 // New starts a server that accepts the given client keys. It stops when the
 // test ends.
 func New(t testing.TB, authorized ...ssh.PublicKey) *Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return NewWithOptions(t, Options{Authorized: authorized})
+}
+
+// NewWithOptions starts a server configured by opts.
+func NewWithOptions(t testing.TB, opts Options) *Server {
+	t.Helper()
+	authorized := opts.Authorized
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	hostKey := opts.HostKey
+	if hostKey == nil {
+		hostKey = NewKey(t)
+	}
 	s := &Server{
 		Addr:       ln.Addr().String(),
-		HostKey:    NewKey(t),
+		HostKey:    hostKey,
+		opts:       opts,
 		ln:         ln,
 		authorized: map[string]bool{},
 		conns:      map[net.Conn]bool{},
@@ -77,6 +113,13 @@ func New(t testing.TB, authorized ...ssh.PublicKey) *Server {
 	go s.serve()
 	t.Cleanup(s.Close)
 	return s
+}
+
+// Allow authorizes another client key.
+func (s *Server) Allow(k ssh.PublicKey) {
+	s.mu.Lock()
+	s.authorized[string(k.Marshal())] = true
+	s.mu.Unlock()
 }
 
 // Port is the server's port.
@@ -109,15 +152,50 @@ func (s *Server) Close() {
 
 func (s *Server) serve() {
 	defer s.wg.Done()
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if s.authorized[string(key.Marshal())] {
+	checker := &ssh.CertChecker{
+		IsUserAuthority: func(auth ssh.PublicKey) bool {
+			return s.opts.UserCA != nil && string(auth.Marshal()) == string(s.opts.UserCA.Marshal())
+		},
+		UserKeyFallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			s.mu.Lock()
+			ok := s.authorized[string(key.Marshal())]
+			s.mu.Unlock()
+			if ok {
 				return nil, nil
 			}
 			return nil, fmt.Errorf("key not authorized")
 		},
 	}
-	cfg.AddHostKey(s.HostKey)
+	cfg := &ssh.ServerConfig{PublicKeyCallback: checker.Authenticate}
+	if s.opts.Password != "" {
+		cfg.PasswordCallback = func(_ ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+			if string(pw) == s.opts.Password {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("wrong password")
+		}
+	}
+	if s.opts.Challenge != "" {
+		cfg.KeyboardInteractiveCallback = func(_ ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			ans, err := client("", "", []string{s.opts.Challenge}, []bool{false})
+			if err != nil {
+				return nil, err
+			}
+			if len(ans) == 1 && ans[0] == s.opts.Answer {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("wrong answer")
+		}
+	}
+	if s.opts.HostCertificate != nil {
+		cs, err := ssh.NewCertSigner(s.opts.HostCertificate, s.HostKey)
+		if err != nil {
+			panic(err)
+		}
+		cfg.AddHostKey(cs)
+	} else {
+		cfg.AddHostKey(s.HostKey)
+	}
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/shunt-dev/shunt/broker"
+	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/netstack"
 	"github.com/shunt-dev/shunt/platform"
@@ -146,7 +147,7 @@ func cmdUp(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := up(ctx, cfg, log); err != nil {
+	if err := up(ctx, stop, cfg, log); err != nil {
 		log.Error(err)
 		return 1
 	}
@@ -154,7 +155,7 @@ func cmdUp(args []string, stderr io.Writer) int {
 }
 
 // up runs the capture until ctx ends, then removes everything it set up.
-func up(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
+func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus.Logger) error {
 	if runtime.GOOS == "linux" && os.Geteuid() != 0 {
 		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
 	}
@@ -186,6 +187,7 @@ func up(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 	b, err := broker.New(brokerProfiles(cfg), broker.Options{
 		Dialer:      bypass,
 		AgentSocket: os.Getenv("SSH_AUTH_SOCK"),
+		Prompter:    prompt.FromEnv(os.Getenv, prompt.HasTTY()),
 		ProxyRules:  brokerProxyRules(cfg),
 		Log:         log,
 	})
@@ -194,6 +196,7 @@ func up(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 		return err
 	}
 	defer b.Close()
+	b.Start(ctx)
 	r := router.New(rules, b, bypass, log)
 	stack, err := netstack.New(dev, r, netstack.Options{MTU: cfg.TUN.MTU, Log: log})
 	if err != nil {
@@ -208,6 +211,9 @@ func up(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 
 	select {
 	case <-ctx.Done():
+		// From now on a second Ctrl-C kills at once (the next start
+		// clears what is left).
+		stopSignals()
 		log.Info("stopping: removing routes and the TUN device")
 		return nil
 	case err := <-stack.Err():
