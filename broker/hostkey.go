@@ -157,8 +157,15 @@ func (h *hostKeys) algorithms(hostport string) []string {
 	// Asking about a key nobody has yields the list of known keys.
 	err := h.callback(hostport, &net.TCPAddr{IP: net.IPv4zero}, probeKey{})
 	var ke *knownhosts.KeyError
-	if !errors.As(err, &ke) || len(ke.Want) == 0 {
+	if !errors.As(err, &ke) {
 		return nil
+	}
+	if len(ke.Want) == 0 {
+		// Unknown host and no certificate authority for it: a host
+		// certificate could not be checked, so ask for a plain key, which
+		// can be shown to the user and recorded.
+		return []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+			ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
 	}
 	plain, cas := h.splitCA(ke.Want)
 	var algs []string

@@ -65,6 +65,9 @@ func recordHostKey(files []string, hostport string, key ssh.PublicKey) (string, 
 	if err != nil {
 		return f, err
 	}
+	if cert, ok := key.(*ssh.Certificate); ok {
+		key = cert.Key // known_hosts holds keys; certificates go with @cert-authority
+	}
 	line := knownhosts.Line([]string{knownhosts.Normalize(hostport)}, key) + "\n"
 	if _, err := fh.WriteString(line); err != nil {
 		fh.Close()

@@ -74,10 +74,16 @@ func (s *session) lost() bool { return s.transport.failed.Load() }
 type watchedConn struct {
 	net.Conn
 	failed atomic.Bool
+	// lastRead is when the server last sent anything (UnixNano): any
+	// byte proves the connection alive.
+	lastRead atomic.Int64
 }
 
 func (c *watchedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
 	if err != nil {
 		c.failed.Store(true)
 	}
@@ -231,41 +237,41 @@ func (l *link) watch(s *session) {
 	}
 }
 
-// keepalive closes the connection when the server has not answered for
-// interval × count.
+// keepalive sends keepalive@openssh.com every interval while none is
+// pending, and closes the connection once the server has sent nothing at
+// all for interval × count. Any byte counts, so a busy connection whose
+// replies queue behind data is never taken for dead.
 func (l *link) keepalive(s *session) {
 	p := l.pool.p
-	t := time.NewTicker(p.KeepaliveInterval)
+	limit := p.KeepaliveInterval * time.Duration(p.KeepaliveCount)
+	check := max(p.KeepaliveInterval/4, 10*time.Millisecond)
+	t := time.NewTicker(check)
 	defer t.Stop()
-	replies := make(chan error, 1)
-	pending, missed := false, 0
+	s.transport.lastRead.Store(time.Now().UnixNano())
+	var pending atomic.Bool
+	lastSent := time.Now()
 	for {
 		select {
 		case <-s.done:
 			return
-		case err := <-replies:
-			pending = false
-			if err == nil {
-				missed = 0
+		case now := <-t.C:
+			silent := now.Sub(time.Unix(0, s.transport.lastRead.Load()))
+			if silent >= limit {
+				l.log.WithField("silent_for", silent.Round(time.Millisecond).String()).
+					Warn("SSH server stopped answering keepalives; closing the connection")
+				s.client.Close()
+				return
 			}
-		case <-t.C:
-			if pending {
-				missed++
-				if missed >= p.KeepaliveCount {
-					l.log.WithField("silent_for", (time.Duration(missed) * p.KeepaliveInterval).String()).
-						Warn("SSH server stopped answering keepalives; closing the connection")
-					s.client.Close()
-					return
-				}
-				continue
+			if now.Sub(lastSent) >= p.KeepaliveInterval && !pending.Load() {
+				pending.Store(true)
+				lastSent = now
+				go func() {
+					// Any answer, even "unknown request", proves the
+					// connection alive (its bytes update lastRead).
+					s.client.SendRequest("keepalive@openssh.com", true, nil)
+					pending.Store(false)
+				}()
 			}
-			pending = true
-			go func() {
-				// Any answer, even "unknown request", proves the
-				// connection alive.
-				_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
-				replies <- err
-			}()
 		}
 	}
 }

@@ -52,13 +52,19 @@ type shunt struct {
 
 func startShunt(t *testing.T, topo *topology, config string) *shunt {
 	t.Helper()
+	return startShuntEnv(t, topo, config)
+}
+
+// startShuntEnv starts shunt with more environment variables.
+func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *shunt {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "shunt.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := &shunt{log: &syncBuffer{}, done: make(chan error, 1)}
 	s.cmd = topo.client.command(shuntBin, "up", "--config", path)
-	s.cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=") // never a developer's agent
+	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK="), env...) // never a developer's agent
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

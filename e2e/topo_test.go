@@ -11,8 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,7 +181,10 @@ func newTopology(t *testing.T) *topology {
 
 // sshd is Debian's OpenSSH server on the gateway, key authentication only.
 type sshd struct {
+	owner       *testing.T // restarts are cleaned up with the test that made it
 	dir         string
+	listen      string
+	hostKey     string
 	clientKey   string // private key file
 	knownHosts  string // a known_hosts with the gateway's key
 	fingerprint string
@@ -189,30 +195,43 @@ type sshd struct {
 }
 
 func startSSHD(t *testing.T, gw *ns) *sshd {
+	return startSSHDWith(t, gw, sshdOptions{listen: []string{gatewayAddr, gateway6}})
+}
+
+// sshdOptions shape a test sshd.
+type sshdOptions struct {
+	listen []string // ListenAddress lines; the first is the one dialled
+	extra  []string // more sshd_config lines
+	// hostCA, when set, signs the host key; the certificate is served.
+	hostCA string
+}
+
+func startSSHDWith(t *testing.T, host *ns, o sshdOptions) *sshd {
 	t.Helper()
 	dir := t.TempDir()
-	s := &sshd{dir: dir, ns: gw, log: &syncBuffer{}}
-	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
+	s := &sshd{dir: dir, ns: host, log: &syncBuffer{}, listen: o.listen[0], owner: t}
+	s.hostKey = filepath.Join(dir, "ssh_host_ed25519_key")
 	s.clientKey = filepath.Join(dir, "id_ed25519")
-	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey)
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", s.hostKey)
 	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", s.clientKey)
-	pub, err := os.ReadFile(s.clientKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
-	hostPub, _ := os.ReadFile(hostKey + ".pub")
+	s.authorize(t, s.clientKey+".pub")
+	hostPub, _ := os.ReadFile(s.hostKey + ".pub")
 	s.knownHosts = filepath.Join(dir, "known_hosts")
-	os.WriteFile(s.knownHosts, []byte(gatewayAddr+" "+string(hostPub)), 0o600)
-	fp := run(t, "ssh-keygen", "-l", "-f", hostKey+".pub")
+	os.WriteFile(s.knownHosts, []byte(strings.Join(o.listen, ",")+" "+string(hostPub)), 0o600)
+	fp := run(t, "ssh-keygen", "-l", "-f", s.hostKey+".pub")
 	s.fingerprint = strings.Fields(fp)[1]
-	s.cfg = filepath.Join(dir, "sshd_config")
-	os.WriteFile(s.cfg, []byte(strings.Join([]string{
-		"ListenAddress " + gatewayAddr,
-		"ListenAddress " + gateway6,
-		"HostKey " + hostKey,
+	lines := []string{}
+	for _, l := range o.listen {
+		lines = append(lines, "ListenAddress "+l)
+	}
+	if o.hostCA != "" {
+		run(t, "ssh-keygen", "-q", "-s", o.hostCA, "-I", "gateway", "-h", "-n", strings.Join(o.listen, ","), s.hostKey+".pub")
+		lines = append(lines, "HostCertificate "+s.hostKey+"-cert.pub")
+	}
+	lines = append(lines,
+		"HostKey "+s.hostKey,
 		"PidFile none",
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"AuthorizedKeysFile "+filepath.Join(dir, "authorized_keys"),
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
@@ -221,10 +240,37 @@ func startSSHD(t *testing.T, gw *ns) *sshd {
 		"UsePAM no",
 		"AllowTcpForwarding yes",
 		"LogLevel VERBOSE",
-	}, "\n")+"\n"), 0o600)
+	)
+	// Later lines cannot override earlier ones in sshd_config: extra
+	// settings go first.
+	lines = append(o.extra, lines...)
+	s.cfg = filepath.Join(dir, "sshd_config")
+	os.WriteFile(s.cfg, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 	os.MkdirAll("/run/sshd", 0o755) // privilege separation directory
 	s.start(t)
 	return s
+}
+
+// authorize adds a public key file to the server's authorized_keys.
+func (s *sshd) authorize(t *testing.T, pubFile string) {
+	t.Helper()
+	pub, err := os.ReadFile(pubFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, "authorized_keys"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(pub)
+	f.Close()
+}
+
+// logins counts successful logins so far.
+func (s *sshd) logins() int {
+	l := s.log.String()
+	return strings.Count(l, "Accepted publickey for") + strings.Count(l, "Accepted password for") +
+		strings.Count(l, "Accepted keyboard-interactive")
 }
 
 func (s *sshd) start(t *testing.T) {
@@ -235,9 +281,9 @@ func (s *sshd) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := s.cmd
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s.owner.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	waitFor(t, "sshd to listen", func() bool {
-		c, err := s.ns.dial(context.Background(), net.JoinHostPort(gatewayAddr, "22"))
+		c, err := s.ns.dial(context.Background(), net.JoinHostPort(s.listen, "22"))
 		if err == nil {
 			c.Close()
 		}
@@ -248,6 +294,56 @@ func (s *sshd) start(t *testing.T) {
 func (s *sshd) stop() {
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
+}
+
+// killAll kills the listener and every session process it forked (they
+// call setsid, so a process group would not reach them), as a crash of
+// the server machine would.
+func (s *sshd) killAll() {
+	// Deepest first: the process that holds the connection dies before
+	// its parents could notice and close it politely.
+	for _, p := range descendants(s.cmd.Process.Pid) {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
+// descendants lists the processes below pid, from /proc.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces; cut after ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			parent[n] = pp
+		}
+	}
+	depth := map[int]int{}
+	var out []int
+	for n := range parent {
+		d := 0
+		for p := parent[n]; p > 1; p = parent[p] {
+			d++
+			if p == pid {
+				out = append(out, n)
+				depth[n] = d
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return depth[out[i]] > depth[out[j]] })
+	return out
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -278,3 +374,5 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func netnsFromName(name string) (netns.NsHandle, error) { return netns.GetFromName(name) }
