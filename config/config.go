@@ -406,6 +406,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, where string, report func(int, stri
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
+			if !ok && (k.Value == "password" || k.Value == "passphrase") {
+				report(k.Line, fmt.Sprintf("%ss never go in the config file: remove it; shunt asks for it when a tunnel first needs it (on the terminal, or through SSH_ASKPASS)", k.Value))
+				continue
+			}
 			if !ok {
 				msg := fmt.Sprintf("unknown key %q%s", k.Value, where)
 				if s := closest(k.Value, names); s != "" {

@@ -115,6 +115,18 @@ func TestErrors(t *testing.T) {
 		{"mtu", "tun:\n  mtu: 100\n", []string{`x.yaml:2: tun.mtu 100 is out of range`}},
 		{"level", "log:\n  level: loud\n", []string{`x.yaml:2: log.level "loud" is not a level`}},
 		{"empty", "", []string{`x.yaml: the file is empty`}},
+		{"password", "profiles:\n  - name: p\n    host: gw\n    password: hunter2\n",
+			[]string{`x.yaml:4: passwords never go in the config file: remove it; shunt asks for it`}},
+		{"proxy", "profiles:\n  - name: p\n    host: gw\n    proxy: ftp://x:1\n",
+			[]string{`x.yaml:2: profile "p": proxy "ftp://x:1": unknown scheme "ftp": use socks4, socks4a, socks5 or http`}},
+		{"jump loop", "profiles:\n  - name: a\n    host: x\n    jump: b\n  - name: b\n    host: y\n    jump: a\n",
+			[]string{`profiles jump in a loop: a -> b -> a`}},
+		{"policy", "profiles:\n  - name: p\n    host: gw\n    host_key_policy: trust\n",
+			[]string{`unknown host key policy "trust": use strict, accept-new or ask`}},
+		{"auth method", "profiles:\n  - name: p\n    host: gw\n    auth_methods: [gssapi]\n",
+			[]string{`unknown auth method "gssapi"`}},
+		{"duration", "profiles:\n  - name: p\n    host: gw\n    idle_timeout: soon\n",
+			[]string{`x.yaml:4: profile "p": "soon" is not a duration`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,6 +64,7 @@ func newBrokerTopology(t *testing.T) *brokerTopo {
 	veth(topo.client, bt.proxy, "x", "p", clientProxySide, proxyClientSide)
 	veth(bt.proxy, topo.gateway, "q", "r", proxyGwSide, gatewayBehind)
 	topo.gateway.exec(t, "ip", "addr", "add", gatewayNoSSHD+"/24", "dev", "sh"+topo.id+"g")
+	topo.gateway.exec(t, "ip", "addr", "add", "172.31.1.4/24", "dev", "sh"+topo.id+"g") // the PAM sshd
 	return bt
 }
 
@@ -298,6 +299,25 @@ func TestBrokerAgainstRealServers(t *testing.T) {
 		}
 		if strings.Contains(sh.log.String(), password) {
 			t.Error("the password appears in the log")
+		}
+		sh.stop(t)
+	})
+
+	t.Run("keyboard-interactive through PAM", func(t *testing.T) {
+		// sshd offers keyboard-interactive through PAM, which asks
+		// pam_unix's "Password: ".
+		kbd := startSSHDWith(t, topo.gateway, sshdOptions{
+			listen: []string{"172.31.1.4"},
+			extra:  []string{"UsePAM yes", "KbdInteractiveAuthentication yes", "AuthenticationMethods keyboard-interactive"},
+		})
+		prog, asked := askpass(t, password)
+		sh := through(t, fmt.Sprintf("    host: 172.31.1.4\n    user: %s\n    auth_methods: [keyboard-interactive]\n    known_hosts: %s", user, kbd.knownHosts), "",
+			"SSH_ASKPASS="+prog, "SSH_ASKPASS_REQUIRE=force")
+		if !strings.Contains(kbd.log.String(), "Accepted keyboard-interactive/pam for "+user) {
+			t.Errorf("sshd did not log a keyboard-interactive login:\n%s", kbd.log)
+		}
+		if b, _ := os.ReadFile(asked); !strings.Contains(string(b), "Password:") {
+			t.Errorf("askpass was asked %q, want PAM's Password: prompt", b)
 		}
 		sh.stop(t)
 	})
