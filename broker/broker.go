@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/ssh"
@@ -75,6 +76,9 @@ type Broker struct {
 	pools map[string]*pool
 	opts  Options
 	log   logrus.FieldLogger
+
+	viaMu sync.Mutex
+	via   map[string]*pool // host-from-application pools, "profile@server"
 }
 
 // New returns a broker for profiles. Nothing connects until Start or the
@@ -86,13 +90,10 @@ func New(profiles []Profile, opts Options) (*Broker, error) {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
 	}
-	b := &Broker{pools: map[string]*pool{}, opts: opts, log: opts.Log}
+	b := &Broker{pools: map[string]*pool{}, opts: opts, log: opts.Log, via: map[string]*pool{}}
 	for i := range profiles {
 		p := profiles[i]
 		p.applyDefaults()
-		if len(p.Hosts) == 0 {
-			return nil, fmt.Errorf("profile %q has no host", p.Name)
-		}
 		if _, dup := b.pools[p.Name]; dup {
 			return nil, fmt.Errorf("profile %q is defined twice", p.Name)
 		}
@@ -139,6 +140,33 @@ func (b *Broker) Dial(ctx context.Context, profile, addr string) (net.Conn, erro
 	if !ok {
 		return nil, fmt.Errorf("no connection profile %q", profile)
 	}
+	if len(pl.p.Hosts) == 0 {
+		return nil, fmt.Errorf("profile %q has no host: only host-from-application rules can use it", profile)
+	}
+	return pl.dial(ctx, addr)
+}
+
+// DialVia is Dial through an SSH connection to server itself, made with
+// the profile's port, user, authentication, host-key policy and route
+// (host from application: the flow is encrypted all the way to its
+// destination host). Connections are kept per server, like a profile's.
+func (b *Broker) DialVia(ctx context.Context, profile, server, addr string) (net.Conn, error) {
+	base, ok := b.pools[profile]
+	if !ok {
+		return nil, fmt.Errorf("no connection profile %q", profile)
+	}
+	key := profile + "@" + server
+	b.viaMu.Lock()
+	pl, ok := b.via[key]
+	if !ok {
+		p := *base.p
+		p.Name = key
+		p.Hosts = []string{server}
+		p.ConnectOnStart = false
+		pl = newPool(b, &p)
+		b.via[key] = pl
+	}
+	b.viaMu.Unlock()
 	return pl.dial(ctx, addr)
 }
 
@@ -148,8 +176,23 @@ func (b *Broker) Close() error {
 	for _, pl := range b.pools {
 		errs = append(errs, pl.close())
 	}
+	b.viaMu.Lock()
+	for _, pl := range b.via {
+		errs = append(errs, pl.close())
+	}
+	b.viaMu.Unlock()
 	return errors.Join(errs...)
 }
+
+// SetupError is a failure to set up the tunnel itself (no server answered,
+// the login failed), as opposed to the server refusing one destination.
+type SetupError struct{ Err error }
+
+func (e *SetupError) Error() string { return e.Err.Error() }
+func (e *SetupError) Unwrap() error { return e.Err }
+
+// TunnelSetupFailed marks the error for the router's fallback_direct.
+func (e *SetupError) TunnelSetupFailed() bool { return true }
 
 // Status describes one SSH connection of a profile.
 type Status struct {

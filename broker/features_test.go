@@ -577,3 +577,31 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestDialViaConnectsToTheDestinationHost(t *testing.T) {
+	srv, p := server(t, brokertest.Options{})
+	dir := t.TempDir()
+	_, s := writeKey(t, dir, "id", "")
+	srv.Allow(s.PublicKey())
+	p.IdentityFiles = []string{filepath.Join(dir, "id")}
+	p.Hosts = []string{"192.0.2.1"} // the profile's own host is never used
+	b := newBroker(t, Options{}, p)
+	target := echoServer(t)
+	c, err := b.DialVia(context.Background(), "gw", "127.0.0.1", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "end to end")
+	var se *SetupError
+	if _, err := b.DialVia(context.Background(), "gw", "127.0.0.2", target); !errors.As(err, &se) || !se.TunnelSetupFailed() {
+		t.Fatalf("no server at 127.0.0.2: %v, want a SetupError", err)
+	}
+	// A refused channel is not a setup failure.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	if _, err := b.DialVia(context.Background(), "gw", "127.0.0.1", dead); errors.As(err, &se) {
+		t.Fatalf("refused channel reported as setup failure: %v", err)
+	}
+}

@@ -279,7 +279,7 @@ func (l *link) keepalive(s *session) {
 func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	s, err := l.get(ctx)
 	if err != nil {
-		return nil, err
+		return nil, &SetupError{Err: err}
 	}
 	conn, err := s.client.DialContext(ctx, "tcp", addr)
 	if err != nil {

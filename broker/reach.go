@@ -16,6 +16,9 @@ import (
 // establish connects to the profile's first host that answers.
 func (l *link) establish() (*session, error) {
 	p := l.pool.p
+	if len(p.Hosts) == 0 {
+		return nil, fmt.Errorf("profile %s has no host", p.Name)
+	}
 	var errs []error
 	for i, host := range p.Hosts {
 		s, err := l.connectHost(host)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v3"
+	"go4.org/netipx"
 
 	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/router"
@@ -44,8 +46,10 @@ type Config struct {
 	Profiles   []Profile   `yaml:"profiles"`
 	ProxyRules []ProxyRule `yaml:"proxy_rules"`
 	Rules      []Rule      `yaml:"rules"`
-	TUN        TUN         `yaml:"tun"`
-	Log        Log         `yaml:"log"`
+	// AlwaysDirectApplications go direct before any rule is looked at.
+	AlwaysDirectApplications []string `yaml:"always_direct_applications"`
+	TUN                      TUN      `yaml:"tun"`
+	Log                      Log      `yaml:"log"`
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
@@ -86,7 +90,8 @@ type Profile struct {
 	IdleTimeout       Duration   `yaml:"idle_timeout"`
 	Ciphers           []string   `yaml:"ciphers"`
 
-	Line int `yaml:"-"`
+	Line int    `yaml:"-"`
+	File string `yaml:"-"`
 }
 
 // ProxyRule chooses how SSH servers are reached (Tectia's proxy rules).
@@ -98,7 +103,8 @@ type ProxyRule struct {
 	// "direct".
 	Proxy string `yaml:"proxy"`
 
-	Line int `yaml:"-"`
+	Line int    `yaml:"-"`
+	File string `yaml:"-"`
 }
 
 // UnmarshalYAML records the line of the rule.
@@ -150,13 +156,18 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // Rule is a filter rule.
 type Rule struct {
-	Name         string        `yaml:"name"`
-	Destinations []Destination `yaml:"destinations"`
-	Ports        []Port        `yaml:"ports"`
-	Action       string        `yaml:"action"`
-	Profile      string        `yaml:"profile"`
+	Name                string        `yaml:"name"`
+	Destinations        []Destination `yaml:"destinations"`
+	Ports               []Port        `yaml:"ports"`
+	Applications        []string      `yaml:"applications"`
+	Users               []UserRef     `yaml:"users"`
+	Action              string        `yaml:"action"`
+	Profile             string        `yaml:"profile"`
+	HostFromApplication bool          `yaml:"host_from_application"`
+	FallbackDirect      bool          `yaml:"fallback_direct"`
 
-	Line int `yaml:"-"`
+	Line int    `yaml:"-"`
+	File string `yaml:"-"`
 }
 
 // TUN configures the capture device.
@@ -164,14 +175,16 @@ type TUN struct {
 	Name string `yaml:"name"`
 	MTU  int    `yaml:"mtu"`
 
-	Line int `yaml:"-"`
+	Line int    `yaml:"-"`
+	File string `yaml:"-"`
 }
 
 // Log configures logging.
 type Log struct {
 	Level string `yaml:"level"`
 
-	Line int `yaml:"-"`
+	Line int    `yaml:"-"`
+	File string `yaml:"-"`
 }
 
 // UnmarshalYAML records the line of the section.
@@ -188,9 +201,15 @@ func (l *Log) UnmarshalYAML(n *yaml.Node) error {
 	return n.Decode((*plain)(l))
 }
 
-// Destination is an address or network, as written.
+// Destination is what a rule's destinations list holds, as written: an
+// address, a network, a range ("10.0.0.5-10.0.0.20"), a host name, a
+// domain wildcard ("*.corp.example"), or "any".
 type Destination struct {
-	Prefix netip.Prefix
+	// Prefixes are the networks of an address, network or range.
+	Prefixes []netip.Prefix
+	Host     string // a host name
+	Domain   string // a wildcard, "*.corp.example"
+	Any      bool
 	scalar
 }
 
@@ -216,31 +235,104 @@ type scalarValue interface{ isScalar() }
 func (d *Destination) UnmarshalYAML(n *yaml.Node) error {
 	d.scalar = scalar{Raw: n.Value, Line: n.Line}
 	if n.Kind != yaml.ScalarNode {
-		d.err = errors.New("a destination is an address or network, e.g. 10.1.0.0/24")
+		d.err = errors.New("a destination is an address, network, range, host name, *.domain or any")
 		return nil
 	}
-	if p, err := netip.ParsePrefix(n.Value); err == nil {
+	d.Prefixes, d.Host, d.Domain, d.Any, d.err = parseDestination(strings.TrimSpace(n.Value))
+	return nil
+}
+
+var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// validHostName reports whether s is a DNS host name (at least one label).
+func validHostName(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func parseDestination(v string) (prefixes []netip.Prefix, host, domain string, anyDest bool, err error) {
+	lower := strings.TrimSuffix(strings.ToLower(v), ".")
+	switch {
+	case lower == "any":
+		return nil, "", "", true, nil
+	case strings.HasPrefix(lower, "*."):
+		if !validHostName(lower[2:]) {
+			return nil, "", "", false, fmt.Errorf("destination %q is not a domain wildcard (write e.g. *.corp.example)", v)
+		}
+		return nil, "", lower, false, nil
+	case strings.Contains(v, "-") && !strings.Contains(v, "/") && strings.ContainsAny(v, ".:") && isRange(v):
+		lo, hi, _ := strings.Cut(v, "-")
+		a, err1 := netip.ParseAddr(strings.TrimSpace(lo))
+		b, err2 := netip.ParseAddr(strings.TrimSpace(hi))
+		if err1 != nil || err2 != nil || a.Unmap().Is4() != b.Unmap().Is4() || b.Unmap().Less(a.Unmap()) {
+			return nil, "", "", false, fmt.Errorf("destination %q is not an address range (write e.g. 10.0.0.5-10.0.0.20, low to high, one family)", v)
+		}
+		r := netipx.IPRangeFrom(a.Unmap(), b.Unmap())
+		return r.Prefixes(), "", "", false, nil
+	}
+	if p, err := netip.ParsePrefix(v); err == nil {
 		if p.Addr().Is4In6() {
 			if p.Bits() < 96 {
-				d.err = fmt.Errorf("destination %q mixes IPv4-mapped and IPv6 space: write the IPv4 network instead", n.Value)
-				return nil
+				return nil, "", "", false, fmt.Errorf("destination %q mixes IPv4-mapped and IPv6 space: write the IPv4 network instead", v)
 			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		if p.Masked() != p {
-			d.err = fmt.Errorf("destination %q has host bits set: write %s", n.Value, p.Masked())
-			return nil
+			return nil, "", "", false, fmt.Errorf("destination %q has host bits set: write %s", v, p.Masked())
 		}
-		d.Prefix = p
+		return []netip.Prefix{p}, "", "", false, nil
+	}
+	if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
+		a = a.Unmap()
+		return []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}, "", "", false, nil
+	}
+	if validHostName(lower) && !looksNumeric(lower) {
+		return nil, lower, "", false, nil
+	}
+	return nil, "", "", false, fmt.Errorf("destination %q is not an IP address, network, range, host name, *.domain or any (write e.g. 10.1.2.3, 10.1.0.0/24, 10.0.0.5-10.0.0.20, mail.corp.example or *.corp.example)", v)
+}
+
+// isRange tells an address range from a host name with a hyphen.
+func isRange(v string) bool {
+	lo, _, _ := strings.Cut(v, "-")
+	_, err := netip.ParseAddr(strings.TrimSpace(lo))
+	return err == nil
+}
+
+// looksNumeric catches mistyped addresses ("10.1.2") that would otherwise
+// pass as host names.
+func looksNumeric(s string) bool {
+	return strings.Trim(s, "0123456789.") == ""
+}
+
+// UserRef is a user name or uid, as written.
+type UserRef struct {
+	UID uint32
+	scalar
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler: a uid, or a name looked up
+// in the user database.
+func (u *UserRef) UnmarshalYAML(n *yaml.Node) error {
+	u.scalar = scalar{Raw: n.Value, Line: n.Line}
+	if id, err := strconv.ParseUint(n.Value, 10, 32); err == nil {
+		u.UID = uint32(id)
 		return nil
 	}
-	a, err := netip.ParseAddr(n.Value)
-	if err != nil || a.Zone() != "" {
-		d.err = fmt.Errorf("destination %q is not an IP address or network (write e.g. 10.1.2.3, 10.1.0.0/24 or fd00::/64)", n.Value)
+	usr, err := user.Lookup(n.Value)
+	if err != nil {
+		u.err = fmt.Errorf("user %q is unknown on this machine: write a user name or a uid", n.Value)
 		return nil
 	}
-	a = a.Unmap()
-	d.Prefix = netip.PrefixFrom(a, a.BitLen())
+	id, _ := strconv.ParseUint(usr.Uid, 10, 32)
+	u.UID = uint32(id)
 	return nil
 }
 
@@ -322,6 +414,23 @@ func LoadWith(path string, opts Options) (*Config, error) {
 
 // ParseWith is Parse with options.
 func ParseWith(path string, data []byte, opts Options) (*Config, error) {
+	c, keyErrs := decode(path, data)
+	if c == nil {
+		return nil, keyErrs
+	}
+	c.sshConfigFiles = opts.SSHConfigFiles
+	if err := errors.Join(keyErrs, c.validate()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decode reads one file: YAML syntax, unknown keys and value types, with
+// every item marked with its file. Meaning is checked by validate, after
+// layers are merged. Unknown keys come back as an error together with the
+// config (so their report can join validate's); a nil config means the
+// file could not be decoded at all.
+func decode(path string, data []byte) (*Config, error) {
 	errorAt := func(line int, format string, args ...any) error {
 		return &Error{File: path, Line: line, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -339,20 +448,21 @@ func ParseWith(path string, data []byte, opts Options) (*Config, error) {
 	})
 	// Unknown keys do not stop decoding (they are skipped), so one run
 	// reports them together with every other problem.
-	c := &Config{Path: path, sshConfigFiles: opts.SSHConfigFiles}
-	if c.sshConfigFiles == nil {
-		c.sshConfigFiles = DefaultSSHConfigFiles()
-	}
+	c := &Config{Path: path}
 	if err := root.Decode(c); err != nil {
 		return nil, errors.Join(append(errs, yamlError(path, err))...)
 	}
-	if err := c.validate(); err != nil {
-		errs = append(errs, err)
+	for i := range c.Profiles {
+		c.Profiles[i].File = path
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	for i := range c.Rules {
+		c.Rules[i].File = path
 	}
-	return c, nil
+	for i := range c.ProxyRules {
+		c.ProxyRules[i].File = path
+	}
+	c.TUN.File, c.Log.File = path, path
+	return c, errors.Join(errs...)
 }
 
 // yamlError turns the YAML library's "line N: msg" errors into ours.
@@ -466,26 +576,29 @@ func editDistance(a, b string) int {
 // validate fills defaults and checks meaning, collecting every error.
 func (c *Config) validate() error {
 	var errs []error
-	errorAt := func(line int, format string, args ...any) {
-		errs = append(errs, &Error{File: c.Path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	errorAt := func(file string, line int, format string, args ...any) {
+		if file == "" {
+			file = c.Path
+		}
+		errs = append(errs, &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
 	if c.TUN.Name == "" {
 		c.TUN.Name = DefaultTUNName
 	}
 	if len(c.TUN.Name) > 15 || strings.ContainsAny(c.TUN.Name, "/ \t") {
-		errorAt(c.TUN.Line, "tun.name %q is not a valid interface name: use at most 15 characters, no '/' or spaces", c.TUN.Name)
+		errorAt(c.TUN.File, c.TUN.Line, "tun.name %q is not a valid interface name: use at most 15 characters, no '/' or spaces", c.TUN.Name)
 	}
 	if c.TUN.MTU == 0 {
 		c.TUN.MTU = DefaultMTU
 	}
 	if c.TUN.MTU < 1280 || c.TUN.MTU > 65535 {
-		errorAt(c.TUN.Line, "tun.mtu %d is out of range: use 1280 (the IPv6 minimum) to 65535", c.TUN.MTU)
+		errorAt(c.TUN.File, c.TUN.Line, "tun.mtu %d is out of range: use 1280 (the IPv6 minimum) to 65535", c.TUN.MTU)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
 	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {
-		errorAt(c.Log.Line, "log.level %q is not a level: use panic, fatal, error, warn, info, debug or trace", c.Log.Level)
+		errorAt(c.Log.File, c.Log.Line, "log.level %q is not a level: use panic, fatal, error, warn, info, debug or trace", c.Log.Level)
 	}
 
 	profiles := map[string]bool{}
@@ -494,9 +607,9 @@ func (c *Config) validate() error {
 		p := &c.Profiles[i]
 		switch {
 		case p.Name == "":
-			errorAt(p.Line, "profile #%d has no name: add name: so rules can refer to it", i+1)
+			errorAt(p.File, p.Line, "profile #%d has no name: add name: so rules can refer to it", i+1)
 		case profiles[p.Name]:
-			errorAt(p.Line, "profile %q is defined twice: rename or remove one", p.Name)
+			errorAt(p.File, p.Line, "profile %q is defined twice: rename or remove one", p.Name)
 		default:
 			profiles[p.Name] = true
 			names = append(names, p.Name)
@@ -508,7 +621,7 @@ func (c *Config) validate() error {
 	for i := range original {
 		if pp := c.Profiles[i]; pp.SSHConfig != "" {
 			if err := c.applySSHConfig(&pp); err != nil {
-				errorAt(pp.Line, "profile %q: %v", pp.Name, err)
+				errorAt(pp.File, pp.Line, "profile %q: %v", pp.Name, err)
 			}
 			c.Profiles[i] = pp
 		}
@@ -521,14 +634,14 @@ func (c *Config) validate() error {
 		if p.Line == 0 && i >= original {
 			p.Line = c.Profiles[0].Line
 		}
-		if len(p.Host) == 0 {
-			errorAt(p.Line, "profile %q has no host: add host: with the SSH server's name or address (or a list, tried in order)", p.Name)
+		if len(p.Host) == 0 && !c.onlyHostFromApplication(p.Name) {
+			errorAt(p.File, p.Line, "profile %q has no host: add host: with the SSH server's name or address (or a list, tried in order); only rules with host_from_application can use a profile without one", p.Name)
 		}
 		if p.Port == 0 {
 			p.Port = DefaultSSHPort
 		}
 		if p.Port < 1 || p.Port > 65535 {
-			errorAt(p.Line, "profile %q: port %d is out of range 1-65535", p.Name, p.Port)
+			errorAt(p.File, p.Line, "profile %q: port %d is out of range 1-65535", p.Name, p.Port)
 		}
 		if p.User == "" {
 			if u, err := localUser(); err == nil {
@@ -548,49 +661,49 @@ func (c *Config) validate() error {
 			p.KnownHosts[j] = expandHome(f)
 		}
 		if _, err := broker.ParseHostKeyPolicy(p.HostKeyPolicy); err != nil {
-			errorAt(p.Line, "profile %q: %v", p.Name, err)
+			errorAt(p.File, p.Line, "profile %q: %v", p.Name, err)
 		}
 		for _, m := range p.AuthMethods {
 			switch m {
 			case broker.AuthPublicKey, broker.AuthKeyboardInteractive, broker.AuthPassword:
 			default:
-				errorAt(p.Line, "profile %q: unknown auth method %q: use publickey, keyboard-interactive or password", p.Name, m)
+				errorAt(p.File, p.Line, "profile %q: unknown auth method %q: use publickey, keyboard-interactive or password", p.Name, m)
 			}
 		}
 		if p.Proxy != "" && p.Jump != "" {
-			errorAt(p.Line, "profile %q has both proxy and jump: the jump profile reaches the server; set the proxy on that profile instead", p.Name)
+			errorAt(p.File, p.Line, "profile %q has both proxy and jump: the jump profile reaches the server; set the proxy on that profile instead", p.Name)
 		}
 		if p.Proxy != "" {
 			if _, err := broker.ParseProxy(p.Proxy); err != nil {
-				errorAt(p.Line, "profile %q: %v", p.Name, err)
+				errorAt(p.File, p.Line, "profile %q: %v", p.Name, err)
 			}
 		}
 		if p.Jump != "" && !profiles[p.Jump] {
-			errorAt(p.Line, "profile %q jumps through unknown profile %q: use one of %s", p.Name, p.Jump, listOr(names))
+			errorAt(p.File, p.Line, "profile %q jumps through unknown profile %q: use one of %s", p.Name, p.Jump, listOr(names))
 		}
 		if p.Connections < 0 || p.Connections > 64 {
-			errorAt(p.Line, "profile %q: connections %d is out of range 1-64", p.Name, p.Connections)
+			errorAt(p.File, p.Line, "profile %q: connections %d is out of range 1-64", p.Name, p.Connections)
 		}
 		if p.KeepaliveCount < 0 {
-			errorAt(p.Line, "profile %q: keepalive_count must be positive", p.Name)
+			errorAt(p.File, p.Line, "profile %q: keepalive_count must be positive", p.Name)
 		}
 		for _, d := range []Duration{p.KeepaliveInterval, p.IdleTimeout} {
 			if d.err != nil {
-				errorAt(d.Line, "profile %q: %v", p.Name, d.err)
+				errorAt(p.File, d.Line, "profile %q: %v", p.Name, d.err)
 			}
 		}
 		if p.KeepaliveInterval.D < 0 {
-			errorAt(p.KeepaliveInterval.Line, "profile %q: keepalive_interval cannot be never", p.Name)
+			errorAt(p.File, p.KeepaliveInterval.Line, "profile %q: keepalive_interval cannot be never", p.Name)
 		}
 	}
 	c.checkJumpLoops(errorAt)
 	for i := range c.ProxyRules {
 		r := &c.ProxyRules[i]
 		if r.Proxy == "" {
-			errorAt(r.Line, "proxy rule #%d has no proxy: write a socks4://, socks4a://, socks5:// or http:// URL, or direct", i+1)
+			errorAt(r.File, r.Line, "proxy rule #%d has no proxy: write a socks4://, socks4a://, socks5:// or http:// URL, or direct", i+1)
 		} else if r.Proxy != "direct" {
 			if _, err := broker.ParseProxy(r.Proxy); err != nil {
-				errorAt(r.Line, "proxy rule #%d: %v", i+1, err)
+				errorAt(r.File, r.Line, "proxy rule #%d: %v", i+1, err)
 			}
 		}
 	}
@@ -603,27 +716,43 @@ func (c *Config) validate() error {
 		}
 		for _, d := range r.Destinations {
 			if d.err != nil {
-				errorAt(d.Line, "%s: %v", label, d.err)
+				errorAt(r.File, d.Line, "%s: %v", label, d.err)
 			}
+		}
+		for _, u := range r.Users {
+			if u.err != nil {
+				errorAt(r.File, u.Line, "%s: %v", label, u.err)
+			}
+		}
+		for _, a := range r.Applications {
+			if a == "" || (strings.Contains(a, "/") && !filepath.IsAbs(a)) {
+				errorAt(r.File, r.Line, "%s: application %q: write an executable name (thunderbird) or an absolute path (/usr/bin/mutt)", label, a)
+			}
+		}
+		if (len(r.Applications) > 0 || len(r.Users) > 0) && runtime.GOOS != "linux" {
+			errorAt(r.File, r.Line, "%s: applications and users cannot be looked up on %s yet: remove them from the rule", label, runtime.GOOS)
 		}
 		for _, p := range r.Ports {
 			if p.err != nil {
-				errorAt(p.Line, "%s: %v", label, p.err)
+				errorAt(r.File, p.Line, "%s: %v", label, p.err)
 			}
 		}
 		action, err := router.ParseAction(r.Action)
 		if r.Action == "" {
-			errorAt(r.Line, "%s has no action: add action: tunnel, direct or block", label)
+			errorAt(r.File, r.Line, "%s has no action: add action: tunnel, direct or block", label)
 		} else if err != nil {
-			errorAt(r.Line, "%s: %v", label, err)
+			errorAt(r.File, r.Line, "%s: %v", label, err)
 		}
 		switch {
 		case action == router.Tunnel && r.Profile == "":
-			errorAt(r.Line, "%s tunnels but names no profile: add profile: with one of %s", label, listOr(names))
+			errorAt(r.File, r.Line, "%s tunnels but names no profile: add profile: with one of %s", label, listOr(names))
 		case action == router.Tunnel && !profiles[r.Profile]:
-			errorAt(r.Line, "%s: unknown profile %q: use one of %s", label, r.Profile, listOr(names))
+			errorAt(r.File, r.Line, "%s: unknown profile %q: use one of %s", label, r.Profile, listOr(names))
 		case action != router.Tunnel && r.Profile != "" && err == nil:
-			errorAt(r.Line, "%s: profile is only used with action: tunnel; remove it or change the action", label)
+			errorAt(r.File, r.Line, "%s: profile is only used with action: tunnel; remove it or change the action", label)
+		}
+		if action != router.Tunnel && err == nil && (r.HostFromApplication || r.FallbackDirect) {
+			errorAt(r.File, r.Line, "%s: host_from_application and fallback_direct only apply to action: tunnel", label)
 		}
 	}
 	return errors.Join(errs...)
@@ -671,15 +800,47 @@ func expandHome(p string) string {
 func (c *Config) RouterRules() []router.Rule {
 	out := make([]router.Rule, 0, len(c.Rules))
 	for _, r := range c.Rules {
-		rr := router.Rule{Name: r.Name, Profile: r.Profile}
+		rr := router.Rule{
+			Name: r.Name, Profile: r.Profile, Applications: r.Applications,
+			HostFromApplication: r.HostFromApplication, FallbackDirect: r.FallbackDirect,
+		}
 		rr.Action, _ = router.ParseAction(r.Action)
+		anyDest := false
 		for _, d := range r.Destinations {
-			rr.Destinations = append(rr.Destinations, d.Prefix)
+			anyDest = anyDest || d.Any
+			rr.Destinations = append(rr.Destinations, d.Prefixes...)
+			if d.Host != "" {
+				rr.Hosts = append(rr.Hosts, d.Host)
+			}
+			if d.Domain != "" {
+				rr.Domains = append(rr.Domains, d.Domain)
+			}
+		}
+		if anyDest {
+			rr.Destinations, rr.Hosts, rr.Domains = nil, nil, nil
 		}
 		for _, p := range r.Ports {
 			rr.Ports = append(rr.Ports, p.Range)
 		}
+		for _, u := range r.Users {
+			rr.Users = append(rr.Users, u.UID)
+		}
 		out = append(out, rr)
+	}
+	return out
+}
+
+// Hosts lists the host names the rules name, each once.
+func (c *Config) Hosts() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range c.Rules {
+		for _, d := range r.Destinations {
+			if d.Host != "" && !seen[d.Host] {
+				seen[d.Host] = true
+				out = append(out, d.Host)
+			}
+		}
 	}
 	return out
 }
@@ -694,7 +855,7 @@ func (c *Config) Profile(name string) (Profile, bool) {
 }
 
 // checkJumpLoops reports profiles that jump through each other in a loop.
-func (c *Config) checkJumpLoops(errorAt func(int, string, ...any)) {
+func (c *Config) checkJumpLoops(errorAt func(string, int, string, ...any)) {
 	jump := map[string]string{}
 	for _, p := range c.Profiles {
 		jump[p.Name] = p.Jump
@@ -705,10 +866,26 @@ func (c *Config) checkJumpLoops(errorAt func(int, string, ...any)) {
 		for j := jump[p.Name]; j != ""; j = jump[j] {
 			chain = append(chain, j)
 			if seen[j] {
-				errorAt(p.Line, "profiles jump in a loop: %s", strings.Join(chain, " -> "))
+				errorAt(p.File, p.Line, "profiles jump in a loop: %s", strings.Join(chain, " -> "))
 				break
 			}
 			seen[j] = true
 		}
 	}
+}
+
+// onlyHostFromApplication reports whether every rule using profile takes
+// the SSH server from the application (so the profile needs no host), and
+// at least one rule uses it.
+func (c *Config) onlyHostFromApplication(profile string) bool {
+	used := false
+	for _, r := range c.Rules {
+		if r.Profile == profile {
+			if !r.HostFromApplication {
+				return false
+			}
+			used = true
+		}
+	}
+	return used
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -92,7 +93,17 @@ func TestErrors(t *testing.T) {
 		{"unrelated key lists known keys", "tun:\n  colour: red\n",
 			[]string{`x.yaml:2: unknown key "colour" in tun: known keys are name, mtu`}},
 		{"bad destination", "rules:\n  - action: block\n    destinations:\n      - 10.1.0.0/33\n",
-			[]string{`x.yaml:4: rule #1: destination "10.1.0.0/33" is not an IP address or network`}},
+			[]string{`x.yaml:4: rule #1: destination "10.1.0.0/33" is not an IP address, network, range, host name`}},
+		{"bad range", "rules:\n  - action: block\n    destinations: [10.0.0.9-10.0.0.1, 10.0.0.1-fd00::1]\n",
+			[]string{`destination "10.0.0.9-10.0.0.1" is not an address range`, `destination "10.0.0.1-fd00::1" is not an address range`}},
+		{"bad names", "rules:\n  - action: block\n    destinations: [\"*.bad_one\", \"bad_name.example\", 10.1.2]\n",
+			[]string{`destination "*.bad_one" is not a domain wildcard`, `destination "bad_name.example" is not an IP address`, `destination "10.1.2" is not`}},
+		{"unknown user", "rules:\n  - action: block\n    users: [no-such-user-here]\n",
+			[]string{`x.yaml:3: rule #1: user "no-such-user-here" is unknown on this machine`}},
+		{"relative app path", "rules:\n  - action: block\n    applications: [bin/mutt]\n",
+			[]string{`application "bin/mutt": write an executable name (thunderbird) or an absolute path`}},
+		{"fallback on block", "rules:\n  - action: block\n    fallback_direct: true\n",
+			[]string{`host_from_application and fallback_direct only apply to action: tunnel`}},
 		{"host bits", "rules:\n  - action: block\n    destinations: [10.1.0.1/24]\n",
 			[]string{`x.yaml:3: rule #1: destination "10.1.0.1/24" has host bits set: write 10.1.0.0/24`}},
 		{"bad port range", "rules:\n  - action: block\n    ports: [\"995-993\", 0, 70000]\n",
@@ -151,5 +162,47 @@ func TestV4MappedDestinationIsUnmapped(t *testing.T) {
 	got := c.RouterRules()[0].Destinations
 	if got[0] != netip.MustParsePrefix("10.0.0.0/8") || got[1] != netip.MustParsePrefix("10.1.2.3/32") {
 		t.Fatalf("destinations = %v", got)
+	}
+}
+
+func TestRuleModelFields(t *testing.T) {
+	c, err := Parse("r.yaml", []byte(`profiles:
+  - name: p
+    host: gw
+rules:
+  - name: every-form
+    destinations: [10.0.0.5-10.0.0.20, mail.corp.example, "*.corp.example", fd00::1-fd00::3, 10.9.0.0/16]
+    applications: [thunderbird, /usr/bin/mutt]
+    users: [root, 1234]
+    action: tunnel
+    profile: p
+    host_from_application: true
+    fallback_direct: true
+  - destinations: [any, 10.1.0.0/24]
+    action: block
+always_direct_applications: [ssh]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.RouterRules()
+	want := "[10.0.0.5/32 10.0.0.6/31 10.0.0.8/29 10.0.0.16/30 10.0.0.20/32 fd00::1/128 fd00::2/127 10.9.0.0/16]"
+	if got := fmt.Sprint(r[0].Destinations); got != want {
+		t.Errorf("prefixes = %s, want %s", got, want)
+	}
+	if fmt.Sprint(r[0].Hosts) != "[mail.corp.example]" || fmt.Sprint(r[0].Domains) != "[*.corp.example]" {
+		t.Errorf("hosts %v, domains %v", r[0].Hosts, r[0].Domains)
+	}
+	if fmt.Sprint(r[0].Applications) != "[thunderbird /usr/bin/mutt]" || fmt.Sprint(r[0].Users) != "[0 1234]" {
+		t.Errorf("applications %v, users %v", r[0].Applications, r[0].Users)
+	}
+	if !r[0].HostFromApplication || !r[0].FallbackDirect {
+		t.Error("flags lost")
+	}
+	if len(r[1].Destinations) != 0 {
+		t.Errorf("any must clear the other destinations: %v", r[1].Destinations)
+	}
+	if fmt.Sprint(c.Hosts()) != "[mail.corp.example]" || fmt.Sprint(c.AlwaysDirectApplications) != "[ssh]" {
+		t.Errorf("hosts %v, always direct %v", c.Hosts(), c.AlwaysDirectApplications)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,11 @@ func (s sshConfigs) getAll(alias, key string) []string {
 // ProxyJump becomes a chain of generated profiles named "ssh_config:HOST".
 func (c *Config) applySSHConfig(p *Profile) error {
 	if c.sshConfigs == nil {
-		cfgs, err := loadSSHConfigs(c.sshConfigFiles)
+		files := c.sshConfigFiles
+		if files == nil {
+			files = DefaultSSHConfigFiles()
+		}
+		cfgs, err := loadSSHConfigs(files)
 		if err != nil {
 			return fmt.Errorf("ssh_config: %w", err)
 		}
@@ -233,7 +238,13 @@ func cipherList(v string) []string {
 	case '+':
 		return append(append([]string{}, def...), list...)
 	case '^':
-		return append(list, def...)
+		out := slices.Clone(list)
+		for _, c := range def {
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+		return out
 	case '-':
 		var out []string
 		for _, c := range def {

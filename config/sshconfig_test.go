@@ -70,6 +70,7 @@ rules:
 		Ciphers:           p.Ciphers,
 		Jump:              "ssh_config:edge",
 		Line:              p.Line,
+		File:              "x.yaml",
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("office =\n%+v\nwant\n%+v", p, want)

@@ -63,7 +63,7 @@ func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *
 		t.Fatal(err)
 	}
 	s := &shunt{log: &syncBuffer{}, done: make(chan error, 1)}
-	s.cmd = topo.client.command(shuntBin, "up", "--config", path)
+	s.cmd = topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", path)
 	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK="), env...) // never a developer's agent
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

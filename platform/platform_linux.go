@@ -3,6 +3,8 @@ package platform
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"sync"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -26,7 +28,12 @@ type Network struct {
 	cfg   Config
 	h     *netlink.Handle
 	log   logrus.FieldLogger
-	rules []*netlink.Rule
+	link  netlink.Link
+	have6 bool
+
+	mu     sync.Mutex
+	rules  map[int]*netlink.Rule // by family
+	routes map[netip.Prefix]bool
 }
 
 func markControl(mark uint32) func(network, address string, c syscall.RawConn) error {
@@ -121,7 +128,7 @@ func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	n := &Network{cfg: cfg, h: h, log: log}
+	n := &Network{cfg: cfg, h: h, log: log, rules: map[int]*netlink.Rule{}, routes: map[netip.Prefix]bool{}}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -149,51 +156,96 @@ func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
 	if err := h.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("bring %s up: %w", cfg.TUN, err)
 	}
-	fams := map[int]bool{}
-	for _, p := range cfg.Routes {
-		fam := netlink.FAMILY_V4
-		if p.Addr().Is6() {
-			if !have6 {
-				continue
-			}
-			fam = netlink.FAMILY_V6
-		}
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Table: cfg.Table, Scope: netlink.SCOPE_LINK}
-		if err := h.RouteAdd(r); err != nil {
-			return nil, fmt.Errorf("route %v to %s (table %d): %w", p, cfg.TUN, cfg.Table, err)
-		}
-		fams[fam] = true
-	}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		if !fams[fam] {
-			continue
-		}
-		rule := netlink.NewRule()
-		rule.Family = fam
-		rule.Priority = cfg.Priority
-		rule.Table = cfg.Table
-		rule.Mark = cfg.Mark
-		mask := uint32(0xffffffff)
-		rule.Mask = &mask
-		rule.Invert = true
-		if err := h.RuleAdd(rule); err != nil {
-			return nil, fmt.Errorf("policy rule (priority %d, table %d): %w", cfg.Priority, cfg.Table, err)
-		}
-		n.rules = append(n.rules, rule)
+	n.link, n.have6 = link, have6
+	if err := n.SetRoutes(cfg.Routes); err != nil {
+		return nil, err
 	}
 	return n, nil
+}
+
+// SetRoutes makes the captured destinations exactly routes: it adds what is
+// new, removes what is gone, and keeps one policy rule per address family
+// that has routes. Host-name rules call it when DNS answers change.
+func (n *Network) SetRoutes(routes []netip.Prefix) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	want := map[netip.Prefix]bool{}
+	fams := map[int]bool{}
+	for _, p := range routes {
+		p = p.Masked()
+		if p.Addr().Is6() && !n.have6 {
+			continue
+		}
+		want[p] = true
+		fams[family(p)] = true
+	}
+	// Rules first for new families, after the routes: a rule without
+	// routes would only fall through, but keep the order tidy.
+	for p := range want {
+		if n.routes[p] {
+			continue
+		}
+		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Table, Scope: netlink.SCOPE_LINK}
+		if err := n.h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("route %v to %s (table %d): %w", p, n.cfg.TUN, n.cfg.Table, err)
+		}
+		n.routes[p] = true
+	}
+	for p := range n.routes {
+		if want[p] {
+			continue
+		}
+		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Table, Scope: netlink.SCOPE_LINK}
+		if err := n.h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("remove route %v: %w", p, err)
+		}
+		delete(n.routes, p)
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		switch {
+		case fams[fam] && n.rules[fam] == nil:
+			rule := netlink.NewRule()
+			rule.Family = fam
+			rule.Priority = n.cfg.Priority
+			rule.Table = n.cfg.Table
+			rule.Mark = n.cfg.Mark
+			mask := uint32(0xffffffff)
+			rule.Mask = &mask
+			rule.Invert = true
+			if err := n.h.RuleAdd(rule); err != nil {
+				return fmt.Errorf("policy rule (priority %d, table %d): %w", n.cfg.Priority, n.cfg.Table, err)
+			}
+			n.rules[fam] = rule
+		case !fams[fam] && n.rules[fam] != nil:
+			if err := n.h.RuleDel(n.rules[fam]); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("remove policy rule: %w", err)
+			}
+			delete(n.rules, fam)
+		}
+	}
+	return nil
+}
+
+func family(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
 }
 
 // Close removes the policy rules, then the routes. The TUN device itself
 // goes when its file is closed.
 func (n *Network) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	var errs []error
 	for _, r := range n.rules {
 		if err := n.h.RuleDel(r); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove policy rule: %w", err))
 		}
 	}
-	n.rules = nil
+	n.rules = map[int]*netlink.Rule{}
+	n.routes = map[netip.Prefix]bool{}
 	if _, err := clearTable(n.h, n.cfg); err != nil {
 		errs = append(errs, err)
 	}

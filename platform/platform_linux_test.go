@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,6 +105,22 @@ func TestSetupAndClose(t *testing.T) {
 			if found != 1 {
 				t.Errorf("family %d: %d rules select table %d, want 1", fam, found, cfg.Table)
 			}
+		}
+		// Routes follow changes: one route goes, one comes, and the IPv6
+		// rule goes with the last IPv6 route.
+		if err := n.SetRoutes([]netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.7.7.7/32")}); err != nil {
+			t.Fatal(err)
+		}
+		routes, _ = netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		dsts = nil
+		for _, r := range routes {
+			dsts = append(dsts, r.Dst.String())
+		}
+		if got := strings.Join(dsts, " "); got != "10.1.0.0/24 10.7.7.7/32" {
+			t.Errorf("routes after SetRoutes: %s", got)
+		}
+		if rules6, _ := netlink.RuleList(netlink.FAMILY_V6); slices.ContainsFunc(rules6, func(r netlink.Rule) bool { return r.Table == cfg.Table }) {
+			t.Error("the IPv6 policy rule stayed without IPv6 routes")
 		}
 		other := cfg
 		other.TUN = "shtest9"

@@ -3,6 +3,7 @@
 package platform
 
 import (
+	"net/netip"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -18,6 +19,9 @@ func Prepare(Config, logrus.FieldLogger) error { return ErrNotSupported }
 
 // Setup is not supported on this system yet.
 func Setup(Config, logrus.FieldLogger) (*Network, error) { return nil, ErrNotSupported }
+
+// SetRoutes is not supported on this system yet.
+func (*Network) SetRoutes([]netip.Prefix) error { return ErrNotSupported }
 
 // Close does nothing.
 func (*Network) Close() error { return nil }

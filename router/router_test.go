@@ -31,6 +31,10 @@ func (f *fakeDialer) Dial(ctx context.Context, profile, addr string) (net.Conn, 
 	return f.dial(profile + "/" + addr)
 }
 
+func (f *fakeDialer) DialVia(ctx context.Context, profile, server, addr string) (net.Conn, error) {
+	return f.dial(profile + "@" + server + "/" + addr)
+}
+
 func (f *fakeDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return f.dial("direct/" + addr)
 }
@@ -56,7 +60,7 @@ func TestHandleTCP(t *testing.T) {
 		t.Run(tt.dst, func(t *testing.T) {
 			f := &fakeDialer{err: tt.dialErr}
 			log, hook := test.NewNullLogger()
-			r := New(rules, f, f, log)
+			r := New(rules, Options{Tunnels: f, Direct: f, Log: log})
 			accepted := false
 			r.HandleTCP(context.Background(), netip.MustParseAddrPort("192.0.2.1:5000"), netip.MustParseAddrPort(tt.dst), func() (net.Conn, error) {
 				accepted = true
@@ -95,7 +99,7 @@ func TestHandleTCP(t *testing.T) {
 
 func TestSetRulesKeepsOldSlice(t *testing.T) {
 	rules := []Rule{{Action: Block}}
-	r := New(rules, nil, nil, logrus.New())
+	r := New(rules, Options{Log: logrus.New()})
 	rules[0].Action = Tunnel // the caller's slice is copied
 	if r.Rules()[0].Action != Block {
 		t.Fatal("router shares the caller's rule slice")

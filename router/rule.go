@@ -6,6 +6,8 @@ package router
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -58,17 +60,38 @@ func (p PortRange) String() string {
 	return fmt.Sprintf("%d-%d", p.Lo, p.Hi)
 }
 
-// Rule matches flows by destination and port. Empty lists match anything.
+// Rule matches flows. Within a field any listed value matches; across
+// fields all must match; an empty field matches anything.
 type Rule struct {
-	Name         string
+	Name string
+	// Destinations are addresses and networks (ranges are given as the
+	// prefixes that cover them exactly).
 	Destinations []netip.Prefix
-	Ports        []PortRange
-	Action       Action
+	// Hosts are host names: a flow matches when its destination address
+	// is one the name resolved to (Flow.Names).
+	Hosts []string
+	// Domains are wildcard patterns, "*.corp.example": a flow matches when
+	// one of its names is below the domain.
+	Domains []string
+	Ports   []PortRange
+	// Applications are executable names ("thunderbird") or absolute paths
+	// ("/usr/bin/mutt").
+	Applications []string
+	// Users are uids.
+	Users []uint32
+
+	Action Action
 	// Profile names the connection profile of a Tunnel rule.
 	Profile string
+	// HostFromApplication makes the SSH connection go to the destination
+	// host itself instead of the profile's host.
+	HostFromApplication bool
+	// FallbackDirect sends the flow direct when the tunnel cannot be set
+	// up.
+	FallbackDirect bool
 }
 
-// Label is how logs name the rule: its name, or its position.
+// Label is how logs name the rule: its position, and its name.
 func (r *Rule) Label(index int) string {
 	if r.Name != "" {
 		return fmt.Sprintf("#%d %q", index+1, r.Name)
@@ -76,36 +99,178 @@ func (r *Rule) Label(index int) string {
 	return fmt.Sprintf("#%d", index+1)
 }
 
+// anyDestination reports whether the rule leaves the destination open.
+func (r *Rule) anyDestination() bool {
+	return len(r.Destinations) == 0 && len(r.Hosts) == 0 && len(r.Domains) == 0
+}
+
+// needsOwner reports whether matching needs the flow's process and user.
+func (r *Rule) needsOwner() bool { return len(r.Applications) > 0 || len(r.Users) > 0 }
+
 // Flow is what a decision looks at.
 type Flow struct {
 	Src, Dst netip.AddrPort
+	// Names are host names known to resolve to Dst's address.
+	Names []string
+	// Owner is the local process behind the flow, when known.
+	Owner *Owner
 }
 
-// matchDest reports whether dst is in one of the rule's destinations, and why
-// not if it is not.
-func (r *Rule) matchDest(dst netip.Addr) (bool, string) {
-	if len(r.Destinations) == 0 {
+// Owner is the process and user behind a flow.
+type Owner struct {
+	UID  uint32
+	Exe  string // absolute path
+	Name string // executable name
+}
+
+// match reports whether the rule matches f. With explain it also says why
+// (or why not) in words; without, it builds no strings (the data path).
+// Decide and Explain both use it.
+func (r *Rule) match(f *Flow, explain bool) (bool, string) {
+	var why []string
+	ok, w := r.matchDest(f, explain)
+	if !ok {
+		return false, w
+	}
+	why = append(why, w)
+	if ok, w = r.matchPort(f.Dst.Port(), explain); !ok {
+		return false, w
+	}
+	why = append(why, w)
+	if len(r.Applications) > 0 {
+		if ok, w = r.matchApp(f.Owner, explain); !ok {
+			return false, w
+		}
+		why = append(why, w)
+	}
+	if len(r.Users) > 0 {
+		if ok, w = r.matchUser(f.Owner, explain); !ok {
+			return false, w
+		}
+		why = append(why, w)
+	}
+	if !explain {
+		return true, ""
+	}
+	return true, strings.Join(why, ", ")
+}
+
+func (r *Rule) matchDest(f *Flow, explain bool) (bool, string) {
+	if r.anyDestination() {
 		return true, "any destination"
 	}
-	dst = dst.Unmap()
+	dst := f.Dst.Addr().Unmap()
 	for _, p := range r.Destinations {
 		if p.Contains(dst) {
+			if !explain {
+				return true, ""
+			}
 			return true, "destination " + dst.String() + " in " + p.String()
 		}
 	}
-	return false, "destination " + dst.String() + " not in " + joinStrings(r.Destinations)
+	for _, n := range f.Names {
+		n = canonicalName(n)
+		for _, h := range r.Hosts {
+			if n == h {
+				if !explain {
+					return true, ""
+				}
+				return true, fmt.Sprintf("destination %s is %s", dst, h)
+			}
+		}
+		for _, d := range r.Domains {
+			if matchDomain(d, n) {
+				if !explain {
+					return true, ""
+				}
+				return true, fmt.Sprintf("destination %s is %s, in %s", dst, n, d)
+			}
+		}
+	}
+	if !explain {
+		return false, ""
+	}
+	var want []string
+	for _, p := range r.Destinations {
+		want = append(want, p.String())
+	}
+	want = append(append(want, r.Hosts...), r.Domains...)
+	what := dst.String()
+	if len(f.Names) > 0 {
+		what += " (" + strings.Join(f.Names, ", ") + ")"
+	}
+	return false, "destination " + what + " not in [" + strings.Join(want, " ") + "]"
 }
 
-func (r *Rule) matchPort(port uint16) (bool, string) {
+func (r *Rule) matchPort(port uint16, explain bool) (bool, string) {
 	if len(r.Ports) == 0 {
 		return true, "any port"
 	}
 	for _, p := range r.Ports {
 		if p.contains(port) {
+			if !explain {
+				return true, ""
+			}
 			return true, fmt.Sprintf("port %d in %s", port, p)
 		}
 	}
+	if !explain {
+		return false, ""
+	}
 	return false, fmt.Sprintf("port %d not in %s", port, joinStrings(r.Ports))
+}
+
+func (r *Rule) matchApp(o *Owner, explain bool) (bool, string) {
+	if o == nil {
+		return false, "application unknown"
+	}
+	for _, a := range r.Applications {
+		if MatchApplication(a, o) {
+			if !explain {
+				return true, ""
+			}
+			return true, "application " + o.Exe + " is " + a
+		}
+	}
+	if !explain {
+		return false, ""
+	}
+	return false, fmt.Sprintf("application %s not in [%s]", o.Exe, strings.Join(r.Applications, " "))
+}
+
+func (r *Rule) matchUser(o *Owner, explain bool) (bool, string) {
+	if o == nil {
+		return false, "user unknown"
+	}
+	if slices.Contains(r.Users, o.UID) {
+		if !explain {
+			return true, ""
+		}
+		return true, fmt.Sprintf("uid %d", o.UID)
+	}
+	if !explain {
+		return false, ""
+	}
+	return false, fmt.Sprintf("uid %d not in %v", o.UID, r.Users)
+}
+
+// MatchApplication reports whether the pattern names the owner's
+// executable: an absolute path matches that path, a name matches the
+// executable's base name.
+func MatchApplication(pattern string, o *Owner) bool {
+	if filepath.IsAbs(pattern) {
+		return o.Exe == pattern
+	}
+	return o.Name == pattern || filepath.Base(o.Exe) == pattern
+}
+
+// canonicalName lowercases a host name and drops a trailing dot.
+func canonicalName(n string) string { return strings.TrimSuffix(strings.ToLower(n), ".") }
+
+// matchDomain matches "*.corp.example" against names below corp.example.
+func matchDomain(pattern, name string) bool {
+	suffix := strings.TrimPrefix(pattern, "*")
+	return strings.HasSuffix(name, suffix) && len(name) > len(suffix)
 }
 
 func joinStrings[T fmt.Stringer](xs []T) string {
@@ -114,63 +279,4 @@ func joinStrings[T fmt.Stringer](xs []T) string {
 		s[i] = x.String()
 	}
 	return "[" + strings.Join(s, " ") + "]"
-}
-
-// Decision is the outcome for one flow.
-type Decision struct {
-	// Index of the matching rule, or -1 when no rule matches (the flow then
-	// goes direct).
-	Index  int
-	Rule   *Rule
-	Action Action
-	// Why says, in words, why the rule matched (or that none did).
-	Why string
-}
-
-// Decide returns the first rule that matches f. It is a pure function: the
-// data path and `shunt explain` both call it.
-func Decide(rules []Rule, f Flow) Decision {
-	for i := range rules {
-		r := &rules[i]
-		okDest, whyDest := r.matchDest(f.Dst.Addr())
-		if !okDest {
-			continue
-		}
-		okPort, whyPort := r.matchPort(f.Dst.Port())
-		if !okPort {
-			continue
-		}
-		return Decision{Index: i, Rule: r, Action: r.Action, Why: whyDest + ", " + whyPort}
-	}
-	return Decision{Index: -1, Action: Direct, Why: "no rule matches"}
-}
-
-// Captured returns the destinations whose traffic must be routed to the
-// TUN: those of every tunnel and block rule. A rule without destinations
-// captures everything (0.0.0.0/0 and ::/0). Direct rules capture nothing on
-// their own; inside a captured range they are carried out by the router.
-func Captured(rules []Rule) []netip.Prefix {
-	var out []netip.Prefix
-	seen := map[netip.Prefix]bool{}
-	add := func(p netip.Prefix) {
-		p = p.Masked()
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	for _, r := range rules {
-		if r.Action == Direct {
-			continue
-		}
-		if len(r.Destinations) == 0 {
-			add(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
-			add(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
-			continue
-		}
-		for _, p := range r.Destinations {
-			add(p)
-		}
-	}
-	return out
 }

@@ -36,7 +36,7 @@ func TestDecide(t *testing.T) {
 		{"10.1.2.3:996", 3, ""},
 		{"10.1.2.4:25", 3, ""},
 		{"[fd00::1]:143", 0, ""},
-		{"[fd00:0:0:1::1]:143", -1, "no rule matches"},
+		{"[fd00:0:0:1::1]:143", -1, "no rule matches: direct"},
 		{"[::ffff:10.1.0.7]:25", 0, ""}, // v4-mapped is matched as IPv4
 		{"8.8.8.8:23", 1, "any destination, port 23 in 23"},
 		{"10.1.0.9:25", 0, ""}, // mail comes first
@@ -44,7 +44,7 @@ func TestDecide(t *testing.T) {
 		{"10.2.0.1:80", -1, ""},
 	}
 	for _, tt := range tests {
-		d := Decide(rules, flow(tt.dst))
+		d, _ := Compile(rules).Explain(flow(tt.dst))
 		if d.Index != tt.wantIndex {
 			t.Errorf("Decide(%s) = rule %d (%s), want %d", tt.dst, d.Index, d.Why, tt.wantIndex)
 			continue
@@ -67,17 +67,17 @@ func TestCaptured(t *testing.T) {
 		{Destinations: pfx("10.9.0.0/16"), Action: Direct},
 		{Destinations: pfx("10.1.2.3/32", "fd00::1/64"), Action: Block},
 	}
-	got := Captured(rules)
+	got := Compile(rules).Captured(nil)
 	want := pfx("10.1.0.0/24", "10.1.2.3/32", "fd00::/64")
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Captured = %v, want %v", got, want)
 	}
-	got = Captured([]Rule{{Action: Tunnel, Ports: []PortRange{{25, 25}}}})
+	got = Compile([]Rule{{Action: Tunnel, Ports: []PortRange{{25, 25}}}}).Captured(nil)
 	want = pfx("0.0.0.0/0", "::/0")
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Captured(any) = %v, want %v", got, want)
 	}
-	if got := Captured([]Rule{{Action: Direct}}); len(got) != 0 {
+	if got := Compile([]Rule{{Action: Direct}}).Captured(nil); len(got) != 0 {
 		t.Errorf("direct-only rules capture %v", got)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -23,6 +24,7 @@ import (
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/netstack"
 	"github.com/shunt-dev/shunt/platform"
+	"github.com/shunt-dev/shunt/resolver"
 	"github.com/shunt-dev/shunt/router"
 	"github.com/shunt-dev/shunt/tun"
 )
@@ -30,10 +32,15 @@ import (
 const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
 
 Usage:
-  shunt up --config FILE      capture and tunnel until interrupted (needs root)
-  shunt check --config FILE   validate a configuration file
-  shunt version               print the version
+  shunt up [--config FILE]...          capture and tunnel until interrupted (needs root)
+  shunt check [--config FILE]...       validate the configuration
+  shunt explain [flags] DEST[:PORT]    show which rule a flow matches, and why
+  shunt import-tectia [--best-effort] ssh-broker-config.xml
+                                       convert a Tectia configuration to YAML
+  shunt version                        print the version
 
+The configuration is /etc/shunt/shunt.yaml, then the user's
+~/.config/shunt/shunt.yaml, then each --config file, merged.
 Run "shunt COMMAND -h" for a command's flags.
 `
 
@@ -53,6 +60,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdUp(args, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
+	case "explain":
+		return cmdExplain(args, stdout, stderr)
+	case "import-tectia":
+		return cmdImportTectia(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return 0
@@ -77,34 +88,87 @@ func version() string {
 	return fmt.Sprintf("shunt %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-// configFlag parses the flags of a command that takes --config.
-func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// configFlags are the flags of every command that reads the configuration.
+type configFlags struct {
+	extra        stringList
+	global, user string
+}
+
+func (c *configFlags) register(fs *flag.FlagSet) {
+	fs.Var(&c.extra, "config", "configuration `file` (YAML), read after the global and user files; repeatable")
+	fs.Var(&c.extra, "c", "shorthand for --config")
+	fs.StringVar(&c.global, "global", config.GlobalFile, "the global configuration `file` (empty: none)")
+	fs.StringVar(&c.user, "user-config", config.UserFile(), "the user's configuration `file` (empty: none)")
+}
+
+func (c *configFlags) load() (*config.Loaded, error) {
+	return config.LoadLayers(config.Layers{Global: c.global, User: c.user, Extra: c.extra})
+}
+
+// parseConfigFlags parses a command's flags, before and after its
+// positional arguments, which it returns; extra registers more flags.
+func parseConfigFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*configFlags, []string, bool) {
 	fs := flag.NewFlagSet("shunt "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration `file` (YAML)")
-	fs.StringVar(path, "c", "", "shorthand for --config")
-	if err := fs.Parse(args); err != nil {
-		return "", false
+	cf := &configFlags{}
+	cf.register(fs)
+	if extra != nil {
+		extra(fs)
 	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "usage: shunt %s --config FILE\n", name)
-		return "", false
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return *path, true
+	return cf, rest, true
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("check", args, stderr)
-	if !ok {
+	cf, rest, ok := parseConfigFlags("check", args, stderr, nil)
+	if !ok || len(rest) > 0 {
+		fmt.Fprintln(stderr, "usage: shunt check [--config FILE]...")
 		return 2
 	}
-	cfg, err := config.Load(path)
+	cfg, err := cf.load()
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: OK: %d profiles, %d rules, captures %s\n", path, len(cfg.Profiles), len(cfg.Rules), prefixes(router.Captured(cfg.RouterRules())))
+	for _, n := range cfg.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	rs := router.Compile(cfg.RouterRules(), cfg.AlwaysDirectApplications...)
+	for _, sh := range rs.Shadowed() {
+		fmt.Fprintf(stderr, "warning: %s\n", sh)
+	}
+	captured := prefixes(rs.Captured(nil))
+	if hosts := cfg.Hosts(); len(hosts) > 0 {
+		captured += " and the addresses of " + strings.Join(hosts, ", ")
+	}
+	fmt.Fprintf(stdout, "%s: OK: %d profiles, %d rules, captures %s\n", layerNames(cfg.Layers), len(cfg.Profiles), len(cfg.Rules), captured)
 	return 0
+}
+
+func layerNames(ls []config.Layer) string {
+	var names []string
+	for _, l := range ls {
+		if l.Found {
+			names = append(names, l.Path)
+		}
+	}
+	return strings.Join(names, " + ")
 }
 
 // printConfigError prints one problem a line.
@@ -131,19 +195,29 @@ func prefixes[T fmt.Stringer](ps []T) string {
 }
 
 func cmdUp(args []string, stderr io.Writer) int {
-	path, ok := configFlag("up", args, stderr)
-	if !ok {
+	cf, rest, ok := parseConfigFlags("up", args, stderr, nil)
+	if !ok || len(rest) > 0 {
+		fmt.Fprintln(stderr, "usage: shunt up [--config FILE]...")
 		return 2
 	}
-	cfg, err := config.Load(path)
+	loaded, err := cf.load()
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
+	cfg := loaded.Config
 	log := logrus.New()
 	log.Out = stderr
 	log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00"}
 	log.Level, _ = logrus.ParseLevel(cfg.Log.Level)
+	for _, l := range loaded.Layers {
+		if l.Found {
+			log.WithField("file", l.Path).Infof("read the %s configuration", l.Role)
+		}
+	}
+	for _, n := range loaded.Notes {
+		log.Info(n)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -160,7 +234,33 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
 	}
 	rules := cfg.RouterRules()
-	captured := router.Captured(rules)
+	ruleset := router.Compile(rules, cfg.AlwaysDirectApplications...)
+	for _, sh := range ruleset.Shadowed() {
+		log.Warn(sh.String())
+	}
+	bypass := platform.BypassDialer(platform.DefaultMark)
+
+	// Host names in rules: resolve them before routing, and route again
+	// whenever their answers change.
+	var network *platform.Network
+	var networkMu sync.Mutex
+	var res *resolver.Resolver
+	res, err := resolver.New(cfg.Hosts(), resolver.Options{Dialer: bypass, Log: log, OnChange: func() {
+		networkMu.Lock()
+		defer networkMu.Unlock()
+		if network == nil {
+			return
+		}
+		if err := network.SetRoutes(ruleset.Captured(res.Addrs)); err != nil {
+			log.WithError(err).Error("updating routes after a DNS change")
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	res.Start()
+	defer res.Close()
+	captured := ruleset.Captured(res.Addrs)
 	pcfg := platform.DefaultConfig(cfg.TUN.Name, captured)
 	logPlan(log, cfg, rules, captured)
 
@@ -171,19 +271,23 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 	if err != nil {
 		return fmt.Errorf("%w (shunt needs /dev/net/tun and root)", err)
 	}
-	network, err := platform.Setup(pcfg, log)
+	networkMu.Lock()
+	network, err = platform.Setup(pcfg, log)
+	networkMu.Unlock()
 	if err != nil {
 		dev.Close()
 		return err
 	}
 	defer func() {
+		networkMu.Lock()
+		defer networkMu.Unlock()
 		if err := network.Close(); err != nil {
 			log.WithError(err).Error("removing routes")
 		}
+		network = nil
 		log.Debug("routes and policy rules removed")
 	}()
 
-	bypass := platform.BypassDialer(pcfg.Mark)
 	b, err := broker.New(brokerProfiles(cfg), broker.Options{
 		Dialer:      bypass,
 		AgentSocket: os.Getenv("SSH_AUTH_SOCK"),
@@ -197,7 +301,25 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 	}
 	defer b.Close()
 	b.Start(ctx)
-	r := router.New(rules, b, bypass, log)
+	var owners router.Owners
+	if ruleset.NeedsOwner() {
+		ol, err := platform.NewOwnerLookup(log)
+		if err != nil {
+			return fmt.Errorf("rules name applications or users, but their flows cannot be traced to processes here: %w", err)
+		}
+		if c, ok := ol.(io.Closer); ok {
+			defer c.Close()
+		}
+		owners = ownerAdapter{ol}
+	}
+	r := router.New(rules, router.Options{
+		Tunnels:      b,
+		Direct:       bypass,
+		Owners:       owners,
+		Names:        res,
+		AlwaysDirect: cfg.AlwaysDirectApplications,
+		Log:          log,
+	})
 	stack, err := netstack.New(dev, r, netstack.Options{MTU: cfg.TUN.MTU, Log: log})
 	if err != nil {
 		dev.Close()
@@ -222,7 +344,7 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 }
 
 func logPlan(log logrus.FieldLogger, cfg *config.Config, rules []router.Rule, captured []netip.Prefix) {
-	log.WithField("config", cfg.Path).Infof("capturing %s via %s", prefixes(captured), cfg.TUN.Name)
+	log.Infof("capturing %s via %s", prefixes(captured), cfg.TUN.Name)
 	for i := range rules {
 		r := &rules[i]
 		f := logrus.Fields{"rule": r.Label(i), "action": r.Action.String()}
@@ -291,6 +413,17 @@ func brokerProxyRules(cfg *config.Config) []broker.ProxyRule {
 		}
 	}
 	return out
+}
+
+// ownerAdapter gives the router platform's owner lookup.
+type ownerAdapter struct{ platform.OwnerLookup }
+
+func (a ownerAdapter) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
+	o, err := a.OwnerLookup.Lookup(src, dst)
+	if err != nil {
+		return router.Owner{}, err
+	}
+	return router.Owner{UID: o.UID, Exe: o.Exe, Name: o.Name}, nil
 }
 
 // The pieces fit: the router handles the stack's flows and the broker

@@ -1,0 +1,191 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/shunt-dev/shunt/broker"
+)
+
+// GlobalFile is the machine's configuration, written by its administrator.
+const GlobalFile = "/etc/shunt/shunt.yaml"
+
+// UserFile is the user's configuration: $XDG_CONFIG_HOME/shunt/shunt.yaml,
+// or ~/.config/shunt/shunt.yaml (of the user who ran sudo, under sudo).
+func UserFile() string {
+	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" && os.Getenv("SUDO_USER") == "" {
+		return filepath.Join(x, "shunt", "shunt.yaml")
+	}
+	home, err := homeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".config", "shunt", "shunt.yaml")
+}
+
+// Layers are the files read, in order: the global file, the user's file,
+// then the files given with --config. Global and User are skipped when
+// absent; Extra files must exist.
+type Layers struct {
+	Global, User string
+	Extra        []string
+	Options
+}
+
+// DefaultLayers are the standard files plus extra.
+func DefaultLayers(extra []string) Layers {
+	return Layers{Global: GlobalFile, User: UserFile(), Extra: extra}
+}
+
+// Layer is one file of the configuration and what became of it.
+type Layer struct {
+	Role  string `json:"role"` // global, user, config
+	Path  string `json:"path"`
+	Found bool   `json:"found"`
+}
+
+// Loaded is a merged configuration, the files it came from, and what the
+// merge decided (to be shown at start).
+type Loaded struct {
+	*Config
+	Layers []Layer
+	Notes  []string
+}
+
+// LoadLayers reads every layer, merges them and validates the result. A
+// malformed file in any layer fails the whole load, naming file and line:
+// shunt never runs half-configured. The merge follows Tectia's model:
+//   - profiles merge by name, and the later layer wins; for host keys the
+//     more secure policy wins;
+//   - if the global file defines rules (or proxy rules), later layers'
+//     are ignored; otherwise the last layer that defines them wins;
+//   - always_direct_applications add up; tun and log settings of later
+//     layers override earlier ones.
+func LoadLayers(l Layers) (*Loaded, error) {
+	out := &Loaded{}
+	var configs []*Config
+	var errs []error
+	read := func(role, path string, must bool) {
+		if path == "" {
+			return
+		}
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) && !must {
+			out.Layers = append(out.Layers, Layer{Role: role, Path: path})
+			return
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s config: %w", role, err))
+			return
+		}
+		out.Layers = append(out.Layers, Layer{Role: role, Path: path, Found: true})
+		c, err := decode(path, data)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if c != nil {
+			configs = append(configs, c)
+		}
+	}
+	read("global", l.Global, false)
+	read("user", l.User, false)
+	for _, f := range l.Extra {
+		read("config", f, true)
+	}
+	if len(configs) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(configs) == 0 {
+		return nil, fmt.Errorf("no configuration: write %s or %s, or give --config FILE", l.Global, l.User)
+	}
+	merged, notes := merge(configs, l.Global)
+	merged.sshConfigFiles = l.SSHConfigFiles
+	// Every file's problems are reported together; any of them stops the
+	// load.
+	if err := errors.Join(append(errs, merged.validate())...); err != nil {
+		return nil, err
+	}
+	out.Config, out.Notes = merged, notes
+	return out, nil
+}
+
+// strictness orders host-key policies, most secure first.
+func strictness(policy string) int {
+	p, _ := broker.ParseHostKeyPolicy(policy)
+	switch p {
+	case broker.Strict:
+		return 0
+	case broker.Ask:
+		return 1
+	}
+	return 2
+}
+
+func merge(configs []*Config, global string) (*Config, []string) {
+	var notes []string
+	m := &Config{Path: configs[len(configs)-1].Path}
+	rulesFrom := ""
+	globalRules, globalProxy := false, false
+	for _, c := range configs {
+		isGlobal := c.Path == global
+		for _, p := range c.Profiles {
+			i := slices.IndexFunc(m.Profiles, func(q Profile) bool { return q.Name == p.Name })
+			if i < 0 {
+				m.Profiles = append(m.Profiles, p)
+				continue
+			}
+			old := m.Profiles[i]
+			if strictness(old.HostKeyPolicy) < strictness(p.HostKeyPolicy) {
+				notes = append(notes, fmt.Sprintf("profile %q: keeping host_key_policy %s of %s over the weaker %s of %s",
+					p.Name, policyName(old.HostKeyPolicy), old.File, policyName(p.HostKeyPolicy), p.File))
+				p.HostKeyPolicy = old.HostKeyPolicy
+			}
+			notes = append(notes, fmt.Sprintf("profile %q of %s replaces the one of %s", p.Name, p.File, old.File))
+			m.Profiles[i] = p
+		}
+		if len(c.Rules) > 0 {
+			switch {
+			case globalRules:
+				notes = append(notes, fmt.Sprintf("the rules of %s are ignored: the global file %s defines the rules", c.Path, global))
+			default:
+				if rulesFrom != "" {
+					notes = append(notes, fmt.Sprintf("the rules of %s replace those of %s", c.Path, rulesFrom))
+				}
+				m.Rules, rulesFrom, globalRules = c.Rules, c.Path, isGlobal
+			}
+		}
+		if len(c.ProxyRules) > 0 {
+			switch {
+			case globalProxy:
+				notes = append(notes, fmt.Sprintf("the proxy rules of %s are ignored: the global file %s defines them", c.Path, global))
+			default:
+				m.ProxyRules, globalProxy = c.ProxyRules, isGlobal
+			}
+		}
+		for _, a := range c.AlwaysDirectApplications {
+			if !slices.Contains(m.AlwaysDirectApplications, a) {
+				m.AlwaysDirectApplications = append(m.AlwaysDirectApplications, a)
+			}
+		}
+		if c.TUN.Name != "" {
+			m.TUN.Name, m.TUN.File, m.TUN.Line = c.TUN.Name, c.TUN.File, c.TUN.Line
+		}
+		if c.TUN.MTU != 0 {
+			m.TUN.MTU, m.TUN.File, m.TUN.Line = c.TUN.MTU, c.TUN.File, c.TUN.Line
+		}
+		if c.Log.Level != "" {
+			m.Log = c.Log
+		}
+	}
+	return m, notes
+}
+
+func policyName(p string) string {
+	if p == "" {
+		return "strict"
+	}
+	return p
+}

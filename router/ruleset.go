@@ -1,0 +1,292 @@
+package router
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/gaissmai/bart"
+)
+
+// Ruleset is an ordered rule list compiled for matching: the address part
+// of a decision costs a prefix-table lookup, not a pass over every rule.
+// A Ruleset is immutable; Router swaps whole Rulesets.
+type Ruleset struct {
+	rules        []Rule
+	alwaysDirect []string
+
+	prefixes *bart.Table[[]int32] // destination prefix → rules naming it
+	open     []int32              // rules with no destination constraint
+	hosts    map[string][]int32   // host name → rules naming it
+	domains  map[string][]int32   // ".corp.example" → rules with *.corp.example
+	owner    bool                 // some rule looks at applications or users
+}
+
+// Compile indexes rules. The rules are copied. Flows of the alwaysDirect
+// applications (names or paths) go direct before any rule is looked at.
+func Compile(rules []Rule, alwaysDirect ...string) *Ruleset {
+	rs := &Ruleset{
+		rules:        slices.Clone(rules),
+		alwaysDirect: slices.Clone(alwaysDirect),
+		owner:        len(alwaysDirect) > 0,
+		prefixes:     &bart.Table[[]int32]{},
+		hosts:        map[string][]int32{},
+		domains:      map[string][]int32{},
+	}
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		idx := int32(i)
+		rs.owner = rs.owner || r.needsOwner()
+		if r.anyDestination() {
+			rs.open = append(rs.open, idx)
+			continue
+		}
+		for _, p := range r.Destinations {
+			p = p.Masked()
+			rs.prefixes.Modify(p, func(v []int32, _ bool) ([]int32, bool) {
+				if len(v) == 0 || v[len(v)-1] != idx {
+					v = append(v, idx)
+				}
+				return v, false
+			})
+		}
+		for _, h := range r.Hosts {
+			h = canonicalName(h)
+			rs.hosts[h] = appendOnce(rs.hosts[h], idx)
+		}
+		for _, d := range r.Domains {
+			s := strings.TrimPrefix(canonicalName(d), "*")
+			rs.domains[s] = appendOnce(rs.domains[s], idx)
+		}
+	}
+	return rs
+}
+
+func appendOnce(s []int32, i int32) []int32 {
+	if len(s) == 0 || s[len(s)-1] != i {
+		return append(s, i)
+	}
+	return s
+}
+
+// Rules returns the rules (do not modify them).
+func (rs *Ruleset) Rules() []Rule { return rs.rules }
+
+// NeedsOwner reports whether decisions look at the flow's process or user,
+// so the caller knows whether to look them up.
+func (rs *Ruleset) NeedsOwner() bool { return rs.owner }
+
+// Decision is the outcome for one flow.
+type Decision struct {
+	// Index of the matching rule, or -1 when no rule matches (the flow then
+	// goes direct).
+	Index  int
+	Rule   *Rule
+	Action Action
+	// Why says, in words, why the rule matched (or that none did).
+	Why string
+}
+
+// candidates returns, in rule order, the rules whose destination part can
+// match f; only they need a full check.
+func (rs *Ruleset) candidates(f *Flow, buf []int32) []int32 {
+	c := append(buf[:0], rs.open...)
+	dst := f.Dst.Addr().Unmap()
+	if dst.IsValid() {
+		for _, v := range rs.prefixes.Supernets(netip.PrefixFrom(dst, dst.BitLen())) {
+			c = append(c, v...)
+		}
+	}
+	for _, n := range f.Names {
+		n = canonicalName(n)
+		c = append(c, rs.hosts[n]...)
+		for i := 0; i < len(n); i++ {
+			if n[i] == '.' {
+				c = append(c, rs.domains[n[i:]]...)
+			}
+		}
+	}
+	slices.Sort(c)
+	return slices.Compact(c)
+}
+
+// Decide returns the first rule that matches f. It is a pure function: the
+// data path and `shunt explain` both call it. Why is filled in only for
+// flows no rule matches; Explain says why a rule matched.
+func (rs *Ruleset) Decide(f Flow) Decision {
+	return rs.decide(&f, false)
+}
+
+func (rs *Ruleset) decide(f *Flow, explain bool) Decision {
+	if f.Owner != nil {
+		for _, a := range rs.alwaysDirect {
+			if MatchApplication(a, f.Owner) {
+				return Decision{Index: -1, Action: Direct, Why: "application " + f.Owner.Exe + " is always direct (" + a + ")"}
+			}
+		}
+	}
+	var buf [16]int32
+	for _, i := range rs.candidates(f, buf[:0]) {
+		r := &rs.rules[i]
+		if ok, why := r.match(f, explain); ok {
+			return Decision{Index: int(i), Rule: r, Action: r.Action, Why: why}
+		}
+	}
+	return Decision{Index: -1, Action: Direct, Why: "no rule matches: direct"}
+}
+
+// Step is one rule's verdict in an explanation.
+type Step struct {
+	Index   int    `json:"index"`
+	Label   string `json:"rule"`
+	Matched bool   `json:"matched"`
+	Why     string `json:"why"`
+}
+
+// Explain decides f and says, for each rule up to the match, why it does
+// or does not match.
+func (rs *Ruleset) Explain(f Flow) (Decision, []Step) {
+	d := rs.decide(&f, true)
+	last := d.Index
+	if last < 0 {
+		last = len(rs.rules) - 1
+		if strings.HasPrefix(d.Why, "application ") {
+			return d, nil // always direct: no rule was looked at
+		}
+	}
+	var steps []Step
+	for i := 0; i <= last; i++ {
+		r := &rs.rules[i]
+		ok, why := r.match(&f, true)
+		steps = append(steps, Step{Index: i + 1, Label: r.Label(i), Matched: ok && i == d.Index, Why: why})
+	}
+	return d, steps
+}
+
+// Captured returns the destinations whose traffic must be routed to the
+// TUN: those of every tunnel and block rule, with the addresses their host
+// names resolve to (resolved). A rule without any destination captures
+// everything (0.0.0.0/0 and ::/0). Direct rules capture nothing on their
+// own; inside a captured range the router carries them out. Domain
+// wildcards capture nothing by route: they match flows already captured.
+func (rs *Ruleset) Captured(resolved func(host string) []netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	add := func(p netip.Prefix) {
+		p = p.Masked()
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		if r.Action == Direct {
+			continue
+		}
+		if r.anyDestination() {
+			add(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+			add(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
+			continue
+		}
+		for _, p := range r.Destinations {
+			add(p)
+		}
+		if resolved != nil {
+			for _, h := range r.Hosts {
+				for _, a := range resolved(h) {
+					a = a.Unmap()
+					add(netip.PrefixFrom(a, a.BitLen()))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Shadow is a rule that can never match because an earlier one covers it.
+type Shadow struct{ Index, By int }
+
+func (s Shadow) String() string {
+	return fmt.Sprintf("rule #%d can never match: rule #%d before it matches everything it would", s.Index+1, s.By+1)
+}
+
+// Shadowed finds rules covered by an earlier rule. It is conservative: it
+// reports only rules that certainly cannot match.
+func (rs *Ruleset) Shadowed() []Shadow {
+	var out []Shadow
+	for j := range rs.rules {
+		for i := 0; i < j; i++ {
+			if covers(&rs.rules[i], &rs.rules[j]) {
+				out = append(out, Shadow{Index: j, By: i})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// covers reports whether every flow b matches also matches a.
+func covers(a, b *Rule) bool {
+	return coversDest(a, b) && coversPorts(a.Ports, b.Ports) &&
+		coversSet(a.Applications, b.Applications) && coversSet(a.Users, b.Users)
+}
+
+func coversDest(a, b *Rule) bool {
+	if a.anyDestination() {
+		return true
+	}
+	if b.anyDestination() {
+		return false
+	}
+	for _, p := range b.Destinations {
+		if !slices.ContainsFunc(a.Destinations, func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) }) {
+			return false
+		}
+	}
+	inDomains := func(name string) bool {
+		return slices.ContainsFunc(a.Domains, func(d string) bool { return matchDomain(d, name) })
+	}
+	for _, h := range b.Hosts {
+		if !slices.Contains(a.Hosts, h) && !inDomains(h) {
+			return false
+		}
+	}
+	for _, d := range b.Domains {
+		if !slices.Contains(a.Domains, d) && !inDomains(strings.TrimPrefix(d, "*.")) {
+			return false
+		}
+	}
+	return true
+}
+
+func coversPorts(a, b []PortRange) bool {
+	if len(a) == 0 {
+		return true
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, p := range b {
+		if !slices.ContainsFunc(a, func(q PortRange) bool { return q.Lo <= p.Lo && p.Hi <= q.Hi }) {
+			return false
+		}
+	}
+	return true
+}
+
+func coversSet[T comparable](a, b []T) bool {
+	if len(a) == 0 {
+		return true
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
+}

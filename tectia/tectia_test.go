@@ -1,0 +1,484 @@
+package tectia
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+func convertFile(t *testing.T, path string, opts Options) *Result {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := Convert(f, filepath.Base(path), opts)
+	if err != nil {
+		t.Fatalf("Convert(%s): %v", path, err)
+	}
+	return res
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./tectia/ -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (run with -update after checking):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// parseYAML decodes shunt's YAML generically, as a check that it parses.
+func parseYAML(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		t.Fatalf("the YAML does not parse: %v\n%s", err, data)
+	}
+	return m
+}
+
+func TestConvertSample(t *testing.T) {
+	res := convertFile(t, "testdata/broker-config.xml", Options{})
+	for _, p := range res.Problems {
+		t.Errorf("unexpected problem: %s", p)
+	}
+	if res.Failed(Options{}) {
+		t.Error("Failed() with no problems")
+	}
+	golden(t, "testdata/broker-config.golden", res.YAML)
+
+	m := parseYAML(t, res.YAML)
+	if got := slices.Sorted(maps.Keys(m)); !slices.Equal(got, []string{"profiles", "rules"}) {
+		t.Errorf("top-level keys %v, want [profiles rules]", got)
+	}
+	profiles := m["profiles"].([]any)
+	if len(profiles) != 4 {
+		t.Fatalf("%d profiles, want 4", len(profiles))
+	}
+	allowedProfile := []string{"name", "host", "port", "user", "jump", "connect_on_start"}
+	for _, p := range profiles {
+		for k := range p.(map[string]any) {
+			if !slices.Contains(allowedProfile, k) {
+				t.Errorf("profile key %q is not one of %v", k, allowedProfile)
+			}
+		}
+	}
+	// The gateway-profile chain: Lab → Office → DMZ Gateway.
+	jumps := map[string]any{}
+	for _, p := range profiles {
+		pm := p.(map[string]any)
+		jumps[pm["name"].(string)] = pm["jump"]
+	}
+	wantJumps := map[string]any{"dmz-gateway": nil, "office": "dmz-gateway", "lab": "office", "end-to-end": nil}
+	for name, j := range wantJumps {
+		if got, ok := jumps[name]; !ok || got != j {
+			t.Errorf("profile %q jump = %v (present %v), want %v", name, got, ok, j)
+		}
+	}
+
+	rules := m["rules"].([]any)
+	if len(rules) != 12 {
+		t.Fatalf("%d rules, want 12", len(rules))
+	}
+	allowedRule := []string{"name", "destinations", "ports", "action", "profile", "host_from_application", "fallback_direct", "applications"}
+	seen := map[string]bool{}
+	for _, r := range rules {
+		for k := range r.(map[string]any) {
+			if !slices.Contains(allowedRule, k) {
+				t.Errorf("rule key %q is not one of %v", k, allowedRule)
+			}
+			seen[k] = true
+		}
+	}
+	for _, k := range allowedRule {
+		if !seen[k] {
+			t.Errorf("no rule of the sample has %q", k)
+		}
+	}
+	wantDests := [][]string{
+		{"10.1.0.25"}, {"10.1.0.0/16"}, {"192.168.1.0/24"}, {"172.16.5.7"}, {"10.20.30.40"},
+		{"mail.corp.example"}, {"*.lab.example"}, {"intranet.example", "*.intranet.example"},
+		{"10.0.0.0/8"}, {"10.2.3.0/24"}, {"fd00::25"}, nil,
+	}
+	wantActions := []string{"tunnel", "tunnel", "block", "direct", "tunnel", "tunnel", "tunnel", "tunnel", "direct", "block", "tunnel", "direct"}
+	for i, r := range rules {
+		rm := r.(map[string]any)
+		var dests []string
+		if d, ok := rm["destinations"]; ok {
+			for _, x := range d.([]any) {
+				dests = append(dests, x.(string))
+			}
+		}
+		if !slices.Equal(dests, wantDests[i]) {
+			t.Errorf("rule %d destinations %v, want %v", i+1, dests, wantDests[i])
+		}
+		if rm["action"] != wantActions[i] {
+			t.Errorf("rule %d action %v, want %s", i+1, rm["action"], wantActions[i])
+		}
+		if rm["name"] != fmt.Sprintf("rule-%d", i+1) {
+			t.Errorf("rule %d name %v", i+1, rm["name"])
+		}
+	}
+	if got := fmt.Sprint(rules[0].(map[string]any)["ports"]); got != "[25 587]" {
+		t.Errorf("rule 1 ports %s, want [25 587]", got)
+	}
+	if got := fmt.Sprint(rules[6].(map[string]any)["ports"]); got != "[21-25 8080]" {
+		t.Errorf("rule 7 ports %s, want [21-25 8080]", got)
+	}
+	if _, ok := rules[11].(map[string]any)["ports"]; ok {
+		t.Error(`ports="all" should omit ports`)
+	}
+}
+
+// TestHeaderAndLines checks the header comment, and the comment above each
+// rule naming the line of its Tectia <rule>.
+func TestHeaderAndLines(t *testing.T) {
+	res := convertFile(t, "testdata/broker-config.xml", Options{})
+	out := string(res.YAML)
+	if !strings.HasPrefix(out, "# Converted by shunt import-tectia from broker-config.xml.\n") {
+		t.Errorf("header missing:\n%s", out)
+	}
+	var lines []string
+	for _, m := range regexp.MustCompile(`(?m)^  # broker-config\.xml:(\d+)\n  - name: rule-`).FindAllStringSubmatch(out, -1) {
+		lines = append(lines, m[1])
+	}
+	want := []string{"26", "28", "29", "30", "31", "33", "35", "36", "38", "39", "40", "41"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("rule lines %v, want %v", lines, want)
+	}
+}
+
+func TestConvertProblems(t *testing.T) {
+	res := convertFile(t, "testdata/unconvertible.xml", Options{})
+	want := []string{
+		`unconvertible.xml:4: the <general> section: set the shunt equivalents of its settings by hand (see shunt's README) (not converted)`,
+		`unconvertible.xml:7: the <default-settings> section: set the shunt equivalents of its settings by hand (see shunt's README) (not converted)`,
+		`unconvertible.xml:14: profile setting <authentication-methods>: set its shunt equivalent by hand (not converted)`,
+		`unconvertible.xml:18: profile id "gw" is used again (first at line 13) (not converted)`,
+		`unconvertible.xml:19: profile port "ssh" is not a port (1-65535) (not converted)`,
+		`unconvertible.xml:21: profile "lost": gateway-profile "nowhere" names no profile (not converted)`,
+		`unconvertible.xml:22: profile "loop-a": its gateway-profile chain loops back to it (not converted)`,
+		`unconvertible.xml:23: profile "loop-b": its gateway-profile "loop-a" (line 22) has a problem (not converted)`,
+		`unconvertible.xml:24: profile "via-lost": its gateway-profile "lost" (line 20) has a problem (not converted)`,
+		`unconvertible.xml:25: profile attribute compression is not understood (not converted)`,
+		`unconvertible.xml:28: static tunnel tcp listening on port 143 to imap.example.com:143 through profile "gw": static tunnels are not supported yet (not converted)`,
+		`unconvertible.xml:30: static tunnel tcp listening on 127.0.0.1:25 to smtp.example.com:25 through profile "gw": static tunnels are not supported yet (not converted)`,
+		`unconvertible.xml:34: <dns> inside <filter-engine> (an older or other filter format) is not understood; only <rule> elements convert (not converted)`,
+		`unconvertible.xml:35: rule 1: ip-address "10\.1\.(2|3)\..*" is a regular expression with no exact shunt equivalent; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
+		`unconvertible.xml:36: rule 2: ip-address "10\.1[0-9]\..*" is a regular expression with no exact shunt equivalent; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
+		`unconvertible.xml:37: rule 3: ip-address "10\.1.*" ends inside an octet, so it also matches octets that only begin with 1 (such as 10): for a whole-octet prefix write 10\.1\..* (not converted)`,
+		`unconvertible.xml:38: rule 4: ip-address "10.1..*" has an unescaped '.', which matches any character, so it also matches addresses outside the prefix it spells: escape it, e.g. 10\.1\..* (not converted)`,
+		`unconvertible.xml:39: rule 5: ip-address "10\.1\.2\.300": octet "300" is not written as in an address (0-255, no leading zeros), so the pattern never matches (not converted)`,
+		`unconvertible.xml:40: rule 6: ip-address "010\.1\.2\.3": octet "010" is not written as in an address (0-255, no leading zeros), so the pattern never matches (not converted)`,
+		`unconvertible.xml:41: rule 7: ip-address "10\.1\.2\.3\.4" has 5 octets, so it never matches an IPv4 address; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
+		`unconvertible.xml:42: rule 8: host-name ".*example\.com" also matches names that merely end in example.com (such as myexample.com), which shunt cannot express: for the names under example.com write .*\.example\.com (not converted)`,
+		`unconvertible.xml:43: rule 9: host-name ".*.example\.com": the '.' after .* is unescaped and matches any character, so this also matches names such as myexample.com: for the names under example.com write .*\.example\.com (not converted)`,
+		`unconvertible.xml:44: rule 10: host-name "(www|mail)\.example\.com" is a regular expression with no exact shunt equivalent; convertible forms: a name (mail\.example\.com), ".*", any name under a domain (.*\.example\.com), or a domain and the names under it ((.*\.)?example\.com) (not converted)`,
+		`unconvertible.xml:45: rule 11: action "ftp-sftp" has no shunt equivalent (shunt has tunnel, direct and block) (not converted)`,
+		`unconvertible.xml:46: rule 12: tunnels but names no profile (profile-id) (not converted)`,
+		`unconvertible.xml:47: rule 13: ports "25-21": "25-21" is not a port or range within 1-65535 (write e.g. 25, 21-25, or 25,110,143) (not converted)`,
+		`unconvertible.xml:48: rule 14: has both ip-address and host-name; Tectia's rule takes one destination, and which one it would use is unclear (not converted)`,
+		`unconvertible.xml:52: rule 15: attribute pseudo-ip is not understood (not converted)`,
+		`unconvertible.xml:54: rule 16: hostname-from-app "maybe" is not yes or no (not converted)`,
+		`unconvertible.xml:55: rule 17: has no action (tunnel, direct or block) (not converted)`,
+		`unconvertible.xml:56: rule 18: its profile "p3" (line 19) has a problem (not converted)`,
+		`unconvertible.xml:57: rule 19: its profile "p7" (line 24) has a problem (not converted)`,
+		`unconvertible.xml:58: rule 20: application "C:\Apps\*.exe" is not a plain process name (such as outlook.exe), or a comma-separated list of them (not converted)`,
+	}
+	var got []string
+	for _, p := range res.Problems {
+		got = append(got, p.String())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems differ:\n--- got\n%s\n--- want\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !res.Failed(Options{}) {
+		t.Error("Failed() = false with problems and no --best-effort")
+	}
+	if res.Failed(Options{BestEffort: true}) {
+		t.Error("Failed() = true with --best-effort")
+	}
+
+	// With --best-effort, the rest converts: rule 21 through a profile
+	// with an unconverted setting, and the profiles without problems
+	// that make them wrong.
+	best := convertFile(t, "testdata/unconvertible.xml", Options{BestEffort: true})
+	golden(t, "testdata/unconvertible.golden", best.YAML)
+	m := parseYAML(t, best.YAML)
+	var names []string
+	for _, p := range m["profiles"].([]any) {
+		names = append(names, p.(map[string]any)["name"].(string))
+	}
+	if want := []string{"gateway", "odd"}; !slices.Equal(names, want) {
+		t.Errorf("converted profiles %v, want %v", names, want)
+	}
+	rules := m["rules"].([]any)
+	if len(rules) != 1 || rules[0].(map[string]any)["name"] != "rule-21" {
+		t.Errorf("converted rules %v, want only rule-21", rules)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	for _, tc := range []struct {
+		name, xml, want string
+	}{
+		{"malformed", "", "malformed.xml:5: malformed XML: element <profile> closed by </profiles>"},
+		{"unclosed", "<secsh-broker>\n  <profiles>\n", "unclosed.xml:3: malformed XML: unexpected EOF"},
+		{"root", "<?xml version=\"1.0\"?>\n\n<broker/>\n", "root.xml:3: the root element is <broker>, not <secsh-broker>: this is not a Tectia Connection Broker configuration"},
+		{"empty", "", ""},
+		{"encoding", "<?xml version=\"1.0\" encoding=\"EBCDIC\"?>\n<secsh-broker/>\n", "encoding.xml:1: cannot read the XML"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.name == "malformed" {
+				f, ferr := os.Open("testdata/malformed.xml")
+				if ferr != nil {
+					t.Fatal(ferr)
+				}
+				defer f.Close()
+				_, err = Convert(f, "malformed.xml", Options{})
+			} else {
+				_, err = Convert(strings.NewReader(tc.xml), tc.name+".xml", Options{})
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tc.want != "" && !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to start with %q", err, tc.want)
+			}
+			if !regexp.MustCompile(`^` + tc.name + `\.xml:\d+: `).MatchString(err.Error()) {
+				t.Errorf("error %q does not name the file and line", err)
+			}
+		})
+	}
+}
+
+func TestLatin1(t *testing.T) {
+	in := "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<secsh-broker><profiles>" +
+		"<profile id=\"a\" name=\"B\xfcro\" host=\"h.example\"/></profiles></secsh-broker>\n"
+	res, err := Convert(strings.NewReader(in), "latin1.xml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(res.YAML, []byte("- name: b-ro\n")) {
+		t.Errorf("profile name not sanitised as expected:\n%s", res.YAML)
+	}
+}
+
+func TestProfileNames(t *testing.T) {
+	in := `<secsh-broker><profiles>
+<profile id="x" name="My Server" host="a"/>
+<profile id="y" name="my server" host="b"/>
+<profile id="z" host="c"/>
+<profile host="d"/>
+<profile id="w" name="&quot;true&quot;" host="e"/>
+</profiles></secsh-broker>`
+	res, err := Convert(strings.NewReader(in), "n.xml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := parseYAML(t, res.YAML)
+	var names []string
+	for _, p := range m["profiles"].([]any) {
+		names = append(names, p.(map[string]any)["name"].(string))
+	}
+	if want := []string{"my-server", "my-server-2", "z", "profile-4", "true"}; !slices.Equal(names, want) {
+		t.Errorf("names %v, want %v", names, want)
+	}
+	if !bytes.Contains(res.YAML, []byte(`- name: "true"`)) {
+		t.Errorf("a name YAML would read as a boolean is not quoted:\n%s", res.YAML)
+	}
+}
+
+func TestIPPattern(t *testing.T) {
+	for _, tc := range []struct {
+		in, dest string
+		any, bad bool
+	}{
+		{in: ".*", any: true},
+		{in: "^.*$", any: true},
+		{in: ".+", any: true},
+		{in: "", any: true},
+		{in: `10\.1\.2\.3`, dest: "10.1.2.3"},
+		{in: `10.1.2.3`, dest: "10.1.2.3"},
+		{in: `10\.1.2\.3`, dest: "10.1.2.3"},
+		{in: `^10\.1\.2\.3$`, dest: "10.1.2.3"},
+		{in: `10\..*`, dest: "10.0.0.0/8"},
+		{in: `10\.1\..*`, dest: "10.1.0.0/16"},
+		{in: `192\.168\.1\..*`, dest: "192.168.1.0/24"},
+		{in: `192\.168\.1\..+`, dest: "192.168.1.0/24"},
+		{in: `10\.1\.\d+\.\d+`, dest: "10.1.0.0/16"},
+		{in: `10\.1\.[0-9]{1,3}\.[0-9]+`, dest: "10.1.0.0/16"},
+		{in: `10.1.\d+.\d+`, dest: "10.1.0.0/16"},
+		{in: `\d+\.\d+\.\d+\.\d+`, any: true},
+		{in: `0\.0\.0\.0`, dest: "0.0.0.0"},
+		{in: `fd00::1`, dest: "fd00::1"},
+		{in: `10\.1[0-9]\..*`, bad: true},
+		{in: `10\.1\.(2|3)\..*`, bad: true},
+		{in: `10\.1\.[23]\..*`, bad: true},
+		{in: `10\.1.*`, bad: true},
+		{in: `10.1..*`, bad: true},
+		{in: `10.1\..*`, bad: true},
+		{in: `1.1\..*`, bad: true},
+		{in: `10\.1\.2`, bad: true},
+		{in: `10\.1\.2\.`, bad: true},
+		{in: `10\.\.2\.3`, bad: true},
+		{in: `10\.1\.2\.3\..*`, bad: true},
+		{in: `10\.\d+\.2\.3`, bad: true},
+		{in: `10\.1\.2\.256`, bad: true},
+		{in: `10\.01\.2\.3`, bad: true},
+		{in: `.*\.1`, bad: true},
+		{in: `10\.1\.2\.3|10\.1\.2\.4`, bad: true},
+		{in: `10\.1\.2\.[0-9]`, bad: true},
+	} {
+		dest, any, why := ipPattern(tc.in)
+		if (why != "") != tc.bad || any != tc.any || dest != tc.dest {
+			t.Errorf("ipPattern(%q) = %q, %v, %q; want %q, any %v, bad %v", tc.in, dest, any, why, tc.dest, tc.any, tc.bad)
+		}
+	}
+}
+
+// TestIPPatternExact checks the claim behind every conversion: the regular
+// expression (matched against the whole dotted address, as Tectia does)
+// matches exactly the addresses of the network it was converted to. For
+// refused prefixes with an unescaped dot or a partial octet, it finds an
+// address that shows why.
+func TestIPPatternExact(t *testing.T) {
+	var sample []netip.Addr
+	interesting := []byte{0, 1, 2, 3, 5, 9, 10, 11, 12, 19, 20, 25, 30, 40, 99, 100, 101, 110, 111, 168, 192, 199, 200, 250, 255}
+	for a := 0; a < 256; a++ {
+		for _, b := range interesting {
+			for _, c := range []byte{0, 2, 255} {
+				for _, d := range []byte{0, 3, 255} {
+					sample = append(sample, netip.AddrFrom4([4]byte{byte(a), b, c, d}))
+				}
+			}
+		}
+	}
+	check := func(pattern string) (inexact string) {
+		re := regexp.MustCompile(`^(?:` + strings.TrimSuffix(strings.TrimPrefix(pattern, "^"), "$") + `)$`)
+		dest, any, why := ipPattern(pattern)
+		var net netip.Prefix
+		switch {
+		case why != "":
+		case any:
+			net = netip.MustParsePrefix("0.0.0.0/0")
+		case strings.Contains(dest, "/"):
+			net = netip.MustParsePrefix(dest)
+		default:
+			a := netip.MustParseAddr(dest)
+			net = netip.PrefixFrom(a, 32)
+		}
+		for _, a := range sample {
+			inNet := net.IsValid() && net.Contains(a)
+			if re.MatchString(a.String()) != inNet {
+				return a.String()
+			}
+		}
+		return ""
+	}
+	for _, p := range []string{
+		".*", `10\.1\.2\.3`, `10.1.2.3`, `1.2.2.3`, `10\.1.2\.3`, `10\..*`, `10\.1\..*`,
+		`192\.168\.1\..*`, `10\.1\.\d+\.\d+`, `10.1.\d+.\d+`, `0\.1\.2\.0`, `^10\.1\.2\.3$`,
+	} {
+		if a := check(p); a != "" {
+			t.Errorf("%q converts to %v, but the regexp disagrees on %s", p, first(ipPattern(p)), a)
+		}
+	}
+	for _, p := range []string{`10.1..*`, `1.1\..*`, `10\.1.*`, `10.*`, `1\.1.*`} {
+		if _, _, why := ipPattern(p); why == "" {
+			t.Errorf("%q converts, but should not", p)
+		}
+		if a := check(p); a == "" {
+			t.Errorf("%q is refused, yet no sampled address shows it inexact", p)
+		}
+	}
+}
+
+func first(s string, _ bool, _ string) string { return s }
+
+func TestHostPattern(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		any  bool
+		bad  bool
+	}{
+		{in: ".*", any: true},
+		{in: `mail\.example\.com`, want: []string{"mail.example.com"}},
+		{in: `Mail.Example.com`, want: []string{"mail.example.com"}},
+		{in: `^mail\.example\.com$`, want: []string{"mail.example.com"}},
+		{in: `intranet`, want: []string{"intranet"}},
+		{in: `.*\.example\.com`, want: []string{"*.example.com"}},
+		{in: `.+\.example\.com`, want: []string{"*.example.com"}},
+		{in: `(.*\.)?example\.com`, want: []string{"example.com", "*.example.com"}},
+		{in: `.*example\.com`, bad: true},
+		{in: `.*.example\.com`, bad: true},
+		{in: `mail[0-9]\.example\.com`, bad: true},
+		{in: `(www|mail)\.example\.com`, bad: true},
+		{in: `mail\.example\..*`, bad: true},
+	} {
+		got, any, why := hostPattern(tc.in)
+		if (why != "") != tc.bad || any != tc.any || !slices.Equal(got, tc.want) {
+			t.Errorf("hostPattern(%q) = %v, %v, %q; want %v, any %v, bad %v", tc.in, got, any, why, tc.want, tc.any, tc.bad)
+		}
+	}
+}
+
+func TestPortsPattern(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		any  bool
+		bad  bool
+	}{
+		{in: "", any: true},
+		{in: "all", any: true},
+		{in: "ALL", any: true},
+		{in: "25", want: []string{"25"}},
+		{in: "21-25", want: []string{"21-25"}},
+		{in: "25, 110,143-145", want: []string{"25", "110", "143-145"}},
+		{in: "80-80", want: []string{"80"}},
+		{in: "0", bad: true},
+		{in: "65536", bad: true},
+		{in: "25-21", bad: true},
+		{in: "smtp", bad: true},
+		{in: "25,", bad: true},
+	} {
+		got, any, why := portsPattern(tc.in)
+		if (why != "") != tc.bad || any != tc.any || !slices.Equal(got, tc.want) {
+			t.Errorf("portsPattern(%q) = %v, %v, %q; want %v, any %v, bad %v", tc.in, got, any, why, tc.want, tc.any, tc.bad)
+		}
+	}
+}
+
+func TestScalar(t *testing.T) {
+	for _, s := range []string{"office", "10.1.0.0/16", "*.example.com", "true", "yes", "null", "1e3", "0x10", "a: b", "#x", "fd00::1", "tab\there", "ünï", `back\slash"quote`} {
+		var v string
+		if err := yaml.Unmarshal([]byte(scalar(s)), &v); err != nil || v != s {
+			t.Errorf("scalar(%q) = %s, reads back as %q (%v)", s, scalar(s), v, err)
+		}
+	}
+}
