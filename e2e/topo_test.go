@@ -376,3 +376,5 @@ func (s *syncBuffer) String() string {
 }
 
 func netnsFromName(name string) (netns.NsHandle, error) { return netns.GetFromName(name) }
+
+const sigHUP = syscall.SIGHUP

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -219,4 +220,38 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Swapping rules leaves running flows alone and applies to new ones.
+func TestSetRulesWhileFlowsRun(t *testing.T) {
+	f := &fakeDialer{}
+	log, _ := test.NewNullLogger()
+	r := New([]Rule{{Destinations: pfx("10.0.0.0/8"), Action: Tunnel, Profile: "p"}}, Options{Tunnels: f, Direct: f, Log: log})
+	app, flowSide := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), func() (net.Conn, error) { return flowSide, nil })
+		close(done)
+	}()
+	app.Write([]byte("hi"))
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(app, buf); err != nil {
+		t.Fatal(err)
+	}
+	r.SetRules([]Rule{{Action: Block}})
+	blocked := true
+	r.HandleTCP(context.Background(), ap("198.18.0.1:4001"), ap("10.1.1.1:25"), func() (net.Conn, error) {
+		blocked = false
+		return nil, errors.New("unexpected accept")
+	})
+	if !blocked {
+		t.Error("a new flow after the swap was not blocked")
+	}
+	// The old flow still echoes.
+	app.Write([]byte("yo"))
+	if _, err := io.ReadFull(app, buf); err != nil || string(buf) != "yo" {
+		t.Fatalf("the running flow broke after the swap: %q %v", buf, err)
+	}
+	app.Close()
+	<-done
 }
