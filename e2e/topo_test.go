@@ -49,7 +49,7 @@ func prerequisites(t *testing.T, tools ...string) {
 		return
 	}
 	msg := "end-to-end test needs " + strings.Join(missing, ", ") +
-		" (on Debian: apt-get install openssh-server iproute2 curl socat, and run as root)"
+		" (on Debian: apt-get install openssh-server iproute2 curl socat dante-server tinyproxy dnsmasq-base, and run as root)"
 	if os.Getenv(requiredEnv) == "1" {
 		t.Fatal(msg + "; " + requiredEnv + "=1 makes this a failure")
 	}
