@@ -68,19 +68,10 @@ func newBrokerTopology(t *testing.T) *brokerTopo {
 	return bt
 }
 
-// echoOn serves an echo on the internal host.
+// echoOn serves an echo.
 func echoOn(t *testing.T, host *ns, addr string) {
 	t.Helper()
-	ln := host.listen(t, addr)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	host.serve(t, addr, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // tunnelConfig is a config with one profile, "gw", tunnelling the internal

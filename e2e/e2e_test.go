@@ -164,18 +164,7 @@ func startServices(t *testing.T, host *ns) *services {
 	rng.Read(s.download)
 	s.downloadSum = sha256.Sum256(s.download)
 
-	serve := func(port int, h func(net.Conn)) {
-		ln := host.listen(t, fmt.Sprintf("[::]:%d", port))
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { defer c.Close(); h(c) }()
-			}
-		}()
-	}
+	serve := func(port int, h func(net.Conn)) { host.serve(t, fmt.Sprintf("[::]:%d", port), h) }
 	serve(portUpload, func(c net.Conn) {
 		h := sha256.New()
 		io.Copy(h, c)
@@ -362,16 +351,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("capturing 0.0.0.0/0 with the gateway inside it", func(t *testing.T) {
 		// A service on the gateway itself, for the direct rule.
-		gwEcho := topo.gateway.listen(t, net.JoinHostPort(gatewayAddr, "7000"))
-		go func() {
-			for {
-				c, err := gwEcho.Accept()
-				if err != nil {
-					return
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
+		echoOn(t, topo.gateway, net.JoinHostPort(gatewayAddr, "7000"))
 		rules := `  - name: gateway-service
     destinations: [172.31.1.1]
     ports: [7000]

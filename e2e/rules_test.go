@@ -14,18 +14,10 @@ import (
 // one.
 func peerEcho(t *testing.T, host *ns, addr string) {
 	t.Helper()
-	ln := host.listen(t, addr)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			fmt.Fprintf(c, "%s\n", host)
-			c.Close()
-		}
-	}()
+	host.serve(t, addr, func(c net.Conn) {
+		peer, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		fmt.Fprintf(c, "%s\n", peer)
+	})
 }
 
 // peerSeen connects with a real client, run as given (program path, and

@@ -108,6 +108,23 @@ func (n *ns) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return c, err
 }
 
+// serve runs h for every connection to addr inside the namespace, each in
+// its own goroutine, and closes the connection after h, until the test
+// ends.
+func (n *ns) serve(t *testing.T, addr string, h func(net.Conn)) {
+	t.Helper()
+	ln := n.listen(t, addr)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); h(c) }()
+		}
+	}()
+}
+
 // listen listens inside the namespace.
 func (n *ns) listen(t *testing.T, addr string) net.Listener {
 	t.Helper()

@@ -8,45 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
-
-// inOwnerNetns runs f on a thread in a new network namespace with lo up.
-// It needs root; under SHUNT_E2E_REQUIRED its absence fails the test.
-// Processes started from f (the thread is locked) live in the namespace.
-func inOwnerNetns(t *testing.T, f func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := "owner test needs root to make a network namespace"
-		if os.Getenv("SHUNT_E2E_REQUIRED") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		ns, err := netns.New()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer ns.Close()
-		lo, _ := netlink.LinkByName("lo")
-		netlink.LinkSetUp(lo)
-		f()
-	}()
-	<-done
-}
 
 func newTestOwnerLookup(t testing.TB) *ownerLookup {
 	t.Helper()
@@ -79,7 +48,7 @@ func checkOwner(t *testing.T, what string, o Owner, pid int, exe string) {
 // Connections on loopback belong to this process, from either end, and
 // whether the flow is given with plain or IPv4-mapped addresses.
 func TestOwnerLookupLoopback(t *testing.T) {
-	inOwnerNetns(t, func() {
+	inNewNetns(t, func() {
 		l := newTestOwnerLookup(t)
 		self, err := os.Executable()
 		if err != nil {
@@ -176,7 +145,7 @@ func TestOwnerLookupLoopback(t *testing.T) {
 // A connection that never gets an answer, like every flow shunt captures
 // when it looks it up: the socket is in SYN-SENT, in another process.
 func TestOwnerLookupSynSent(t *testing.T) {
-	inOwnerNetns(t, func() {
+	inNewNetns(t, func() {
 		bash, err := exec.LookPath("bash")
 		if err != nil {
 			if os.Getenv("SHUNT_E2E_REQUIRED") == "1" {

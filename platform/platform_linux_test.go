@@ -17,13 +17,14 @@ import (
 	"github.com/shunt-dev/shunt/tun"
 )
 
-// inNewNetns runs f on a thread in a new, empty network namespace, so the
-// test changes nothing on the host. It needs root; under SHUNT_E2E_REQUIRED
-// its absence fails the test instead of skipping it.
+// inNewNetns runs f on a thread in a new network namespace with lo up, so
+// the test changes nothing on the host; processes started from f live in
+// it too. It needs root; under SHUNT_E2E_REQUIRED its absence fails the
+// test instead of skipping it.
 func inNewNetns(t *testing.T, f func()) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		msg := "platform test needs root to make a network namespace and a TUN device"
+		msg := "this platform test needs root to make a network namespace (and a TUN device)"
 		if os.Getenv("SHUNT_E2E_REQUIRED") == "1" {
 			t.Fatal(msg)
 		}
