@@ -195,9 +195,12 @@ func prefixes[T fmt.Stringer](ps []T) string {
 }
 
 func cmdUp(args []string, stderr io.Writer) int {
-	cf, rest, ok := parseConfigFlags("up", args, stderr, nil)
+	var pprofAddr string
+	cf, rest, ok := parseConfigFlags("up", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&pprofAddr, "pprof", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060)")
+	})
 	if !ok || len(rest) > 0 {
-		fmt.Fprintln(stderr, "usage: shunt up [--config FILE]...")
+		fmt.Fprintln(stderr, "usage: shunt up [--config FILE]... [--pprof ADDR]")
 		return 2
 	}
 	loaded, err := cf.load()
@@ -217,6 +220,12 @@ func cmdUp(args []string, stderr io.Writer) int {
 	}
 	for _, n := range loaded.Notes {
 		log.Info(n)
+	}
+	if pprofAddr != "" {
+		if err := servePprof(pprofAddr, log); err != nil {
+			log.Error(err)
+			return 1
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
