@@ -127,7 +127,14 @@ func (n *Stack) configure(opts Options) error {
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcpBufMin, Default: tcpRcvDefault, Max: tcpRcvMax}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcpBufMin, Default: tcpSndDefault, Max: tcpSndMax}
-	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &rcv, &snd} {
+	// No TIME-WAIT. It guards against old segments arriving late, which
+	// cannot happen on the TUN: it is a local link that neither delays nor
+	// duplicates. And it would do harm: gVisor hands a new SYN that meets
+	// a TIME-WAIT endpoint only to a listening endpoint, and the forwarder
+	// is none, so when the kernel reused a client port within the 60 s
+	// default, the application's connect timed out.
+	timeWait := tcpip.TCPTimeWaitTimeoutOption(0)
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &rcv, &snd, &timeWait} {
 		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
 			return fmt.Errorf("netstack: set TCP option %T: %v", opt, err)
 		}
@@ -182,6 +189,9 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 			return nil, fmt.Errorf("netstack: complete handshake with %v: %v", src, err)
 		}
 		req.Complete(false)
+		// The splice writes what it read at once, in large pieces: Nagle
+		// would only delay the last small piece of every answer.
+		ep.SocketOptions().SetDelayOption(false)
 		return &conn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}, nil
 	}
 	n.handler.HandleTCP(n.ctx, src, dst, accept)

@@ -302,3 +302,32 @@ func TestAbortResets(t *testing.T) {
 		t.Fatalf("read %q, %v; want a connection reset", got, err)
 	}
 }
+
+// The server side closes first (our end enters what would be TIME-WAIT),
+// then the application reuses its port at once: the new connection must
+// go through, not stall until TIME-WAIT ends.
+func TestPortReuseAfterServerClose(t *testing.T) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+		c, err := accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte("bye"))
+		c.Close() // close first, like a one-shot server
+	}))
+	local := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(appAddr4.AsSlice()), Port: 40001}
+	remote := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(netip.MustParseAddr("10.1.2.3").AsSlice()), Port: 80}
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c, err := gonet.DialTCPWithBind(ctx, app.s, local, remote, ipv4.ProtocolNumber)
+		cancel()
+		if err != nil {
+			t.Fatalf("connection %d from the same port: %v", i+1, err)
+		}
+		if b, err := io.ReadAll(c); err != nil || string(b) != "bye" {
+			t.Fatalf("connection %d read %q, %v", i+1, b, err)
+		}
+		c.Close()
+		time.Sleep(50 * time.Millisecond) // let the app host's side finish closing
+	}
+}
