@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -71,16 +72,35 @@ func (s *session) lost() bool { return s.transport.failed.Load() }
 // watchedConn records the first failure of the transport under an SSH
 // connection. x/crypto reads it in one goroutine; the failure is recorded
 // before the error reaches that goroutine, so before any channel sees EOF.
+//
+// It also reads ahead: x/crypto reads its transport through a 4 KiB
+// buffer, two or three system calls for every 32 KiB SSH packet; one read
+// here fetches up to readAhead bytes, several packets, at once.
 type watchedConn struct {
 	net.Conn
 	failed atomic.Bool
 	// lastRead is when the server last sent anything (UnixNano): any
 	// byte proves the connection alive.
 	lastRead atomic.Int64
+	r        *bufio.Reader
 }
 
+// readAhead is the transport's read buffer, per SSH connection.
+const readAhead = 256 << 10
+
+func newWatchedConn(c net.Conn) *watchedConn {
+	w := &watchedConn{Conn: c}
+	w.r = bufio.NewReaderSize(rawReader{c}, readAhead)
+	return w
+}
+
+// rawReader hides the connection's other methods from bufio.
+type rawReader struct{ c net.Conn }
+
+func (r rawReader) Read(b []byte) (int, error) { return r.c.Read(b) }
+
 func (c *watchedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
+	n, err := c.r.Read(b)
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())
 	}

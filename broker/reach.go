@@ -89,7 +89,7 @@ func (l *link) connectHost(host string) (*session, error) {
 	if err != nil {
 		return nil, fail("connect to SSH server", err)
 	}
-	conn := &watchedConn{Conn: raw}
+	conn := newWatchedConn(newCoalescingConn(raw))
 	// The handshake has no context: bound it by a timer, paused while a
 	// prompt waits for the user.
 	hs := &handshake{link: l, conn: conn, server: addr, deadline: connectTimeout}

@@ -37,6 +37,9 @@ const (
 	// traversals) than at 1500. Lower it only when shunt routes for other
 	// hosts, whose links then set the size.
 	DefaultMTU = 65520
+	// MaxMTU is the largest MTU: a packet and its offload header fill one
+	// of gVisor's 64 KiB buffers, which packets are read into directly.
+	MaxMTU = 65520
 	// DefaultSSHPort is the port of a profile that names none.
 	DefaultSSHPort = 22
 )
@@ -591,8 +594,8 @@ func (c *Config) validate() error {
 	if c.TUN.MTU == 0 {
 		c.TUN.MTU = DefaultMTU
 	}
-	if c.TUN.MTU < 1280 || c.TUN.MTU > 65535 {
-		errorAt(c.TUN.File, c.TUN.Line, "tun.mtu %d is out of range: use 1280 (the IPv6 minimum) to 65535", c.TUN.MTU)
+	if c.TUN.MTU < 1280 || c.TUN.MTU > MaxMTU {
+		errorAt(c.TUN.File, c.TUN.Line, "tun.mtu %d is out of range: use 1280 (the IPv6 minimum) to %d", c.TUN.MTU, MaxMTU)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"

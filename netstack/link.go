@@ -15,9 +15,11 @@ import (
 // (wireguard-go's virtio-net header needs 10 bytes; 16 keeps alignment).
 const headroom = 16
 
-// maxPacket is the largest IP packet; every pump buffer holds one, so the
-// device may coalesce segments into it (GRO) without reallocating.
-const maxPacket = 65535
+// maxPacket is the largest IP packet the stack takes or sends: inbound
+// packets are read straight into gVisor's pooled 64 KiB chunks (headroom
+// included), and every outbound buffer holds one, so the device may
+// coalesce segments into it (GRO) without reallocating.
+const maxPacket = buffer.MaxChunkSize - headroom
 
 // outQueueLen bounds the packets waiting for the device writer. A full queue
 // drops, as a NIC would: the stack must never block on the device.
@@ -80,20 +82,34 @@ func (e *linkEndpoint) start(onReadError func(error)) {
 	go e.outbound()
 }
 
-// inbound moves packets from the device into the stack.
+// inbound moves packets from the device into the stack. The device reads
+// straight into gVisor views, which then become the packets' payload: no
+// copy between the device and the stack.
 func (e *linkEndpoint) inbound(onReadError func(error)) {
 	defer e.wg.Done()
 	n := e.dev.BatchSize()
+	views := make([]*buffer.View, n)
 	bufs := make([][]byte, n)
-	for i := range bufs {
-		bufs[i] = make([]byte, headroom+maxPacket)
+	fill := func(i int) {
+		views[i] = buffer.NewViewSize(headroom + maxPacket)
+		bufs[i] = views[i].AsSlice()
 	}
+	for i := range views {
+		fill(i)
+	}
+	defer func() {
+		for _, v := range views {
+			v.Release()
+		}
+	}()
 	sizes := make([]int, n)
 	failures := 0
 	for {
 		count, err := e.dev.Read(bufs, sizes, headroom)
 		for i := range count {
-			e.deliver(bufs[i][headroom : headroom+sizes[i]])
+			if e.deliver(views[i], sizes[i]) {
+				fill(i) // the stack owns that view now
+			}
 		}
 		if err == nil {
 			failures = 0
@@ -114,41 +130,46 @@ func (e *linkEndpoint) inbound(onReadError func(error)) {
 	}
 }
 
-// deliver hands one packet to the stack, or answers it with an ICMP error if
-// it is not TCP. pkt is only borrowed.
-func (e *linkEndpoint) deliver(pkt []byte) {
+// deliver hands the packet in v (size bytes after the headroom) to the
+// stack, or answers it with an ICMP error if it is not TCP. It reports
+// whether the stack took v; if not, v can be read into again.
+func (e *linkEndpoint) deliver(v *buffer.View, size int) bool {
+	pkt := v.AsSlice()[headroom : headroom+size]
 	if len(pkt) == 0 {
-		return
+		return false
 	}
 	var proto tcpip.NetworkProtocolNumber
 	var transport uint8
 	switch header.IPVersion(pkt) {
 	case header.IPv4Version:
 		if len(pkt) < header.IPv4MinimumSize {
-			return
+			return false
 		}
 		proto, transport = header.IPv4ProtocolNumber, header.IPv4(pkt).Protocol()
 	case header.IPv6Version:
 		if len(pkt) < header.IPv6MinimumSize {
-			return
+			return false
 		}
 		proto, transport = header.IPv6ProtocolNumber, header.IPv6(pkt).NextHeader()
 	default:
-		return
+		return false
 	}
 	if transport != uint8(header.TCPProtocolNumber) && !ipv6ExtensionHeader(proto, transport) {
 		e.answer(pkt)
-		return
+		return false
 	}
 	e.mu.RLock()
 	d := e.dispatcher
 	e.mu.RUnlock()
 	if d == nil {
-		return
+		return false
 	}
-	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+	v.TrimFront(headroom)
+	v.CapLength(size)
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	d.DeliverNetworkPacket(proto, pb)
 	pb.DecRef()
+	return true
 }
 
 // answer queues the ICMP error for a non-TCP packet, if it deserves one.

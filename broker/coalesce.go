@@ -1,0 +1,100 @@
+package broker
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// coalescingConn batches the writes of an SSH transport. x/crypto flushes
+// after every packet (32 KiB at most), one system call each; OpenSSH
+// instead writes whatever its packet layer holds when the socket can take
+// it. Here Write only queues, and one goroutine writes everything queued
+// while its previous write ran, in one call: an idle connection writes each
+// packet at once (no added latency), a busy one batches on its own.
+type coalescingConn struct {
+	net.Conn
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queued  []byte
+	writing bool // the writer goroutine holds a batch
+	err     error
+	closed  bool
+	done    chan struct{}
+}
+
+// maxQueued bounds the bytes waiting for the socket; writers wait beyond
+// it, as they would on a full socket buffer.
+const maxQueued = 1 << 20
+
+// closeFlushTime bounds how long Close waits for queued bytes to go out.
+const closeFlushTime = 2 * time.Second
+
+func newCoalescingConn(c net.Conn) *coalescingConn {
+	w := &coalescingConn{Conn: c, done: make(chan struct{})}
+	w.cond = sync.NewCond(&w.mu)
+	go w.run()
+	return w
+}
+
+// Write queues p. An error of an earlier write is returned instead.
+func (w *coalescingConn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.err == nil && !w.closed && len(w.queued) > 0 && len(w.queued)+len(p) > maxQueued {
+		w.cond.Wait()
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.closed {
+		return 0, net.ErrClosed
+	}
+	w.queued = append(w.queued, p...)
+	w.cond.Broadcast()
+	return len(p), nil
+}
+
+func (w *coalescingConn) run() {
+	defer close(w.done)
+	var batch []byte
+	for {
+		w.mu.Lock()
+		for len(w.queued) == 0 && !w.closed && w.err == nil {
+			w.cond.Wait()
+		}
+		if len(w.queued) == 0 || w.err != nil {
+			w.mu.Unlock()
+			return
+		}
+		batch, w.queued = w.queued, batch[:0]
+		w.writing = true
+		w.mu.Unlock()
+
+		_, err := w.Conn.Write(batch)
+
+		w.mu.Lock()
+		w.writing = false
+		if err != nil && w.err == nil {
+			w.err = err
+		}
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+// Close sends what is queued (for a bounded time), then closes.
+func (w *coalescingConn) Close() error {
+	w.mu.Lock()
+	w.closed = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-time.After(closeFlushTime):
+	}
+	err := w.Conn.Close()
+	<-w.done
+	return err
+}
