@@ -59,14 +59,10 @@ func Splice(a, b net.Conn) (aToB, bToA int64, err error) {
 }
 
 // copyHalf copies src to dst. On EOF it closes dst's write half and src's
-// read half; on an error it closes both connections, which ends the other
+// read half; on an error it resets both connections, which ends the other
 // direction too.
 func copyHalf(dst, src net.Conn) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	// Hide ReadFrom/WriteTo: they would bypass the pooled buffer with a
-	// small one of their own.
-	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
-	bufPool.Put(bp)
+	n, err := copyAdaptive(dst, src)
 	if closedLocally(err) {
 		// The other direction closed a connection that cannot half-close:
 		// that is its normal end, not an error.
@@ -91,6 +87,56 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// smallBufSize is what a quiet direction reads with. Most flows are idle
+// most of the time, each blocked in a Read: with a small buffer there, an
+// idle flow does not pin 2 × 64 KiB.
+const smallBufSize = 4 << 10
+
+// copyAdaptive is io.Copy with a buffer that fits the traffic: reads start
+// small, switch to a pooled 64 KiB buffer when a read fills the small one
+// (bulk data: fewer, larger SSH packets), and give it back when reads turn
+// short again (the flow went quiet).
+func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
+	small := make([]byte, smallBufSize)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bufPool.Put(big)
+		}
+	}()
+	var written int64
+	for {
+		buf := small
+		if big != nil {
+			buf = *big
+		}
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			written += int64(nw)
+			if werr != nil {
+				return written, werr
+			}
+			if nw != nr {
+				return written, io.ErrShortWrite
+			}
+		}
+		switch {
+		case big == nil && nr == len(small):
+			big = bufPool.Get().(*[]byte)
+		case big != nil && nr < smallBufSize:
+			bufPool.Put(big)
+			big = nil
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
 }
 
 func closedLocally(err error) bool {

@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -126,5 +127,36 @@ func TestSpliceErrorAborts(t *testing.T) {
 	case <-down.aborted:
 	default:
 		t.Fatal("the application side was closed, not aborted")
+	}
+}
+
+// scriptedReader returns chunks of the given sizes and records the size
+// of the buffer each Read was offered.
+type scriptedReader struct {
+	chunks  []int
+	offered []int
+}
+
+func (r *scriptedReader) Read(p []byte) (int, error) {
+	r.offered = append(r.offered, len(p))
+	if len(r.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := min(r.chunks[0], len(p))
+	r.chunks = r.chunks[1:]
+	return n, nil
+}
+
+// A burst moves to the large buffer; a quiet flow waits with the small one.
+func TestCopyAdaptiveBuffer(t *testing.T) {
+	r := &scriptedReader{chunks: []int{100, smallBufSize, 60000, 30000, 200, 100}}
+	var sink bytes.Buffer
+	n, err := copyAdaptive(&sink, r)
+	if err != nil || n != int64(sink.Len()) {
+		t.Fatalf("copied %d, %v", n, err)
+	}
+	want := []int{smallBufSize, smallBufSize, spliceBufSize, spliceBufSize, spliceBufSize, smallBufSize, smallBufSize}
+	if fmt.Sprint(r.offered) != fmt.Sprint(want) {
+		t.Errorf("buffers offered %v, want %v", r.offered, want)
 	}
 }
