@@ -38,6 +38,9 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 	return w
 }
 
+// NetConn returns the connection under the batching.
+func (w *coalescingConn) NetConn() net.Conn { return w.Conn }
+
 // Write queues p. An error of an earlier write is returned instead.
 func (w *coalescingConn) Write(p []byte) (int, error) {
 	w.mu.Lock()

@@ -97,7 +97,11 @@ func newWatchedConn(c net.Conn) *watchedConn {
 // rawReader hides the connection's other methods from bufio.
 type rawReader struct{ c net.Conn }
 
-func (r rawReader) Read(b []byte) (int, error) { return r.c.Read(b) }
+func (r rawReader) Read(b []byte) (int, error) {
+	n, err := r.c.Read(b)
+	quickAck(r.c)
+	return n, err
+}
 
 func (c *watchedConn) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)

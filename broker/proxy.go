@@ -181,6 +181,9 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
+// NetConn returns the proxied TCP connection.
+func (c *bufferedConn) NetConn() net.Conn { return c.Conn }
+
 // deadlineFrom applies ctx's deadline to c for the proxy handshake; the
 // returned func clears it.
 func deadlineFrom(ctx context.Context, c net.Conn) func() {
