@@ -99,9 +99,17 @@ type rawReader struct{ c net.Conn }
 
 func (r rawReader) Read(b []byte) (int, error) {
 	n, err := r.c.Read(b)
-	quickAck(r.c)
+	if n < quickAckBelow {
+		// Little arrived: the server may be holding its next small
+		// packet for our ACK (see quickAck). A bulk stream is ACKed
+		// every second segment anyway, and needs no system call more.
+		quickAck(r.c)
+	}
 	return n, err
 }
+
+// quickAckBelow is the read size under which the ACK is sent at once.
+const quickAckBelow = 16 << 10
 
 func (c *watchedConn) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
