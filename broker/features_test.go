@@ -67,6 +67,18 @@ func server(t *testing.T, opts brokertest.Options) (*brokertest.Server, Profile)
 		IdentityFiles: []string{filepath.Join(t.TempDir(), "none")}}
 }
 
+// keyedServer is server with a fresh client key that the server accepts
+// and the profile uses; dir holds the key.
+func keyedServer(t *testing.T) (*brokertest.Server, Profile, string) {
+	t.Helper()
+	srv, p := server(t, brokertest.Options{})
+	dir := t.TempDir()
+	_, s := writeKey(t, dir, "id", "")
+	srv.Allow(s.PublicKey())
+	p.IdentityFiles = []string{filepath.Join(dir, "id")}
+	return srv, p, dir
+}
+
 func newBroker(t *testing.T, opts Options, profiles ...Profile) *Broker {
 	t.Helper()
 	if opts.Log == nil {
@@ -287,11 +299,7 @@ func TestHostCertificateAndKnownHostsForms(t *testing.T) {
 }
 
 func TestAcceptNewRecordsTheKey(t *testing.T) {
-	srv, p := server(t, brokertest.Options{})
-	dir := t.TempDir()
-	_, s := writeKey(t, dir, "id", "")
-	srv.Allow(s.PublicKey())
-	p.IdentityFiles = []string{filepath.Join(dir, "id")}
+	srv, p, dir := keyedServer(t)
 	p.KnownHosts = []string{filepath.Join(dir, "sub", "known_hosts")} // does not exist yet
 	p.HostKeyPolicy = AcceptNew
 	b := newBroker(t, Options{}, p)
@@ -310,11 +318,7 @@ func TestAcceptNewRecordsTheKey(t *testing.T) {
 func TestAskPolicy(t *testing.T) {
 	for _, ans := range []string{"yes", "no"} {
 		t.Run(ans, func(t *testing.T) {
-			srv, p := server(t, brokertest.Options{})
-			dir := t.TempDir()
-			_, s := writeKey(t, dir, "id", "")
-			srv.Allow(s.PublicKey())
-			p.IdentityFiles = []string{filepath.Join(dir, "id")}
+			srv, p, dir := keyedServer(t)
 			p.KnownHosts = []string{filepath.Join(dir, "known_hosts")}
 			p.HostKeyPolicy = Ask
 			pr := answers(map[QuestionKind]string{HostKey: ans})
@@ -336,11 +340,7 @@ func TestAskPolicy(t *testing.T) {
 }
 
 func TestFailoverToSecondHost(t *testing.T) {
-	srv, p := server(t, brokertest.Options{})
-	dir := t.TempDir()
-	_, s := writeKey(t, dir, "id", "")
-	srv.Allow(s.PublicKey())
-	p.IdentityFiles = []string{filepath.Join(dir, "id")}
+	srv, p, _ := keyedServer(t)
 	// 127.0.0.2 is local but nothing listens there on that port.
 	p.Hosts = []string{"127.0.0.2", "127.0.0.1"}
 	log, hook := test.NewNullLogger()
@@ -395,11 +395,7 @@ func TestJumpLoopRejected(t *testing.T) {
 
 // connections: 4 spreads 16 concurrent flows over 4 SSH connections.
 func TestPoolSpreadsFlows(t *testing.T) {
-	srv, p := server(t, brokertest.Options{})
-	dir := t.TempDir()
-	_, s := writeKey(t, dir, "id", "")
-	srv.Allow(s.PublicKey())
-	p.IdentityFiles = []string{filepath.Join(dir, "id")}
+	srv, p, _ := keyedServer(t)
 	p.Connections = 4
 	b := newBroker(t, Options{}, p)
 	target := echoServer(t)
@@ -433,11 +429,7 @@ func TestPoolSpreadsFlows(t *testing.T) {
 }
 
 func TestIdleTimeoutClosesConnection(t *testing.T) {
-	srv, p := server(t, brokertest.Options{})
-	dir := t.TempDir()
-	_, s := writeKey(t, dir, "id", "")
-	srv.Allow(s.PublicKey())
-	p.IdentityFiles = []string{filepath.Join(dir, "id")}
+	_, p, _ := keyedServer(t)
 	p.IdleTimeout = 50 * time.Millisecond
 	log, hook := test.NewNullLogger()
 	b := newBroker(t, Options{Log: log}, p)
@@ -579,11 +571,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 }
 
 func TestDialViaConnectsToTheDestinationHost(t *testing.T) {
-	srv, p := server(t, brokertest.Options{})
-	dir := t.TempDir()
-	_, s := writeKey(t, dir, "id", "")
-	srv.Allow(s.PublicKey())
-	p.IdentityFiles = []string{filepath.Join(dir, "id")}
+	_, p, _ := keyedServer(t)
 	p.Hosts = []string{"192.0.2.1"} // the profile's own host is never used
 	b := newBroker(t, Options{}, p)
 	target := echoServer(t)
