@@ -77,8 +77,9 @@ type Broker struct {
 	opts  Options
 	log   logrus.FieldLogger
 
-	viaMu sync.Mutex
-	via   map[string]*pool // host-from-application pools, "profile@server"
+	viaMu     sync.Mutex
+	via       map[string]*pool // host-from-application pools, "profile@server"
+	viaClosed bool
 }
 
 // New returns a broker for profiles. Nothing connects until Start or the
@@ -157,6 +158,10 @@ func (b *Broker) DialVia(ctx context.Context, profile, server, addr string) (net
 	}
 	key := profile + "@" + server
 	b.viaMu.Lock()
+	if b.viaClosed {
+		b.viaMu.Unlock()
+		return nil, errors.New("broker closed")
+	}
 	pl, ok := b.via[key]
 	if !ok {
 		p := *base.p
@@ -177,6 +182,7 @@ func (b *Broker) Close() error {
 		errs = append(errs, pl.close())
 	}
 	b.viaMu.Lock()
+	b.viaClosed = true
 	for _, pl := range b.via {
 		errs = append(errs, pl.close())
 	}

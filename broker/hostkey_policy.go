@@ -61,9 +61,16 @@ func recordHostKey(files []string, hostport string, key ssh.PublicKey) (string, 
 	if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
 		return f, err
 	}
-	fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	fh, err := os.OpenFile(f, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return f, err
+	}
+	// A file whose last line has no newline would get our line glued to it.
+	if st, err := fh.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := fh.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			fh.WriteString("\n")
+		}
 	}
 	if cert, ok := key.(*ssh.Certificate); ok {
 		key = cert.Key // known_hosts holds keys; certificates go with @cert-authority

@@ -33,14 +33,13 @@ type link struct {
 
 	mu         sync.Mutex
 	cur        *session  // nil while down
-	connecting *attempt  // the attempt running or waiting out its backoff
+	connecting *attempt  // the attempt running
+	lastErr    error     // why the last attempt failed; nil after a success
 	failures   int       // consecutive failed attempts
 	retryAt    time.Time // no attempt before this (backoff)
 	flows      int       // channels open or being opened
 	idle       *time.Timer
 	closed     bool
-	stop       chan struct{} // closed by close: ends backoff waits
-	stopOnce   sync.Once
 }
 
 // attempt is one connection attempt; everyone waiting for it gets its
@@ -49,11 +48,6 @@ type attempt struct {
 	done chan struct{}
 	s    *session
 	err  error
-}
-
-func (l *link) stopped() chan struct{} {
-	l.stopOnce.Do(func() { l.stop = make(chan struct{}) })
-	return l.stop
 }
 
 // session is one established SSH connection.
@@ -148,8 +142,17 @@ func (l *link) removeFlow() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.flows--
+	l.armIdle()
+}
+
+// armIdle starts the idle timer if the connection is up and carries no
+// flow. Call with l.mu held.
+func (l *link) armIdle() {
 	if l.flows > 0 || l.cur == nil || l.pool.p.IdleTimeout < 0 {
 		return
+	}
+	if l.idle != nil {
+		l.idle.Stop()
 	}
 	s := l.cur
 	l.idle = time.AfterFunc(l.pool.p.IdleTimeout, func() {
@@ -189,10 +192,18 @@ func (l *link) get(ctx context.Context) (*session, error) {
 		return s, nil
 	}
 	a := l.connecting
+	if a == nil && l.lastErr != nil && time.Now().Before(l.retryAt) {
+		// Backing off after a failure: refuse at once (the application
+		// sees a refused connection, and a fallback_direct rule goes
+		// direct) instead of holding the flow for the whole back-off.
+		err := fmt.Errorf("%w (next attempt in %v)", l.lastErr, time.Until(l.retryAt).Round(time.Second))
+		l.mu.Unlock()
+		return nil, err
+	}
 	if a == nil {
 		a = &attempt{done: make(chan struct{})}
 		l.connecting = a
-		go l.connect(a, time.Until(l.retryAt))
+		go l.connect(a)
 	}
 	l.mu.Unlock()
 
@@ -204,17 +215,8 @@ func (l *link) get(ctx context.Context) (*session, error) {
 	}
 }
 
-// connect makes one attempt, after the backoff delay, and publishes it.
-func (l *link) connect(a *attempt, delay time.Duration) {
-	if delay > 0 {
-		l.log.WithField("in", delay.Round(time.Millisecond).String()).Info("reconnecting after backoff")
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-l.stopped():
-			t.Stop()
-		}
-	}
+// connect makes one attempt and publishes it.
+func (l *link) connect(a *attempt) {
 	var s *session
 	err := errors.New("broker closed")
 	l.mu.Lock()
@@ -229,6 +231,7 @@ func (l *link) connect(a *attempt, delay time.Duration) {
 		s.client.Close()
 		s, err = nil, errors.New("broker closed")
 	}
+	l.lastErr = err
 	if err != nil {
 		l.failures++
 		// Exponential backoff with jitter, so many clients of one server
@@ -239,6 +242,9 @@ func (l *link) connect(a *attempt, delay time.Duration) {
 		l.failures = 0
 		l.retryAt = time.Time{}
 		l.cur = s
+		// Nobody may be left to use it (its flows gave up while, say,
+		// the user typed a password): let it go idle like any other.
+		l.armIdle()
 	}
 	a.s, a.err = s, err
 	l.mu.Unlock()
@@ -328,11 +334,7 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 func (l *link) close() error {
-	stop := l.stopped()
 	l.mu.Lock()
-	if !l.closed {
-		close(stop)
-	}
 	l.closed = true
 	s := l.cur
 	l.cur = nil

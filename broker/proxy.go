@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +23,9 @@ import (
 func ParseProxy(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("proxy %q: %w", s, err)
+		// Neither the text nor url's error goes in the message: both
+		// would show a password.
+		return nil, errors.New("proxy URL is malformed: write scheme://[user:password@]host:port (percent-encode special characters in the password)")
 	}
 	switch u.Scheme {
 	case "socks4", "socks4a", "socks5", "http":

@@ -108,7 +108,13 @@ func (l *link) connectHost(host string) (*session, error) {
 		},
 	}
 	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if !hs.finish() && err != nil {
+	if !hs.finish() {
+		// The timer closed the transport, perhaps just as the login
+		// succeeded: the session is dead either way.
+		if err == nil {
+			sc.Close()
+			err = errors.New("the connection was closed at the login deadline")
+		}
 		err = fmt.Errorf("no answer within %v: %w", connectTimeout, err)
 	}
 	if err != nil {

@@ -60,8 +60,10 @@ type Config struct {
 	sshConfigFiles []string
 	sshConfigs     *sshConfigs
 	// generated counts the profiles made from ssh_config ProxyJump, at
-	// the end of Profiles.
+	// the end of Profiles; jumping holds the aliases whose jump chains
+	// are being built (to catch loops).
 	generated int
+	jumping   map[string]bool
 }
 
 // Options change how a file is read.
@@ -634,9 +636,6 @@ func (c *Config) validate() error {
 	}
 	for i := range c.Profiles {
 		p := &c.Profiles[i]
-		if p.Line == 0 && i >= original {
-			p.Line = c.Profiles[0].Line
-		}
 		if len(p.Host) == 0 && !c.onlyHostFromApplication(p.Name) {
 			errorAt(p.File, p.Line, "profile %q has no host: add host: with the SSH server's name or address (or a list, tried in order); only rules with host_from_application can use a profile without one", p.Name)
 		}

@@ -101,7 +101,8 @@ func LoadLayers(l Layers) (*Loaded, error) {
 	if len(configs) == 0 {
 		return nil, fmt.Errorf("no configuration: write %s or %s, or give --config FILE", l.Global, l.User)
 	}
-	merged, notes := merge(configs, l.Global)
+	merged, notes, mergeErrs := merge(configs, l.Global)
+	errs = append(errs, mergeErrs...)
 	merged.sshConfigFiles = l.SSHConfigFiles
 	// Every file's problems are reported together; any of them stops the
 	// load.
@@ -124,8 +125,9 @@ func strictness(policy string) int {
 	return 2
 }
 
-func merge(configs []*Config, global string) (*Config, []string) {
+func merge(configs []*Config, global string) (*Config, []string, []error) {
 	var notes []string
+	var errs []error
 	m := &Config{Path: configs[len(configs)-1].Path}
 	rulesFrom := ""
 	globalRules, globalProxy := false, false
@@ -138,10 +140,21 @@ func merge(configs []*Config, global string) (*Config, []string) {
 				continue
 			}
 			old := m.Profiles[i]
-			if strictness(old.HostKeyPolicy) < strictness(p.HostKeyPolicy) {
+			if old.File == p.File {
+				errs = append(errs, &Error{File: p.File, Line: p.Line, Msg: fmt.Sprintf("profile %q is defined twice in this file: rename or remove one", p.Name)})
+				continue
+			}
+			// The replacing profile may not weaken the host-key policy:
+			// it keeps at least the replaced one's, set explicitly so that
+			// not even its ssh_config can lower it.
+			kept := policyName(old.HostKeyPolicy)
+			switch {
+			case p.HostKeyPolicy == "":
+				p.HostKeyPolicy = kept
+			case strictness(kept) < strictness(p.HostKeyPolicy):
 				notes = append(notes, fmt.Sprintf("profile %q: keeping host_key_policy %s of %s over the weaker %s of %s",
-					p.Name, policyName(old.HostKeyPolicy), old.File, policyName(p.HostKeyPolicy), p.File))
-				p.HostKeyPolicy = old.HostKeyPolicy
+					p.Name, kept, old.File, p.HostKeyPolicy, p.File))
+				p.HostKeyPolicy = kept
 			}
 			notes = append(notes, fmt.Sprintf("profile %q of %s replaces the one of %s", p.Name, p.File, old.File))
 			m.Profiles[i] = p
@@ -180,7 +193,7 @@ func merge(configs []*Config, global string) (*Config, []string) {
 			m.Log = c.Log
 		}
 	}
-	return m, notes
+	return m, notes, errs
 }
 
 func policyName(p string) string {

@@ -101,3 +101,24 @@ func TestLayerErrorsNameTheirFile(t *testing.T) {
 		t.Fatal("a missing --config file was accepted")
 	}
 }
+
+// A replacing profile without a policy, even one filled from ssh_config,
+// keeps the replaced profile's stricter one; a name twice in one file is an
+// error.
+func TestLayerPolicyAndDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	sshcfg := write(t, dir, "ssh_config", "Host gw\n  StrictHostKeyChecking no\n")
+	global := write(t, dir, "global.yaml", "profiles:\n  - name: corp\n    host: gw\n    host_key_policy: strict\n")
+	user := write(t, dir, "user.yaml", "profiles:\n  - name: corp\n    ssh_config: gw\n")
+	l, err := LoadLayers(Layers{Global: global, User: user, Options: Options{SSHConfigFiles: []string{sshcfg}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := l.Profile("corp"); p.HostKeyPolicy != "strict" {
+		t.Errorf("policy = %q, want strict kept", p.HostKeyPolicy)
+	}
+	dup := write(t, dir, "dup.yaml", "profiles:\n  - name: a\n    host: x\n  - name: a\n    host: y\n")
+	if _, err := LoadLayers(Layers{Extra: []string{dup}}); err == nil || !strings.Contains(err.Error(), dup+":4: profile \"a\" is defined twice") {
+		t.Errorf("duplicate: %v", err)
+	}
+}

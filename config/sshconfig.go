@@ -169,7 +169,7 @@ func (c *Config) applySSHConfig(p *Profile) error {
 	}
 	if p.Jump == "" && p.Proxy == "" {
 		if v := s.get(alias, "ProxyJump"); v != "" && v != "none" {
-			jump, err := c.jumpChain(v)
+			jump, err := c.jumpChain(alias, v, p.File, p.Line)
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -180,11 +180,24 @@ func (c *Config) applySSHConfig(p *Profile) error {
 }
 
 // jumpChain turns "[user@]host[:port],…" into generated profiles, each
-// jumping through the one before, and returns the last one's name.
-func (c *Config) jumpChain(spec string) (string, error) {
+// jumping through the one before, and returns the last one's name. A
+// generated profile is named after the whole chain up to it, so chains
+// that share a hop do not share its route. A hop whose own ssh_config
+// jumps back into the chain is a loop, reported as an error.
+func (c *Config) jumpChain(alias, spec, file string, line int) (string, error) {
+	if c.jumping == nil {
+		c.jumping = map[string]bool{}
+	}
+	if c.jumping[alias] {
+		return "", fmt.Errorf("ssh_config ProxyJump loops back to %q", alias)
+	}
+	c.jumping[alias] = true
+	defer delete(c.jumping, alias)
 	prev := ""
+	var chain []string
 	for _, hop := range strings.Split(spec, ",") {
 		hop = strings.TrimSpace(hop)
+		chain = append(chain, hop)
 		user, hostport, ok := strings.Cut(hop, "@")
 		if !ok {
 			user, hostport = "", hop
@@ -197,13 +210,17 @@ func (c *Config) jumpChain(spec string) (string, error) {
 			}
 			host, port = h, n
 		}
-		name := "ssh_config:" + hop
+		if c.jumping[host] {
+			return "", fmt.Errorf("ssh_config ProxyJump loops: %q jumps through itself", host)
+		}
+		name := "ssh_config:" + strings.Join(chain, ",")
 		if _, exists := c.Profile(name); !exists {
-			jp := Profile{Name: name, SSHConfig: host, User: user, Port: port, Jump: prev}
+			// The first hop (no Jump yet) may jump on by its own
+			// ssh_config, as in ssh(1); later hops follow the chain.
+			jp := Profile{Name: name, SSHConfig: host, User: user, Port: port, Jump: prev, File: file, Line: line}
 			if err := c.applySSHConfig(&jp); err != nil {
 				return "", err
 			}
-			jp.Jump = prev // the chain in ProxyJump wins over the hop's own
 			c.Profiles = append(c.Profiles, jp)
 			c.generated++
 		}

@@ -68,7 +68,7 @@ rules:
 		KeepaliveInterval: Duration{D: 5 * time.Second, Set: true},
 		KeepaliveCount:    4,
 		Ciphers:           p.Ciphers,
-		Jump:              "ssh_config:edge",
+		Jump:              "ssh_config:bob@bastion.example:2200,edge",
 		Line:              p.Line,
 		File:              "x.yaml",
 	}
@@ -78,7 +78,7 @@ rules:
 	if p.Ciphers[0] != "aes256-gcm@openssh.com" || len(p.Ciphers) < 2 {
 		t.Errorf("ciphers = %v, want aes256-gcm first, then the defaults", p.Ciphers)
 	}
-	edge, ok := c.Profile("ssh_config:edge")
+	edge, ok := c.Profile("ssh_config:bob@bastion.example:2200,edge")
 	if !ok || edge.Host[0] != "edge.corp.example" || edge.User != "edgeuser" || edge.Jump != "ssh_config:bob@bastion.example:2200" {
 		t.Errorf("edge hop = %+v", edge)
 	}
@@ -104,5 +104,16 @@ func TestSSHConfigErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `x.yaml:2: profile "b": ssh_config Port for host "bad": "twenty" is not a port number`) ||
 		!strings.Contains(err.Error(), `StrictHostKeyChecking for host "bad": "maybe"`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A jump host whose own ssh_config jumps back is a loop: an error, not a
+// crash.
+func TestSSHConfigJumpLoop(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(f, []byte("Host *.corp\n  ProxyJump bastion.corp\n"), 0o600)
+	_, err := ParseWith("x.yaml", []byte("profiles:\n  - name: mail\n    ssh_config: mail.corp\n"), Options{SSHConfigFiles: []string{f}})
+	if err == nil || !strings.Contains(err.Error(), "loops") {
+		t.Fatalf("err = %v, want a ProxyJump loop", err)
 	}
 }

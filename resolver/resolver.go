@@ -238,7 +238,7 @@ func (r *Resolver) Addrs(host string) []netip.Addr {
 func (r *Resolver) Names(addr netip.Addr) []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.names[addr.Unmap()]
+	return slices.Clone(r.names[addr.Unmap()]) // set changes the stored slice in place
 }
 
 // Close stops the refreshes.

@@ -162,15 +162,24 @@ func (r *Router) dial(ctx context.Context, d Decision, dst netip.AddrPort, log l
 	if d.Action != Tunnel {
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}
+	// With a fallback, the tunnel gets only part of the time, so a silent
+	// server leaves enough to go direct.
+	tctx := ctx
+	if d.Rule.FallbackDirect {
+		var cancel context.CancelFunc
+		tctx, cancel = context.WithTimeout(ctx, r.DialTimeout/2)
+		defer cancel()
+	}
 	var up net.Conn
 	var err error
 	if d.Rule.HostFromApplication {
-		up, err = r.opts.Tunnels.DialVia(ctx, d.Rule.Profile, dst.Addr().Unmap().String(), dst.String())
+		up, err = r.opts.Tunnels.DialVia(tctx, d.Rule.Profile, dst.Addr().Unmap().String(), dst.String())
 	} else {
-		up, err = r.opts.Tunnels.Dial(ctx, d.Rule.Profile, dst.String())
+		up, err = r.opts.Tunnels.Dial(tctx, d.Rule.Profile, dst.String())
 	}
 	var se SetupError
-	if err != nil && d.Rule.FallbackDirect && errors.As(err, &se) && se.TunnelSetupFailed() && ctx.Err() == nil {
+	setupFailed := errors.As(err, &se) && se.TunnelSetupFailed() || tctx.Err() != nil
+	if err != nil && d.Rule.FallbackDirect && setupFailed && ctx.Err() == nil {
 		log.WithError(err).Warn("tunnel cannot be set up: falling back to direct, as the rule allows")
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}

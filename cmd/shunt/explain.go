@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,7 +63,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
-	f, ef, err := explainFlow(rest[0], app, usr)
+	f, ef, err := explainFlow(rest[0], app, usr, cfg.Hosts())
 	if err != nil {
 		fmt.Fprintln(stderr, "shunt explain:", err)
 		return 2
@@ -101,8 +103,11 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// explainFlow builds the flow to decide from the command line.
-func explainFlow(dest, app, usr string) (router.Flow, explainedFlow, error) {
+// explainFlow builds the flow to decide from the command line. Like the
+// data path, it knows a destination's names only from resolving the host
+// names the rules name (hosts): a name typed here counts only if it is one
+// of them.
+func explainFlow(dest, app, usr string, hosts []string) (router.Flow, explainedFlow, error) {
 	ef := explainedFlow{Destination: dest}
 	host, portStr, err := net.SplitHostPort(dest)
 	if err != nil {
@@ -116,20 +121,29 @@ func explainFlow(dest, app, usr string) (router.Flow, explainedFlow, error) {
 		}
 	}
 	ef.Port = uint16(port)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		// A host name: decide with its name and its first address here.
-		f.Names = []string{strings.ToLower(host)}
-		ef.Names = f.Names
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		if addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host); err == nil && len(addrs) > 0 {
 			addr = addrs[0].Unmap()
+		}
+		if slices.Contains(hosts, strings.ToLower(strings.TrimSuffix(host, "."))) {
+			f.Names = append(f.Names, strings.ToLower(strings.TrimSuffix(host, ".")))
 		}
 	}
 	if addr.IsValid() {
 		ef.Address = addr.String()
+		for _, h := range hosts {
+			if slices.Contains(f.Names, h) {
+				continue
+			}
+			if addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h); err == nil && slices.ContainsFunc(addrs, func(a netip.Addr) bool { return a.Unmap() == addr.Unmap() }) {
+				f.Names = append(f.Names, h)
+			}
+		}
 	}
+	ef.Names = f.Names
 	f.Dst = netip.AddrPortFrom(addr, uint16(port))
 	if app != "" || usr != "" {
 		o := &router.Owner{}
@@ -203,13 +217,9 @@ func printExplanation(w io.Writer, e *explanation) {
 
 // redact hides a proxy URL's password.
 func redact(proxy string) string {
-	if i := strings.Index(proxy, "@"); i > 0 {
-		if j := strings.Index(proxy, "://"); j > 0 && j < i {
-			userinfo := proxy[j+3 : i]
-			if k := strings.Index(userinfo, ":"); k >= 0 {
-				return proxy[:j+3] + userinfo[:k] + ":xxxxx" + proxy[i:]
-			}
-		}
+	u, err := url.Parse(proxy)
+	if err != nil {
+		return "(a malformed proxy URL)"
 	}
-	return proxy
+	return u.Redacted()
 }

@@ -121,3 +121,34 @@ func TestImportTectiaCLI(t *testing.T) {
 		t.Errorf("shunt check of the converted file: exit %d\n%s\n--- converted:\n%s", code, cErr.String(), out.String())
 	}
 }
+
+// explain knows names the way the data path does: from resolving the rules'
+// host names, whichever way the destination is given.
+func TestExplainNamesLikeTheDataPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shunt.yaml")
+	os.WriteFile(path, []byte(`rules:
+  - name: by-name
+    destinations: [localhost]
+    action: block
+  - name: wildcard
+    destinations: ["*.example"]
+    action: block
+`), 0o600)
+	ex := func(dest string) string {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"explain", "--global", "", "--user-config", "", "--config", path, dest}, &out, &errOut); code != 0 {
+			t.Fatalf("explain %s: exit %d: %s", dest, code, errOut.String())
+		}
+		return out.String()
+	}
+	if out := ex("localhost:25"); !strings.Contains(out, `block (rule #1 "by-name")`) {
+		t.Errorf("by name:\n%s", out)
+	}
+	if out := ex("127.0.0.1:25"); !strings.Contains(out, `block (rule #1 "by-name")`) {
+		t.Errorf("by the address the name resolves to:\n%s", out)
+	}
+	// A typed name no rule resolves is unknown to the data path too.
+	if out := ex("host.example:25"); !strings.Contains(out, "direct: no rule matches") {
+		t.Errorf("a name shunt never resolves:\n%s", out)
+	}
+}

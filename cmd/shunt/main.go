@@ -282,6 +282,10 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 	}
 	networkMu.Lock()
 	network, err = platform.Setup(pcfg, log)
+	if err == nil {
+		// An answer that changed while the device was being set up.
+		err = network.SetRoutes(ruleset.Captured(res.Addrs))
+	}
 	networkMu.Unlock()
 	if err != nil {
 		dev.Close()
