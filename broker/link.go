@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -319,7 +320,7 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &SetupError{Err: err}
 	}
-	conn, err := s.client.DialContext(ctx, "tcp", addr)
+	ch, reqs, err := openDirect(ctx, s.client, addr)
 	if err != nil {
 		var oce *ssh.OpenChannelError
 		if errors.As(err, &oce) {
@@ -330,7 +331,55 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		return nil, fmt.Errorf("profile %s: open channel to %s: %w", l.pool.p.Name, addr, err)
 	}
-	return &channelConn{Conn: conn, s: s, release: l.removeFlow}, nil
+	return &channelConn{ch: ch, reqs: reqs, s: s, target: addr, release: l.removeFlow}, nil
+}
+
+// directTCPIP is the payload of a direct-tcpip channel open (RFC 4254
+// 7.2): where to connect, and where the connection comes from.
+type directTCPIP struct {
+	Host     string
+	Port     uint32
+	OrigHost string
+	OrigPort uint32
+}
+
+// openDirect opens a direct-tcpip channel to addr, resolved by the server.
+// Unlike x/crypto's Client.Dial, it starts no goroutine that outlives the
+// open (Dial keeps two per channel, one of them holding an 8 KiB buffer:
+// 20,000 goroutines and 80 MB at 10,000 idle flows).
+func openDirect(ctx context.Context, c *ssh.Client, addr string) (ssh.Channel, <-chan *ssh.Request, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bad port in %q", addr)
+	}
+	payload := ssh.Marshal(&directTCPIP{Host: host, Port: uint32(port), OrigHost: "127.0.0.1", OrigPort: 0})
+	type result struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
+	}
+	// OpenChannel cannot be cancelled: wait for it in a goroutine that
+	// lives only until the server answers.
+	done := make(chan result, 1)
+	go func() {
+		ch, reqs, err := c.OpenChannel("direct-tcpip", payload)
+		done <- result{ch, reqs, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ch, r.reqs, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.ch != nil {
+				r.ch.Close()
+			}
+		}()
+		return nil, nil, ctx.Err()
+	}
 }
 
 func (l *link) close() error {
@@ -350,16 +399,40 @@ func (l *link) close() error {
 
 // channelConn is a tunnelled connection: a direct-tcpip channel.
 type channelConn struct {
-	net.Conn
+	ch      ssh.Channel
+	reqs    <-chan *ssh.Request
 	s       *session
+	target  string
 	release func()
 	once    sync.Once
+}
+
+var _ net.Conn = (*channelConn)(nil)
+
+// declineRequests answers channel requests, which a direct-tcpip channel
+// never gets from OpenSSH, without a goroutine of its own: a server that
+// sent some would otherwise fill the queue and stall the connection.
+func (c *channelConn) declineRequests() {
+	for {
+		select {
+		case r, ok := <-c.reqs:
+			if !ok {
+				return
+			}
+			if r.WantReply {
+				r.Reply(false, nil)
+			}
+		default:
+			return
+		}
+	}
 }
 
 // Read turns the EOF of a channel whose SSH connection died into
 // ErrConnectionLost.
 func (c *channelConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
+	c.declineRequests()
+	n, err := c.ch.Read(b)
 	if err == io.EOF && c.s.lost() {
 		err = ErrConnectionLost
 	}
@@ -368,7 +441,7 @@ func (c *channelConn) Read(b []byte) (int, error) {
 
 // Write reports a dead connection as ErrConnectionLost too.
 func (c *channelConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
+	n, err := c.ch.Write(b)
 	if err != nil && c.s.lost() {
 		err = ErrConnectionLost
 	}
@@ -376,13 +449,33 @@ func (c *channelConn) Write(b []byte) (int, error) {
 }
 
 // CloseWrite sends EOF on the channel: the far end sees a half-close.
-func (c *channelConn) CloseWrite() error {
-	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
-}
+func (c *channelConn) CloseWrite() error { return c.ch.CloseWrite() }
 
 // Close closes the channel and uncounts the flow.
 func (c *channelConn) Close() error {
-	err := c.Conn.Close()
+	err := c.ch.Close()
 	c.once.Do(c.release)
 	return err
 }
+
+// LocalAddr implements net.Conn: a channel has no address of its own.
+func (c *channelConn) LocalAddr() net.Addr { return channelAddr("ssh channel") }
+
+// RemoteAddr implements net.Conn: the target the server connected to.
+func (c *channelConn) RemoteAddr() net.Addr { return channelAddr(c.target) }
+
+var errNoDeadline = errors.New("ssh channel: deadlines are not supported")
+
+// SetDeadline implements net.Conn; channels have no deadlines.
+func (c *channelConn) SetDeadline(time.Time) error { return errNoDeadline }
+
+// SetReadDeadline implements net.Conn; channels have no deadlines.
+func (c *channelConn) SetReadDeadline(time.Time) error { return errNoDeadline }
+
+// SetWriteDeadline implements net.Conn; channels have no deadlines.
+func (c *channelConn) SetWriteDeadline(time.Time) error { return errNoDeadline }
+
+type channelAddr string
+
+func (a channelAddr) Network() string { return "ssh" }
+func (a channelAddr) String() string  { return string(a) }

@@ -92,7 +92,7 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 // smallBufSize is what a quiet direction reads with. Most flows are idle
 // most of the time, each blocked in a Read: with a small buffer there, an
 // idle flow does not pin 2 × 64 KiB.
-const smallBufSize = 4 << 10
+const smallBufSize = 2 << 10
 
 // copyAdaptive is io.Copy with a buffer that fits the traffic: reads start
 // small, switch to a pooled 64 KiB buffer when a read fills the small one
