@@ -164,12 +164,77 @@ func (e *linkEndpoint) deliver(v *buffer.View, size int) bool {
 	if d == nil {
 		return false
 	}
-	v.TrimFront(headroom)
-	v.CapLength(size)
-	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+	payload, took := packetPayload(v, pkt, proto)
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: payload})
 	d.DeliverNetworkPacket(proto, pb)
 	pb.DecRef()
-	return true
+	return took
+}
+
+// copyBelow is the packet size up to which deliver copies a packet out of
+// the 64 KiB read buffer instead of handing the buffer over: copying a small
+// packet costs less than a fresh 64 KiB buffer for the next read (gVisor
+// zeroes every chunk it hands out).
+const copyBelow = 16 << 10
+
+// packetPayload makes the packet in pkt (which lies in v, after the
+// headroom) a gVisor buffer, and reports whether that buffer took v.
+//
+// The IP and TCP headers always go into a small chunk of their own. gVisor
+// holds a second reference to the network header's chunk while it reads the
+// TCP header, and reading a header from a shared chunk clones the whole
+// chunk: with headers in the 64 KiB read buffer, every packet, even a bare
+// ACK, cost a 64 KiB allocation and copy. Small packets are copied whole;
+// a large one keeps its payload in v, behind a separate header chunk.
+func packetPayload(v *buffer.View, pkt []byte, proto tcpip.NetworkProtocolNumber) (buffer.Buffer, bool) {
+	if len(pkt) <= copyBelow {
+		return buffer.MakeWithView(buffer.NewViewWithData(pkt)), false
+	}
+	hdr := tcpHeaderEnd(pkt, proto)
+	if hdr == 0 {
+		// Not a plain TCP packet (fragment, extension headers, bad
+		// lengths): hand it over as one piece; gVisor sorts it out.
+		v.TrimFront(headroom)
+		v.CapLength(len(pkt))
+		return buffer.MakeWithView(v), true
+	}
+	b := buffer.MakeWithView(buffer.NewViewWithData(pkt[:hdr]))
+	v.TrimFront(headroom + hdr)
+	v.CapLength(len(pkt) - hdr)
+	b.Append(v)
+	return b, true
+}
+
+// tcpHeaderEnd returns where the TCP header of an unfragmented IPv4 packet,
+// or of an IPv6 packet whose next header is TCP, ends; 0 for anything else.
+func tcpHeaderEnd(pkt []byte, proto tcpip.NetworkProtocolNumber) int {
+	var ipLen int
+	switch proto {
+	case header.IPv4ProtocolNumber:
+		ip := header.IPv4(pkt)
+		if ip.Protocol() != uint8(header.TCPProtocolNumber) || ip.More() || ip.FragmentOffset() != 0 {
+			return 0
+		}
+		ipLen = int(ip.HeaderLength())
+		if ipLen < header.IPv4MinimumSize {
+			return 0
+		}
+	case header.IPv6ProtocolNumber:
+		if header.IPv6(pkt).NextHeader() != uint8(header.TCPProtocolNumber) {
+			return 0
+		}
+		ipLen = header.IPv6MinimumSize
+	default:
+		return 0
+	}
+	if len(pkt) < ipLen+header.TCPMinimumSize {
+		return 0
+	}
+	tcpLen := int(header.TCP(pkt[ipLen:]).DataOffset())
+	if tcpLen < header.TCPMinimumSize || ipLen+tcpLen > len(pkt) {
+		return 0
+	}
+	return ipLen + tcpLen
 }
 
 // answer queues the ICMP error for a non-TCP packet, if it deserves one.
