@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -30,12 +31,14 @@ import (
 
 // Handler receives each new TCP flow before its handshake completes.
 type Handler interface {
-	// HandleTCP owns the flow from src (the application) to dst (where the
-	// application connected) until it returns. It calls accept at most once,
-	// after its upstream is ready: accept completes the application's
-	// handshake and returns the application's side of the connection. If
-	// HandleTCP returns without calling accept, the application's connect
-	// fails with "connection refused". ctx ends when the stack closes.
+	// HandleTCP sets up the flow from src (the application) to dst (where
+	// the application connected). It calls accept at most once, after its
+	// upstream is ready: accept completes the application's handshake and
+	// returns the application's side of the connection, which HandleTCP
+	// may keep using after it returns (a flow needs no goroutine of its own
+	// while it is quiet). If HandleTCP returns without calling accept, the
+	// application's connect fails with "connection refused". ctx ends when
+	// the stack closes; Close resets the flows still open.
 	HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error))
 }
 
@@ -192,7 +195,7 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 		// The splice writes what it read at once, in large pieces: Nagle
 		// would only delay the last small piece of every answer.
 		ep.SocketOptions().SetDelayOption(false)
-		return &conn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}, nil
+		return &conn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep, wq: &wq}, nil
 	}
 	n.handler.HandleTCP(n.ctx, src, dst, accept)
 	if !completed {
@@ -200,17 +203,67 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	}
 }
 
-// conn is the application's side of a captured flow.
+// conn is the application's side of a captured flow. Besides net.Conn it
+// reads without blocking and says when data arrives (TryRead,
+// NotifyReadable), so the router needs no goroutine waiting on a quiet
+// flow.
 type conn struct {
 	*gonet.TCPConn
-	ep tcpip.Endpoint
+	ep     tcpip.Endpoint
+	wq     *waiter.Queue
+	closed atomic.Bool
 }
 
 // Abort resets the flow: the application sees "connection reset by peer",
 // not a clean end of stream. Used when the upstream died mid-flow.
 func (c *conn) Abort() {
+	c.closed.Store(true)
 	c.ep.Abort()
 	c.TCPConn.Close()
+}
+
+// Close closes the flow (FIN to the application).
+func (c *conn) Close() error {
+	c.closed.Store(true)
+	return c.TCPConn.Close()
+}
+
+// TryRead reads what the application has sent without waiting for more:
+// (0, nil) when nothing is there yet, io.EOF once the application closed
+// its side, net.ErrClosed once this side was closed.
+func (c *conn) TryRead(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	w := tcpip.SliceWriter(p)
+	res, err := c.ep.Read(&w, tcpip.ReadOptions{})
+	switch err.(type) {
+	case nil:
+		if res.Count > 0 {
+			c.ep.ModerateRecvBuf(res.Count)
+		}
+		return res.Count, nil
+	case *tcpip.ErrWouldBlock:
+		return 0, nil
+	case *tcpip.ErrClosedForReceive:
+		if c.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		return 0, io.EOF
+	}
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.New(err.String())}
+}
+
+// NotifyReadable calls f whenever data, the end of the stream or an error
+// may have arrived; f runs on the stack's goroutine and must not block. The
+// returned function stops the notifications.
+func (c *conn) NotifyReadable(f func()) (stop func()) {
+	e := waiter.NewFunctionEntry(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func(waiter.EventMask) { f() })
+	c.wq.EventRegister(&e)
+	return func() { c.wq.EventUnregister(&e) }
 }
 
 func addrFrom(a tcpip.Address) netip.Addr {

@@ -117,7 +117,11 @@ func (f handlerFunc) HandleTCP(ctx context.Context, src, dst netip.AddrPort, acc
 
 func startStack(t *testing.T, h Handler) (*Stack, *appHost) {
 	t.Helper()
-	const mtu = 1500
+	return startStackMTU(t, h, 1500)
+}
+
+func startStackMTU(t *testing.T, h Handler, mtu int) (*Stack, *appHost) {
+	t.Helper()
 	dev := tun.NewMemory(mtu, 8)
 	app := newAppHost(t, dev, mtu)
 	s, err := New(dev, h, Options{MTU: mtu})

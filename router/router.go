@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,7 @@ type Options struct {
 type Router struct {
 	rules atomic.Pointer[Ruleset]
 	opts  Options
+	flows sync.WaitGroup
 
 	// DialTimeout bounds the upstream dial of each flow.
 	DialTimeout time.Duration
@@ -102,63 +104,113 @@ func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort) (Flow, error) {
 }
 
 // HandleTCP implements netstack.Handler: decide, dial the upstream, and only
-// then accept the application's connection and splice the two.
+// then accept the application's connection and join the two. It returns
+// once the flow is set up; the flow runs on (see Join) and Wait waits for it.
 func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
 	rs := r.rules.Load()
-	f, ownerErr := r.flow(rs, src, dst)
-	log := r.opts.Log.WithFields(logrus.Fields{"src": src.String(), "dst": dst.String()})
-	if f.Owner != nil {
-		log = log.WithFields(logrus.Fields{"app": f.Owner.Exe, "uid": f.Owner.UID})
-	} else if ownerErr != nil {
-		log = log.WithField("owner_error", ownerErr.Error())
-	}
-	if len(f.Names) > 0 {
-		log = log.WithField("names", f.Names)
-	}
-	d := rs.Decide(f)
-	log = log.WithField("action", d.Action.String())
-	if d.Rule != nil {
-		log = log.WithField("rule", d.Rule.Label(d.Index))
-		if d.Action == Tunnel {
-			log = log.WithField("profile", d.Rule.Profile)
-		}
-	} else {
-		log = log.WithField("why", d.Why)
-	}
-	if d.Action == Block {
-		log.Info("flow blocked: refused")
+	fl := &flowLog{r: r}
+	fl.f, fl.ownerErr = r.flow(rs, src, dst)
+	fl.d = rs.Decide(fl.f)
+	if fl.d.Action == Block {
+		fl.log(logrus.InfoLevel, nil, "flow blocked: refused")
 		return
 	}
-	start := time.Now()
+	fl.start = time.Now()
 	dctx, cancel := context.WithTimeout(ctx, r.DialTimeout)
-	up, err := r.dial(dctx, d, dst, log)
+	up, err := r.dial(dctx, fl, dst)
 	cancel()
 	if err != nil {
-		log.WithError(err).Warn("flow refused: upstream failed")
+		fl.log(logrus.WarnLevel, err, "flow refused: upstream failed")
 		return
 	}
 	down, err := accept()
 	if err != nil {
 		up.Close()
-		log.WithError(err).Warn("flow dropped: application handshake failed")
+		fl.log(logrus.WarnLevel, err, "flow dropped: application handshake failed")
 		return
 	}
-	log.WithField("setup", time.Since(start).Round(time.Microsecond).String()).Info("flow open")
-	sent, received, err := Splice(down, up)
-	log = log.WithFields(logrus.Fields{
-		"sent":     sent,
-		"received": received,
-		"duration": time.Since(start).Round(time.Millisecond).String(),
+	fl.setup = time.Since(fl.start)
+	fl.log(logrus.InfoLevel, nil, "flow open")
+	r.flows.Add(1)
+	Join(down, up, func(sent, received int64, err error) {
+		defer r.flows.Done()
+		fl.sent, fl.received, fl.closed = sent, received, true
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fl.log(logrus.InfoLevel, err, "flow closed with error")
+			return
+		}
+		fl.log(logrus.InfoLevel, nil, "flow closed")
 	})
-	if err != nil && !errors.Is(err, context.Canceled) {
-		log.WithError(err).Info("flow closed with error")
+}
+
+// Wait returns when every flow HandleTCP set up has ended.
+func (r *Router) Wait() { r.flows.Wait() }
+
+// flowLog is what the router logs about one flow. The fields are built
+// only for a message that is logged: most flows are logged at a level the
+// configuration leaves out, and an idle flow should not pin a map of them.
+type flowLog struct {
+	r        *Router
+	f        Flow
+	ownerErr error
+	d        Decision
+	start    time.Time
+	setup    time.Duration
+	closed   bool
+	sent     int64
+	received int64
+}
+
+func (fl *flowLog) log(level logrus.Level, err error, msg string) {
+	if !levelEnabled(fl.r.opts.Log, level) {
 		return
 	}
-	log.Info("flow closed")
+	f := logrus.Fields{"src": fl.f.Src.String(), "dst": fl.f.Dst.String(), "action": fl.d.Action.String()}
+	if o := fl.f.Owner; o != nil {
+		f["app"], f["uid"] = o.Exe, o.UID
+	} else if fl.ownerErr != nil {
+		f["owner_error"] = fl.ownerErr.Error()
+	}
+	if len(fl.f.Names) > 0 {
+		f["names"] = fl.f.Names
+	}
+	if fl.d.Rule != nil {
+		f["rule"] = fl.d.Rule.Label(fl.d.Index)
+		if fl.d.Action == Tunnel {
+			f["profile"] = fl.d.Rule.Profile
+		}
+	} else {
+		f["why"] = fl.d.Why
+	}
+	if fl.setup > 0 {
+		f["setup"] = fl.setup.Round(time.Microsecond).String()
+	}
+	if fl.closed {
+		f["sent"], f["received"] = fl.sent, fl.received
+		f["duration"] = time.Since(fl.start).Round(time.Millisecond).String()
+	}
+	e := fl.r.opts.Log.WithFields(f)
+	if err != nil {
+		e = e.WithError(err)
+	}
+	e.Log(level, msg)
+}
+
+// levelEnabled tells whether log would write at level (true when it cannot
+// tell).
+func levelEnabled(log logrus.FieldLogger, level logrus.Level) bool {
+	switch l := log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(level)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(level)
+	}
+	return true
 }
 
 // dial opens the upstream the decision asks for.
-func (r *Router) dial(ctx context.Context, d Decision, dst netip.AddrPort, log logrus.FieldLogger) (net.Conn, error) {
+func (r *Router) dial(ctx context.Context, fl *flowLog, dst netip.AddrPort) (net.Conn, error) {
+	d := fl.d
 	if d.Action != Tunnel {
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}
@@ -180,7 +232,7 @@ func (r *Router) dial(ctx context.Context, d Decision, dst netip.AddrPort, log l
 	var se SetupError
 	setupFailed := errors.As(err, &se) && se.TunnelSetupFailed() || tctx.Err() != nil
 	if err != nil && d.Rule.FallbackDirect && setupFailed && ctx.Err() == nil {
-		log.WithError(err).Warn("tunnel cannot be set up: falling back to direct, as the rule allows")
+		fl.log(logrus.WarnLevel, err, "tunnel cannot be set up: falling back to direct, as the rule allows")
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}
 	return up, err

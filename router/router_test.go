@@ -73,6 +73,7 @@ func TestHandleTCP(t *testing.T) {
 				}()
 				return b, nil
 			})
+			r.Wait()
 			if accepted != tt.wantAccept {
 				t.Errorf("accepted = %v, want %v", accepted, tt.wantAccept)
 			}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // spliceBufSize is the copy buffer of one direction. Larger reads mean
@@ -35,27 +36,181 @@ func abort(c net.Conn) {
 
 type closeReader interface{ CloseRead() error }
 
+// pollReader is a connection that can be read without blocking and tells
+// when there is something to read (netstack's flows). Join reads such a
+// connection only when it has data, so a quiet direction parks no
+// goroutine.
+type pollReader interface {
+	// TryRead reads what is there: (0, nil) when nothing is yet.
+	TryRead(p []byte) (int, error)
+	// NotifyReadable calls f (which must not block) whenever data, the
+	// end of the stream or an error may have arrived; stop ends that.
+	NotifyReadable(f func()) (stop func())
+}
+
 // Splice copies a→b and b→a until both directions end, then closes both
 // connections. When one direction's source reaches EOF, the other side's
 // write half is closed (half-close), so protocols that shut down writing and
-// keep reading work. An error in either direction resets both (see abort). It returns
-// the bytes copied each way and the errors, joined.
+// keep reading work. An error in either direction resets both (see abort).
+// It returns the bytes copied each way and the errors, joined.
 func Splice(a, b net.Conn) (aToB, bToA int64, err error) {
-	var wg sync.WaitGroup
-	var errBA error
-	wg.Add(1)
+	done := make(chan struct{})
+	Join(a, b, func(ab, ba int64, e error) {
+		aToB, bToA, err = ab, ba, e
+		close(done)
+	})
+	<-done
+	return aToB, bToA, err
+}
+
+// Join is Splice without waiting: it starts the copy and returns, and done
+// runs once both directions have ended and both connections are closed.
+// When a is a pollReader, a→b runs only while a has data: an idle flow
+// costs one goroutine (waiting on b), not two.
+func Join(a, b net.Conn, done func(aToB, bToA int64, err error)) {
+	j := &join{a: a, b: b, done: done}
+	j.left.Store(2)
+	var p *pump
+	if pr, ok := a.(pollReader); ok {
+		p = &pump{src: pr, srcConn: a, dst: b, end: func(n int64, err error) {
+			j.aToB, j.errAB = n, err
+			j.finish()
+		}}
+		p.start()
+	} else {
+		go func() {
+			j.aToB, j.errAB = copyHalf(b, a)
+			j.finish()
+		}()
+	}
 	go func() {
-		defer wg.Done()
-		bToA, errBA = copyHalf(a, b)
+		j.bToA, j.errBA = copyHalf(a, b)
+		if p != nil {
+			// The pump may be idle on a connection this direction
+			// just reset or half-closed: let it look.
+			p.kick()
+		}
+		j.finish()
 	}()
-	var errAB error
-	aToB, errAB = copyHalf(b, a)
-	wg.Wait()
+}
+
+// join is the state of one Join: each direction fills in its half, and the
+// last to finish closes both connections and reports.
+type join struct {
+	a, b         net.Conn
+	done         func(aToB, bToA int64, err error)
+	left         atomic.Int32
+	aToB, bToA   int64
+	errAB, errBA error
+}
+
+func (j *join) finish() {
+	if j.left.Add(-1) != 0 {
+		return
+	}
 	// Both directions are over: what Close says (an SSH channel answers
 	// io.EOF when the peer closed first) changes nothing for the flow.
-	a.Close()
-	b.Close()
-	return aToB, bToA, errors.Join(errAB, errBA)
+	j.a.Close()
+	j.b.Close()
+	j.done(j.aToB, j.bToA, errors.Join(j.errAB, j.errBA))
+}
+
+// Pump states: idle (no goroutine), running (a goroutine drains the
+// source), again (running, and more may have arrived since it last looked),
+// ended.
+const (
+	pumpIdle int32 = iota
+	pumpRunning
+	pumpAgain
+	pumpEnded
+)
+
+// pump copies a pollReader to dst from a goroutine that exists only while
+// the source has data: a readiness notification starts it, and it exits
+// when a read finds nothing.
+type pump struct {
+	src     pollReader
+	srcConn net.Conn
+	dst     net.Conn
+	end     func(n int64, err error)
+	state   atomic.Int32
+	stop    func()
+	n       int64
+}
+
+func (p *pump) start() {
+	// Running from the start: notifications that arrive while registering
+	// only ask for another look, and the first drain below catches what
+	// came before the registration.
+	p.state.Store(pumpRunning)
+	p.stop = p.src.NotifyReadable(p.kick)
+	go p.run()
+}
+
+// kick asks for a drain; it never blocks (it runs on the stack's goroutine).
+func (p *pump) kick() {
+	for {
+		switch s := p.state.Load(); s {
+		case pumpIdle:
+			if p.state.CompareAndSwap(pumpIdle, pumpRunning) {
+				go p.run()
+				return
+			}
+		case pumpRunning:
+			if p.state.CompareAndSwap(pumpRunning, pumpAgain) {
+				return
+			}
+		default: // pumpAgain, pumpEnded
+			return
+		}
+	}
+}
+
+func (p *pump) run() {
+	bp := bufPool.Get().(*[]byte)
+	for {
+		ended, err := p.drain(*bp)
+		if ended {
+			bufPool.Put(bp)
+			p.state.Store(pumpEnded)
+			p.stop()
+			n, err := endHalf(p.dst, p.srcConn, p.n, err)
+			p.end(n, err)
+			return
+		}
+		if p.state.CompareAndSwap(pumpRunning, pumpIdle) {
+			bufPool.Put(bp)
+			return
+		}
+		p.state.Store(pumpRunning) // was pumpAgain: look once more
+	}
+}
+
+// drain copies until the source has nothing more for now; ended reports
+// the end of the direction (EOF or an error).
+func (p *pump) drain(buf []byte) (ended bool, err error) {
+	for {
+		nr, rerr := p.src.TryRead(buf)
+		if nr > 0 {
+			nw, werr := p.dst.Write(buf[:nr])
+			p.n += int64(nw)
+			if werr != nil {
+				return true, werr
+			}
+			if nw != nr {
+				return true, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return true, nil
+		}
+		if rerr != nil {
+			return true, rerr
+		}
+		if nr == 0 {
+			return false, nil
+		}
+	}
 }
 
 // copyHalf copies src to dst. On EOF it closes dst's write half and src's
@@ -63,6 +218,12 @@ func Splice(a, b net.Conn) (aToB, bToA int64, err error) {
 // direction too.
 func copyHalf(dst, src net.Conn) (int64, error) {
 	n, err := copyAdaptive(dst, src)
+	return endHalf(dst, src, n, err)
+}
+
+// endHalf ends the direction src→dst after n bytes: err nil means src
+// reached EOF.
+func endHalf(dst, src net.Conn, n int64, err error) (int64, error) {
 	if closedLocally(err) {
 		// The other direction closed a connection that cannot half-close:
 		// that is its normal end, not an error.
@@ -90,9 +251,9 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 }
 
 // smallBufSize is what a quiet direction reads with. Most flows are idle
-// most of the time, each blocked in a Read: with a small buffer there, an
-// idle flow does not pin 2 × 64 KiB.
-const smallBufSize = 2 << 10
+// most of the time, each blocked in a Read on its upstream: with a small
+// buffer there, an idle flow pins 1 KiB, not 64.
+const smallBufSize = 1 << 10
 
 // copyAdaptive is io.Copy with a buffer that fits the traffic: reads start
 // small, switch to a pooled 64 KiB buffer when a read fills the small one

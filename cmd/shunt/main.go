@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -340,6 +341,14 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 	}
 	defer func() {
 		stack.Close()
+		// Closing the stack reset the flows; give their last log lines
+		// a moment.
+		flowsDone := make(chan struct{})
+		go func() { r.Wait(); close(flowsDone) }()
+		select {
+		case <-flowsDone:
+		case <-time.After(2 * time.Second):
+		}
 		log.Debug("network stack and TUN device closed")
 	}()
 	log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C or SIGTERM stops it")
