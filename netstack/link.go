@@ -53,6 +53,7 @@ type linkEndpoint struct {
 
 	out       chan *[]byte
 	pool      sync.Pool // *[]byte of headroom+maxPacket
+	small     sync.Pool // *[]byte of headroom+smallPacket
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -70,6 +71,10 @@ func newLinkEndpoint(dev Device, mtu uint32) *linkEndpoint {
 	}
 	e.pool.New = func() any {
 		b := make([]byte, headroom+maxPacket)
+		return &b
+	}
+	e.small.New = func() any {
+		b := make([]byte, headroom+smallPacket)
 		return &b
 	}
 	return e
@@ -242,7 +247,7 @@ func (e *linkEndpoint) answer(pkt []byte) {
 	bp := e.pool.Get().(*[]byte)
 	reply := e.reject(pkt, (*bp)[headroom:headroom])
 	if reply == nil {
-		e.pool.Put(bp)
+		e.putBuf(bp)
 		return
 	}
 	*bp = (*bp)[:headroom+len(reply)]
@@ -254,7 +259,7 @@ func (e *linkEndpoint) enqueue(bp *[]byte) bool {
 	case e.out <- bp:
 		return true
 	default:
-		e.pool.Put(bp)
+		e.putBuf(bp)
 		return false
 	}
 }
@@ -289,8 +294,7 @@ func (e *linkEndpoint) outbound() {
 		// device is reported by the reader.
 		_, _ = e.dev.Write(bufs, headroom)
 		for i, bp := range batch {
-			*bp = (*bp)[:cap(*bp)]
-			e.pool.Put(bp)
+			e.putBuf(bp)
 			batch[i], bufs[i] = nil, nil
 		}
 		batch, bufs = batch[:0], bufs[:0]
@@ -306,11 +310,20 @@ func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 		if size > maxPacket {
 			continue
 		}
-		bp := e.pool.Get().(*[]byte)
+		bp := e.getBuf(size)
 		b := (*bp)[:headroom+size]
+		// The views from the packet's first header on (AsSlices would
+		// allocate a slice of them per packet).
+		vl, skip := pkt.AsViewList()
 		off := headroom
-		for _, s := range pkt.AsSlices() {
-			off += copy(b[off:], s)
+		for v := vl.Front(); v != nil; v = v.Next() {
+			s := v.AsSlice()
+			if skip >= len(s) {
+				skip -= len(s)
+				continue
+			}
+			off += copy(b[off:], s[skip:])
+			skip = 0
 		}
 		*bp = b
 		if !e.enqueue(bp) {
@@ -322,6 +335,29 @@ func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 		n++
 	}
 	return n, nil
+}
+
+// smallPacket is the largest packet an outbound buffer of the small pool
+// takes: ACKs and short answers, most of the packets, do not tie up 64 KiB
+// each while they wait in the queue.
+const smallPacket = 2048 - headroom
+
+// getBuf returns a pooled buffer for an outbound packet of size bytes.
+func (e *linkEndpoint) getBuf(size int) *[]byte {
+	if size <= smallPacket {
+		return e.small.Get().(*[]byte)
+	}
+	return e.pool.Get().(*[]byte)
+}
+
+// putBuf returns a buffer from getBuf (or the ICMP path) to its pool.
+func (e *linkEndpoint) putBuf(bp *[]byte) {
+	*bp = (*bp)[:cap(*bp)]
+	if cap(*bp) == headroom+smallPacket {
+		e.small.Put(bp)
+		return
+	}
+	e.pool.Put(bp)
 }
 
 func (e *linkEndpoint) close() {

@@ -197,3 +197,49 @@ func (a *abortPoll) Abort() {
 	a.pollConn.Conn.(*net.TCPConn).SetLinger(0)
 	a.pollConn.Close()
 }
+
+// BenchmarkSpliceBulk: one direction of a spliced loopback flow, 64 KiB
+// writes; allocations per write must be zero (pooled buffers). (The
+// readiness-driven direction is measured end to end by bench/run: its test
+// double here would measure itself.)
+func BenchmarkSpliceBulk(b *testing.B) {
+	c1, a := tcpPair(b)
+	y, c2 := tcpPair(b)
+	done := make(chan struct{})
+	Join(a, y, func(int64, int64, error) { close(done) })
+	go io.Copy(io.Discard, c2)
+	buf := make([]byte, 64<<10)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c1.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c1.Close()
+	c2.Close()
+	<-done
+}
+
+// BenchmarkJoinFlow: what the splice costs per flow: join, one request
+// and its answer, both ends closing.
+func BenchmarkJoinFlow(b *testing.B) {
+	req, resp := []byte("GET / HTTP/1.0\r\n\r\n"), bytes.Repeat([]byte("x"), 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		app, a := net.Pipe()
+		c, up := net.Pipe()
+		done := make(chan struct{})
+		Join(a, up, func(int64, int64, error) { close(done) })
+		go func() {
+			buf := make([]byte, len(req))
+			io.ReadFull(c, buf)
+			c.Write(resp)
+			c.Close()
+		}()
+		app.Write(req)
+		io.ReadFull(app, make([]byte, len(resp)))
+		app.Close()
+		<-done
+	}
+}
