@@ -9,9 +9,10 @@ import (
 // coalescingConn batches the writes of an SSH transport. x/crypto flushes
 // after every packet (32 KiB at most), one system call each; OpenSSH
 // instead writes whatever its packet layer holds when the socket can take
-// it. Here Write only queues, and one goroutine writes everything queued
-// while its previous write ran, in one call: an idle connection writes each
-// packet at once (no added latency), a busy one batches on its own.
+// it. Here a large Write only queues, and one goroutine writes everything
+// queued while its previous write ran, in one call: a busy connection
+// batches on its own. A small write on an idle connection goes straight to
+// the socket (see directMax): no added latency, no goroutine hand-off.
 type coalescingConn struct {
 	net.Conn
 
@@ -41,21 +42,45 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 // NetConn returns the connection under the batching.
 func (w *coalescingConn) NetConn() net.Conn { return w.Conn }
 
-// Write queues p. An error of an earlier write is returned instead.
+// directMax is the largest write that goes straight to the socket, on the
+// caller's goroutine, when nothing is queued or being written: a channel
+// open, a window adjustment or a short request then leaves at once,
+// without waking the writer goroutine. Larger writes (bulk data) always
+// queue, so encrypting the next packet overlaps with writing this one.
+const directMax = 4 << 10
+
+// Write queues p, or writes it at once when it is small and the connection
+// idle. An error of an earlier write is returned instead.
 func (w *coalescingConn) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for w.err == nil && !w.closed && len(w.queued) > 0 && len(w.queued)+len(p) > maxQueued {
 		w.cond.Wait()
 	}
 	if w.err != nil {
-		return 0, w.err
+		err := w.err
+		w.mu.Unlock()
+		return 0, err
 	}
 	if w.closed {
+		w.mu.Unlock()
 		return 0, net.ErrClosed
+	}
+	if len(p) <= directMax && !w.writing && len(w.queued) == 0 {
+		w.writing = true
+		w.mu.Unlock()
+		n, err := w.Conn.Write(p)
+		w.mu.Lock()
+		w.writing = false
+		if err != nil && w.err == nil {
+			w.err = err
+		}
+		w.cond.Broadcast() // writes queued meanwhile, Close
+		w.mu.Unlock()
+		return n, err
 	}
 	w.queued = append(w.queued, p...)
 	w.cond.Broadcast()
+	w.mu.Unlock()
 	return len(p), nil
 }
 
@@ -64,7 +89,10 @@ func (w *coalescingConn) run() {
 	var batch []byte
 	for {
 		w.mu.Lock()
-		for len(w.queued) == 0 && !w.closed && w.err == nil {
+		for (len(w.queued) == 0 || w.writing) && !w.closed && w.err == nil {
+			w.cond.Wait()
+		}
+		for w.writing && w.err == nil { // closing: let a direct write finish
 			w.cond.Wait()
 		}
 		if len(w.queued) == 0 || w.err != nil {
