@@ -68,15 +68,7 @@ func (w *coalescingConn) Write(p []byte) (int, error) {
 	if len(p) <= directMax && !w.writing && len(w.queued) == 0 {
 		w.writing = true
 		w.mu.Unlock()
-		n, err := w.Conn.Write(p)
-		w.mu.Lock()
-		w.writing = false
-		if err != nil && w.err == nil {
-			w.err = err
-		}
-		w.cond.Broadcast() // writes queued meanwhile, Close
-		w.mu.Unlock()
-		return n, err
+		return w.writeOut(p)
 	}
 	w.queued = append(w.queued, p...)
 	w.cond.Broadcast()
@@ -103,16 +95,23 @@ func (w *coalescingConn) run() {
 		w.writing = true
 		w.mu.Unlock()
 
-		_, err := w.Conn.Write(batch)
-
-		w.mu.Lock()
-		w.writing = false
-		if err != nil && w.err == nil {
-			w.err = err
-		}
-		w.cond.Broadcast()
-		w.mu.Unlock()
+		w.writeOut(batch)
 	}
+}
+
+// writeOut writes p to the socket; the caller has set writing, without
+// holding mu. The first error sticks, and whoever waits for the write to
+// end (the writer goroutine, a queued Write, Close) is woken.
+func (w *coalescingConn) writeOut(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	w.mu.Lock()
+	w.writing = false
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	return n, err
 }
 
 // Close sends what is queued (for a bounded time), then closes.
