@@ -81,10 +81,9 @@ func (w *coalescingConn) run() {
 	var batch []byte
 	for {
 		w.mu.Lock()
-		for (len(w.queued) == 0 || w.writing) && !w.closed && w.err == nil {
-			w.cond.Wait()
-		}
-		for w.writing && w.err == nil { // closing: let a direct write finish
+		// Wait for data, and for a direct write to finish (even when
+		// closing: its bytes go before what is queued).
+		for w.err == nil && (w.writing || (len(w.queued) == 0 && !w.closed)) {
 			w.cond.Wait()
 		}
 		if len(w.queued) == 0 || w.err != nil {
