@@ -222,6 +222,12 @@ func cmdUp(args []string, stderr io.Writer) int {
 	for _, n := range loaded.Notes {
 		log.Info(n)
 	}
+	procs, fromEnv := limitProcs(os.Getenv)
+	how := "half of them by default; the GOMAXPROCS environment variable chooses"
+	if fromEnv {
+		how = "set by GOMAXPROCS"
+	}
+	log.Infof("running Go code on %d of %d CPUs (%s)", procs, runtime.NumCPU(), how)
 	if pprofAddr != "" {
 		if err := servePprof(pprofAddr, log); err != nil {
 			log.Error(err)
