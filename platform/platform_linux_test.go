@@ -4,49 +4,21 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/shunt-dev/shunt/internal/testns"
 	"github.com/shunt-dev/shunt/tun"
 )
 
-// inNewNetns runs f on a thread in a new network namespace with lo up, so
-// the test changes nothing on the host; processes started from f live in
-// it too. It needs root; under SHUNT_E2E_REQUIRED its absence fails the
-// test instead of skipping it.
+// inNewNetns runs f in a network namespace of its own (testns.Run).
 func inNewNetns(t *testing.T, f func()) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := "this platform test needs root to make a network namespace (and a TUN device)"
-		if os.Getenv("SHUNT_E2E_REQUIRED") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// The thread stays locked and dies with the goroutine: it never
-		// returns to the pool in the test namespace.
-		runtime.LockOSThread()
-		ns, err := netns.New()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer ns.Close()
-		lo, _ := netlink.LinkByName("lo")
-		netlink.LinkSetUp(lo)
-		f()
-	}()
-	<-done
+	testns.Run(t, f)
 }
 
 func quiet() logrus.FieldLogger {

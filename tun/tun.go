@@ -14,7 +14,9 @@ type Device interface {
 	// Read reads one or more packets into bufs, starting at offset in each
 	// buffer, and records each packet's length in sizes. It returns the number
 	// of packets read. len(sizes) must be >= len(bufs), and len(bufs) should be
-	// BatchSize(). Every buffer must hold offset+MTU bytes at least.
+	// BatchSize(). Every buffer must hold offset+MTU bytes at least; the
+	// offset bytes in front of the packet are scratch space for the device
+	// and must be at least Headroom.
 	Read(bufs [][]byte, sizes []int, offset int) (int, error)
 
 	// Write writes the packets bufs[i][offset:]. The offset bytes in front of
@@ -43,8 +45,11 @@ type Device interface {
 const Headroom = 16
 
 // Open creates the TUN device name with the given MTU. On Linux it enables
-// TSO/GRO offloads through the virtio-net header, so one Read can return a
-// batch of segments and one Write can hand the kernel coalesced segments.
+// TSO/GRO offloads through the virtio-net header: the kernel hands over
+// whole GSO packets, without finishing their checksums, and one Write can
+// hand the kernel coalesced segments. Read then returns each packet as the
+// kernel gave it (see directReader): the stack reading it must not verify
+// transport checksums.
 func Open(name string, mtu int) (Device, error) {
 	dev, err := wgtun.CreateTUN(name, mtu)
 	if err != nil {
@@ -57,5 +62,5 @@ func Open(name string, mtu int) (Device, error) {
 		for range dev.Events() {
 		}
 	}()
-	return dev, nil
+	return fastRead(dev), nil
 }
