@@ -82,6 +82,7 @@ type Stack struct {
 	mu      sync.Mutex // guards closing and flows.Add
 	closing bool
 	flows   sync.WaitGroup
+	workers *workers
 
 	errOnce sync.Once
 	err     chan error
@@ -114,6 +115,7 @@ func New(dev Device, h Handler, opts Options) (*Stack, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		err:     make(chan error, 1),
+		workers: newWorkers(),
 	}
 	if err := n.configure(opts); err != nil {
 		cancel()
@@ -165,7 +167,8 @@ func (n *Stack) configure(opts Options) error {
 	return nil
 }
 
-// forward runs in its own goroutine for each SYN the forwarder accepts.
+// forward runs in its own goroutine for each SYN the forwarder accepts, and
+// hands the flow's set-up to a worker.
 func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	n.mu.Lock()
 	if n.closing {
@@ -175,6 +178,11 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	}
 	n.flows.Add(1)
 	n.mu.Unlock()
+	n.workers.run(func() { n.setup(req) })
+}
+
+// setup completes the handshake of a flow, if the handler accepts it.
+func (n *Stack) setup(req *tcp.ForwarderRequest) {
 	defer n.flows.Done()
 	id := req.ID()
 	src := netip.AddrPortFrom(addrFrom(id.RemoteAddress), id.RemotePort)
@@ -298,8 +306,10 @@ func (n *Stack) Close() error {
 	// up on its own; do not hold shutdown hostage to it.
 	done := make(chan struct{})
 	go func() { n.flows.Wait(); close(done) }()
+	n.workers.close()
 	select {
 	case <-done:
+		n.workers.wait() // they end as soon as their set-up has returned
 	case <-time.After(closeGrace):
 		n.log.Warn("some flows did not end within the shutdown grace period")
 	}
