@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -38,9 +39,10 @@ type Device interface {
 
 // linkEndpoint is a gVisor link endpoint on a Device. One goroutine (inbound)
 // reads batches from the device and delivers them to the stack; another
-// (outbound) writes queued packets to the device in batches. WritePackets only
-// copies into a pooled buffer and queues, so the stack never waits on the
-// device.
+// (outbound) writes queued packets to the device in batches. WritePackets
+// copies into a pooled buffer and queues, so the stack never waits on a
+// large write; a small packet with nothing queued before it is written at
+// once (writeNow).
 type linkEndpoint struct {
 	dev Device
 	mtu uint32
@@ -51,7 +53,13 @@ type linkEndpoint struct {
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
 
-	out       chan *[]byte
+	out chan *[]byte
+	// wmu is held while writing to the device; pending counts packets
+	// queued and not yet written. A small packet with nothing pending is
+	// written by WritePackets itself (see writeNow).
+	wmu       sync.Mutex
+	pending   atomic.Int64
+	direct    [][]byte  // WritePackets' one-packet batch, under wmu
 	pool      sync.Pool // *[]byte of headroom+maxPacket
 	small     sync.Pool // *[]byte of headroom+smallPacket
 	done      chan struct{}
@@ -255,13 +263,35 @@ func (e *linkEndpoint) answer(pkt []byte) {
 }
 
 func (e *linkEndpoint) enqueue(bp *[]byte) bool {
+	e.pending.Add(1)
 	select {
 	case e.out <- bp:
 		return true
 	default:
+		e.pending.Add(-1)
 		e.putBuf(bp)
 		return false
 	}
+}
+
+// writeNow writes a small packet to the device on the caller's goroutine
+// when nothing is waiting to be written (so packets keep their order) and
+// no write is running, and reports whether it did. A flow's set-up and a
+// request's answer are single small packets: handing each to the writer
+// goroutine cost a wake-up of it, with each flow's latency under load.
+func (e *linkEndpoint) writeNow(bp *[]byte) bool {
+	if len(*bp) > headroom+smallPacket || e.pending.Load() != 0 || !e.wmu.TryLock() {
+		return false
+	}
+	defer e.wmu.Unlock()
+	if e.pending.Load() != 0 {
+		return false
+	}
+	e.direct = append(e.direct[:0], *bp)
+	_, _ = e.dev.Write(e.direct, headroom)
+	e.direct[0] = nil
+	e.putBuf(bp)
+	return true
 }
 
 // outbound writes queued packets to the device, as many per call as are
@@ -292,7 +322,10 @@ func (e *linkEndpoint) outbound() {
 		}
 		// A failed write loses these packets; TCP retransmits, and a dead
 		// device is reported by the reader.
+		e.wmu.Lock()
 		_, _ = e.dev.Write(bufs, headroom)
+		e.wmu.Unlock()
+		e.pending.Add(-int64(len(batch)))
 		for i, bp := range batch {
 			e.putBuf(bp)
 			batch[i], bufs[i] = nil, nil
@@ -326,6 +359,10 @@ func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 			skip = 0
 		}
 		*bp = b
+		if e.writeNow(bp) {
+			n++
+			continue
+		}
 		if !e.enqueue(bp) {
 			if n == 0 {
 				return 0, &tcpip.ErrNoBufferSpace{}

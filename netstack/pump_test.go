@@ -104,7 +104,8 @@ func BenchmarkInbound(b *testing.B) {
 }
 
 // BenchmarkOutbound: stack → link endpoint → device, per packet: the copy
-// into a pooled buffer, the queue and the batched device write.
+// into a pooled buffer, then the device write at once (small packets, the
+// queue empty) or the queue and the batched device write.
 func BenchmarkOutbound(b *testing.B) {
 	for _, size := range pumpSizes {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
@@ -160,11 +161,44 @@ func TestPacketPathAllocationFree(t *testing.T) {
 		list.PushBack(out)
 		write := func() {
 			e.WritePackets(list)
-			e.putBuf(<-e.out)
+			select {
+			case bp := <-e.out: // queued, not written at once
+				e.pending.Add(-1)
+				e.putBuf(bp)
+			default:
+			}
 		}
 		if n := testing.AllocsPerRun(200, write); n > 0 {
 			t.Errorf("writing a %d-byte packet: %.1f allocations", size, n)
 		}
 		out.DecRef()
+	}
+}
+
+// A small packet is written at once only when nothing waits to be written,
+// so packets keep their order.
+func TestWriteNowKeepsOrder(t *testing.T) {
+	dev := newLoopDevice(nil, 1)
+	e := newLinkEndpoint(dev, maxPacket) // no writer goroutine: queued packets stay queued
+	send := func(size int) {
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(tcpPacket(size))})
+		defer pkt.DecRef()
+		var list stack.PacketBufferList
+		list.PushBack(pkt)
+		if n, err := e.WritePackets(list); n != 1 || err != nil {
+			t.Fatalf("WritePackets: %d, %v", n, err)
+		}
+	}
+	send(52)
+	if dev.written.Load() != 1 || len(e.out) != 0 {
+		t.Fatalf("a small packet on an idle device: %d written, %d queued; want it written at once", dev.written.Load(), len(e.out))
+	}
+	send(16 << 10)
+	send(52)
+	if dev.written.Load() != 1 || len(e.out) != 2 {
+		t.Fatalf("a small packet behind a queued one: %d written, %d queued; want both queued, in order", dev.written.Load(), len(e.out))
+	}
+	if first := <-e.out; len(*first) != headroom+16<<10 {
+		t.Errorf("first queued packet is %d bytes, want the large one", len(*first)-headroom)
 	}
 }
