@@ -480,6 +480,9 @@ func nextDirent(ents []byte) (name, rest []byte) {
 	return name, ents[reclen:]
 }
 
+// maxPID bounds what parsePID accepts: Linux's PID_MAX_LIMIT is 2^22.
+const maxPID = 1 << 22
+
 // parsePID reads a NUL-terminated directory name of /proc as a PID.
 func parsePID(name []byte) (int, bool) {
 	if len(name) < 2 {
@@ -487,8 +490,8 @@ func parsePID(name []byte) (int, bool) {
 	}
 	pid := 0
 	for _, c := range name[:len(name)-1] {
-		if c < '0' || c > '9' {
-			return 0, false
+		if c < '0' || c > '9' || pid > maxPID/10 {
+			return 0, false // not a PID (the kernel's are at most 2^22)
 		}
 		pid = pid*10 + int(c-'0')
 	}
