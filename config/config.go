@@ -806,6 +806,9 @@ func (c *Config) RouterRules() []router.Rule {
 			Name: r.Name, Profile: r.Profile, Applications: r.Applications,
 			HostFromApplication: r.HostFromApplication, FallbackDirect: r.FallbackDirect,
 		}
+		if r.File != "" {
+			rr.Source = fmt.Sprintf("%s:%d", r.File, r.Line)
+		}
 		rr.Action, _ = router.ParseAction(r.Action)
 		anyDest := false
 		for _, d := range r.Destinations {

@@ -47,7 +47,7 @@ func TestParseExample(t *testing.T) {
 	}
 	want := []router.Rule{
 		{
-			Name: "mail",
+			Name: "mail", Source: "shunt.yaml:9",
 			Destinations: []netip.Prefix{
 				netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("fd00::/64"),
 			},
@@ -55,7 +55,7 @@ func TestParseExample(t *testing.T) {
 			Action:  router.Tunnel,
 			Profile: "paper",
 		},
-		{Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
+		{Source: "shunt.yaml:14", Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
 	}
 	if got := c.RouterRules(); !reflect.DeepEqual(got, want) {
 		t.Errorf("rules =\n%+v\nwant\n%+v", got, want)

@@ -64,6 +64,9 @@ func (p PortRange) String() string {
 // fields all must match; an empty field matches anything.
 type Rule struct {
 	Name string
+	// Source is where the rule was written, "file:line", for messages
+	// about it; empty when it was not read from a file.
+	Source string
 	// Destinations are addresses and networks (ranges are given as the
 	// prefixes that cover them exactly).
 	Destinations []netip.Prefix
@@ -99,8 +102,11 @@ func (r *Rule) Label(index int) string {
 	return fmt.Sprintf("#%d", index+1)
 }
 
-// anyDestination reports whether the rule leaves the destination open.
-func (r *Rule) anyDestination() bool {
+// AnyDestination reports whether the rule leaves the destination open
+// (it names no address, network, host name or domain). A rule that names
+// only host names is not open, whether or not they resolve: it matches the
+// names' answers, and nothing while they have none.
+func (r *Rule) AnyDestination() bool {
 	return len(r.Destinations) == 0 && len(r.Hosts) == 0 && len(r.Domains) == 0
 }
 
@@ -110,56 +116,72 @@ func (r *Rule) needsOwner() bool { return len(r.Applications) > 0 || len(r.Users
 // Flow is what a decision looks at.
 type Flow struct {
 	Src, Dst netip.AddrPort
-	// Names are host names known to resolve to Dst's address.
+	// Names are host names known to resolve to Dst's address. They count
+	// only with a valid Dst: a name without an address is no answer, and
+	// matches no rule.
 	Names []string
 	// Owner is the local process behind the flow, when known.
 	Owner *Owner
 }
 
 // Owner is the process and user behind a flow.
+// An empty Exe and Name mean the executable is unknown (the process exited
+// before it was looked up); rules that name applications do not match then.
 type Owner struct {
 	UID  uint32
 	Exe  string // absolute path
 	Name string // executable name
+	// NoUID means the user is unknown (shunt explain --app without
+	// --user): rules that name users do not match, uid 0 included.
+	NoUID bool
 }
 
 // match reports whether the rule matches f. With explain it also says why
-// (or why not) in words; without, it builds no strings (the data path).
-// Decide and Explain both use it.
+// (or why not) in words; without, it builds no strings and allocates
+// nothing (the data path). Decide and Explain both use it.
 func (r *Rule) match(f *Flow, explain bool) (bool, string) {
-	var why []string
-	ok, w := r.matchDest(f, explain)
+	ok, dest := r.matchDest(f, explain)
 	if !ok {
-		return false, w
+		return false, dest
 	}
-	why = append(why, w)
-	if ok, w = r.matchPort(f.Dst.Port(), explain); !ok {
-		return false, w
+	ok, port := r.matchPort(f.Dst.Port(), explain)
+	if !ok {
+		return false, port
 	}
-	why = append(why, w)
+	var app, usr string
 	if len(r.Applications) > 0 {
-		if ok, w = r.matchApp(f.Owner, explain); !ok {
-			return false, w
+		if ok, app = r.matchApp(f.Owner, explain); !ok {
+			return false, app
 		}
-		why = append(why, w)
 	}
 	if len(r.Users) > 0 {
-		if ok, w = r.matchUser(f.Owner, explain); !ok {
-			return false, w
+		if ok, usr = r.matchUser(f.Owner, explain); !ok {
+			return false, usr
 		}
-		why = append(why, w)
 	}
 	if !explain {
 		return true, ""
 	}
-	return true, strings.Join(why, ", ")
+	why := dest + ", " + port
+	for _, w := range [...]string{app, usr} {
+		if w != "" {
+			why += ", " + w
+		}
+	}
+	return true, why
 }
 
 func (r *Rule) matchDest(f *Flow, explain bool) (bool, string) {
-	if r.anyDestination() {
+	if r.AnyDestination() {
 		return true, "any destination"
 	}
 	dst := f.Dst.Addr().Unmap()
+	if !dst.IsValid() {
+		if !explain {
+			return false, ""
+		}
+		return false, "destination has no address"
+	}
 	for _, p := range r.Destinations {
 		if p.Contains(dst) {
 			if !explain {
@@ -221,7 +243,9 @@ func (r *Rule) matchPort(port uint16, explain bool) (bool, string) {
 }
 
 func (r *Rule) matchApp(o *Owner, explain bool) (bool, string) {
-	if o == nil {
+	if o == nil || o.Exe == "" && o.Name == "" {
+		// The user is known, the executable not (the process exited,
+		// or only --user was given to explain).
 		return false, "application unknown"
 	}
 	for _, a := range r.Applications {
@@ -239,7 +263,7 @@ func (r *Rule) matchApp(o *Owner, explain bool) (bool, string) {
 }
 
 func (r *Rule) matchUser(o *Owner, explain bool) (bool, string) {
-	if o == nil {
+	if o == nil || o.NoUID {
 		return false, "user unknown"
 	}
 	if slices.Contains(r.Users, o.UID) {

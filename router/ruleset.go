@@ -38,7 +38,7 @@ func Compile(rules []Rule, alwaysDirect ...string) *Ruleset {
 		r := &rs.rules[i]
 		idx := int32(i)
 		rs.owner = rs.owner || r.needsOwner()
-		if r.anyDestination() {
+		if r.AnyDestination() {
 			rs.open = append(rs.open, idx)
 			continue
 		}
@@ -93,10 +93,12 @@ type Decision struct {
 func (rs *Ruleset) candidates(f *Flow, buf []int32) []int32 {
 	c := append(buf[:0], rs.open...)
 	dst := f.Dst.Addr().Unmap()
-	if dst.IsValid() {
-		for _, v := range rs.prefixes.Supernets(netip.PrefixFrom(dst, dst.BitLen())) {
-			c = append(c, v...)
-		}
+	if !dst.IsValid() {
+		// Names are answers for an address; without one they are none.
+		return c
+	}
+	for _, v := range rs.prefixes.Supernets(netip.PrefixFrom(dst, dst.BitLen())) {
+		c = append(c, v...)
 	}
 	for _, n := range f.Names {
 		n = canonicalName(n)
@@ -122,7 +124,11 @@ func (rs *Ruleset) decide(f *Flow, explain bool) Decision {
 	if f.Owner != nil {
 		for _, a := range rs.alwaysDirect {
 			if MatchApplication(a, f.Owner) {
-				return Decision{Index: -1, Action: Direct, Why: "application " + f.Owner.Exe + " is always direct (" + a + ")"}
+				why := "application is always direct" // the data path logs the application beside it
+				if explain {
+					why = "application " + f.Owner.Exe + " is always direct (" + a + ")"
+				}
+				return Decision{Index: -1, Action: Direct, Why: why}
 			}
 		}
 	}
@@ -167,9 +173,11 @@ func (rs *Ruleset) Explain(f Flow) (Decision, []Step) {
 // Captured returns the destinations whose traffic must be routed to the
 // TUN: those of every tunnel and block rule, with the addresses their host
 // names resolve to (resolved). A rule without any destination captures
-// everything (0.0.0.0/0 and ::/0). Direct rules capture nothing on their
-// own; inside a captured range the router carries them out. Domain
-// wildcards capture nothing by route: they match flows already captured.
+// everything (0.0.0.0/0 and ::/0); a rule that names host names captures
+// their answers only, and nothing while they have none. Direct rules
+// capture nothing on their own; inside a captured range the router carries
+// them out. Domain wildcards capture nothing by route: they match flows
+// already captured.
 func (rs *Ruleset) Captured(resolved func(host string) []netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
 	seen := map[netip.Prefix]bool{}
@@ -185,7 +193,7 @@ func (rs *Ruleset) Captured(resolved func(host string) []netip.Addr) []netip.Pre
 		if r.Action == Direct {
 			continue
 		}
-		if r.anyDestination() {
+		if r.AnyDestination() {
 			add(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
 			add(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
 			continue
@@ -196,6 +204,9 @@ func (rs *Ruleset) Captured(resolved func(host string) []netip.Addr) []netip.Pre
 		if resolved != nil {
 			for _, h := range r.Hosts {
 				for _, a := range resolved(h) {
+					if !a.IsValid() {
+						continue
+					}
 					a = a.Unmap()
 					add(netip.PrefixFrom(a, a.BitLen()))
 				}
@@ -206,10 +217,24 @@ func (rs *Ruleset) Captured(resolved func(host string) []netip.Addr) []netip.Pre
 }
 
 // Shadow is a rule that can never match because an earlier one covers it.
-type Shadow struct{ Index, By int }
+// Index and By are 0-based; Source and BySource are the rules' Source
+// ("file:line"), when known.
+type Shadow struct {
+	Index, By        int
+	Source, BySource string
+}
 
+// String says it the way config errors are said: "file:line: what".
 func (s Shadow) String() string {
-	return fmt.Sprintf("rule #%d can never match: rule #%d before it matches everything it would", s.Index+1, s.By+1)
+	msg := fmt.Sprintf("rule #%d can never match: rule #%d", s.Index+1, s.By+1)
+	if s.BySource != "" {
+		msg += " (" + s.BySource + ")"
+	}
+	msg += fmt.Sprintf(" before it matches everything it would: remove it, or move it above rule #%d if it is meant to win", s.By+1)
+	if s.Source != "" {
+		msg = s.Source + ": " + msg
+	}
+	return msg
 }
 
 // Shadowed finds rules covered by an earlier rule. It is conservative: it
@@ -219,7 +244,7 @@ func (rs *Ruleset) Shadowed() []Shadow {
 	for j := range rs.rules {
 		for i := 0; i < j; i++ {
 			if covers(&rs.rules[i], &rs.rules[j]) {
-				out = append(out, Shadow{Index: j, By: i})
+				out = append(out, Shadow{Index: j, By: i, Source: rs.rules[j].Source, BySource: rs.rules[i].Source})
 				break
 			}
 		}
@@ -234,10 +259,10 @@ func covers(a, b *Rule) bool {
 }
 
 func coversDest(a, b *Rule) bool {
-	if a.anyDestination() {
+	if a.AnyDestination() {
 		return true
 	}
-	if b.anyDestination() {
+	if b.AnyDestination() {
 		return false
 	}
 	for _, p := range b.Destinations {
