@@ -35,25 +35,12 @@ func (l *link) establish() (*session, error) {
 	return nil, errors.Join(errs...)
 }
 
-// hop describes how a server is reached, for errors: "direct", "via
-// socks5://proxy:1080", "via jump profile bastion".
+// route says how a server of p is reached (see hopTo): the proxy to dial
+// through, if any, and the way in words, for errors: "direct", "via
+// socks5://proxy:1080 (proxy rule 2)", "via jump profile bastion".
 func (b *Broker) route(p *Profile, host string) (proxy *url.URL, how string) {
-	switch {
-	case p.Jump != "":
-		return nil, "via jump profile " + p.Jump
-	case p.Proxy != nil:
-		return p.Proxy, "via " + p.Proxy.Redacted()
-	}
-	for i := range b.opts.ProxyRules {
-		r := &b.opts.ProxyRules[i]
-		if r.matches(host) {
-			if r.Proxy == nil {
-				return nil, fmt.Sprintf("direct (proxy rule %d)", i+1)
-			}
-			return r.Proxy, fmt.Sprintf("via %s (proxy rule %d)", r.Proxy.Redacted(), i+1)
-		}
-	}
-	return nil, "direct"
+	h := hopTo(p, b.opts.ProxyRules, host)
+	return h.proxy, h.String()
 }
 
 // reach opens the transport to addr: through the jump profile, a proxy, or
