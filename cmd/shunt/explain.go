@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"net/url"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -16,16 +16,33 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/router"
 )
 
 // explanation is what `shunt explain --json` prints.
 type explanation struct {
-	Layers   []config.Layer `json:"layers"`
-	Notes    []string       `json:"notes,omitempty"`
-	Flow     explainedFlow  `json:"flow"`
-	Steps    []router.Step  `json:"steps"`
+	Layers []config.Layer `json:"layers"`
+	Notes  []string       `json:"notes,omitempty"`
+	// Unresolved are the rules' host names that have no address now:
+	// until they do, no flow matches a rule by them, and they capture
+	// nothing.
+	Unresolved []unresolvedHost `json:"unresolved,omitempty"`
+	Flow       explainedFlow    `json:"flow"`
+	Capture    struct {
+		// Captured: the destination is routed to the TUN device, so
+		// shunt sees the flow and the rules decide it. Otherwise the
+		// flow takes the host's normal route, whatever the rules say.
+		Captured bool   `json:"captured"`
+		Device   string `json:"device"`
+		Prefix   string `json:"prefix,omitempty"` // the captured route it is in
+		Rule     string `json:"rule,omitempty"`   // the rule that captures it
+		Why      string `json:"why"`
+	} `json:"capture"`
+	Steps []router.Step `json:"steps"`
+	// Decision is what shunt does with the flow once captured; "none"
+	// when the destination has no address.
 	Decision struct {
 		Index   int    `json:"index"` // 1-based; 0 when no rule matched
 		Rule    string `json:"rule,omitempty"`
@@ -33,8 +50,16 @@ type explanation struct {
 		Why     string `json:"why"`
 		Profile string `json:"profile,omitempty"`
 		Server  string `json:"server,omitempty"`
-		Route   string `json:"route,omitempty"`
+		// Route is how the SSH server is reached, as the broker will do
+		// it: direct, through which proxy (and the proxy rule that
+		// chose it), through which jump profile.
+		Route string `json:"route,omitempty"`
 	} `json:"decision"`
+}
+
+type unresolvedHost struct {
+	Host  string `json:"host"`
+	Error string `json:"error"`
 }
 
 type explainedFlow struct {
@@ -42,8 +67,18 @@ type explainedFlow struct {
 	Address     string   `json:"address,omitempty"`
 	Port        uint16   `json:"port"`
 	Names       []string `json:"names,omitempty"`
-	Application string   `json:"application,omitempty"`
-	UID         *uint32  `json:"uid,omitempty"`
+	// Unresolved is why the destination, a name, has no address.
+	Unresolved  string  `json:"unresolved,omitempty"`
+	Application string  `json:"application,omitempty"`
+	UID         *uint32 `json:"uid,omitempty"`
+}
+
+// lookupFunc resolves a host name: the system resolver, in `shunt
+// explain`; a fixed table in tests.
+type lookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
+
+func systemLookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 }
 
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
@@ -63,35 +98,10 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
-	f, ef, err := explainFlow(rest[0], app, usr, cfg.Hosts())
+	e, err := newExplanation(cfg, rest[0], app, usr, systemLookup)
 	if err != nil {
 		fmt.Fprintln(stderr, "shunt explain:", err)
 		return 2
-	}
-	rs := router.Compile(cfg.RouterRules(), cfg.AlwaysDirectApplications...)
-	d, steps := rs.Explain(f)
-	var e explanation
-	e.Layers, e.Notes, e.Flow, e.Steps = cfg.Layers, cfg.Notes, ef, steps
-	e.Decision.Action, e.Decision.Why = d.Action.String(), d.Why
-	if d.Rule != nil {
-		e.Decision.Index, e.Decision.Rule = d.Index+1, d.Rule.Label(d.Index)
-		if d.Action == router.Tunnel {
-			p, _ := cfg.Profile(d.Rule.Profile)
-			host := strings.Join(p.Host, " or ")
-			if d.Rule.HostFromApplication {
-				host = ef.Address + " (the destination itself)"
-			}
-			e.Decision.Profile = p.Name
-			e.Decision.Server = fmt.Sprintf("%s@%s port %d", p.User, host, p.Port)
-			switch {
-			case p.Jump != "":
-				e.Decision.Route = "through jump profile " + p.Jump
-			case p.Proxy != "":
-				e.Decision.Route = "through proxy " + redact(p.Proxy)
-			default:
-				e.Decision.Route = "direct, or as proxy_rules say"
-			}
-		}
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -99,46 +109,162 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		enc.Encode(e)
 		return 0
 	}
-	printExplanation(stdout, &e)
+	printExplanation(stdout, e)
 	return 0
 }
 
-// explainFlow builds the flow to decide from the command line. Like the
-// data path, it knows a destination's names only from resolving the host
-// names the rules name (hosts): a name typed here counts only if it is one
-// of them.
-func explainFlow(dest, app, usr string, hosts []string) (router.Flow, explainedFlow, error) {
-	ef := explainedFlow{Destination: dest}
+// newExplanation decides the flow to dest the way `shunt up` would: it
+// resolves the rules' host names as the resolver does at start, routes what
+// the rules capture, decides a captured flow by the rules, and finds the
+// way to the SSH server as the broker does.
+func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc) (*explanation, error) {
+	e := &explanation{Layers: cfg.Layers, Notes: cfg.Notes}
+	resolve := func(host string) ([]netip.Addr, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		addrs, err := lookup(ctx, host)
+		if err == nil && len(addrs) == 0 {
+			err = errors.New("no address")
+		}
+		for i := range addrs {
+			addrs[i] = addrs[i].Unmap()
+		}
+		return addrs, err
+	}
+	hosts := cfg.Hosts()
+	answers := map[string][]netip.Addr{}
+	failed := map[string]error{}
+	for _, h := range hosts {
+		addrs, err := resolve(h)
+		if err != nil {
+			e.Unresolved = append(e.Unresolved, unresolvedHost{Host: h, Error: lookupError(err)})
+			failed[h] = err
+		}
+		answers[h] = addrs
+	}
+	f, err := explainFlow(&e.Flow, dest, app, usr, hosts, answers, func(h string) ([]netip.Addr, error) {
+		if addrs, ok := answers[h]; ok {
+			return addrs, failed[h]
+		}
+		return resolve(h)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.Capture.Device = cfg.TUN.Name
+	if e.Flow.Unresolved != "" {
+		// No application can connect to a name without an address, so
+		// there is no flow for a rule to match: say so, and decide
+		// nothing (a rule that names it matches its answers only).
+		e.Decision.Action = "none"
+		e.Capture.Why = fmt.Sprintf("%s does not resolve (%s): no application can connect to it, so shunt sees no flow", f.host, e.Flow.Unresolved)
+		e.Decision.Why = e.Capture.Why
+		return e, nil
+	}
+
+	rules := cfg.RouterRules()
+	rs := router.Compile(rules, cfg.AlwaysDirectApplications...)
+	capture(e, rules, answers, f.Dst.Addr())
+	d, steps := rs.Explain(f.Flow)
+	e.Steps = steps
+	e.Decision.Action, e.Decision.Why = d.Action.String(), d.Why
+	if d.Rule == nil {
+		return e, nil
+	}
+	e.Decision.Index, e.Decision.Rule = d.Index+1, d.Rule.Label(d.Index)
+	if d.Action != router.Tunnel {
+		return e, nil
+	}
+	p, _ := cfg.Profile(d.Rule.Profile)
+	e.Decision.Profile = p.Name
+	server := ""
+	if d.Rule.HostFromApplication {
+		server = e.Flow.Address
+		e.Decision.Server = fmt.Sprintf("%s@%s port %d", p.User, server, p.Port)
+	} else {
+		e.Decision.Server = fmt.Sprintf("%s@%s port %d", p.User, strings.Join(p.Host, " or "), p.Port)
+	}
+	route, err := broker.Route(brokerProfiles(cfg.Config), brokerProxyRules(cfg.Config), p.Name, server)
+	if err != nil {
+		route = "no route: " + err.Error()
+	}
+	e.Decision.Route = route
+	return e, nil
+}
+
+// lookupError is a look-up's error without the resolver's wrapping:
+// "no such host", "server misbehaving".
+func lookupError(err error) string {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.Err
+	}
+	return err.Error()
+}
+
+// capture says whether the kernel routes addr to the TUN device, and
+// which rule's destinations make it do so.
+func capture(e *explanation, rules []router.Rule, answers map[string][]netip.Addr, addr netip.Addr) {
+	c := &e.Capture
+	resolved := func(h string) []netip.Addr { return answers[h] }
+	if addr.IsLoopback() {
+		c.Why = fmt.Sprintf("%s is a loopback address: the kernel delivers it locally, never to the TUN device %s", addr, c.Device)
+		return
+	}
+	for i := range rules {
+		if rules[i].Action == router.Direct {
+			continue
+		}
+		for _, p := range router.Compile(rules[i : i+1]).Captured(resolved) {
+			if p.Contains(addr) {
+				c.Captured, c.Prefix, c.Rule = true, p.String(), rules[i].Label(i)
+				c.Why = fmt.Sprintf("%s is in %s, routed to the TUN device %s by rule %s", addr, p, c.Device, c.Rule)
+				return
+			}
+		}
+	}
+	c.Why = fmt.Sprintf("no tunnel or block rule routes %s to the TUN device %s: the flow takes the host's normal route, and shunt never sees it", addr, c.Device)
+}
+
+// flowAsked is the flow to decide and the host it was asked for.
+type flowAsked struct {
+	router.Flow
+	host string
+}
+
+// explainFlow builds the flow to decide from the command line; resolve
+// gives a destination name's addresses (at least one, or an error). Like
+// the data path, it knows a destination's names only from the answers for
+// the host names the rules name: a name typed here counts only if it is
+// one of them.
+func explainFlow(ef *explainedFlow, dest, app, usr string, hosts []string, answers map[string][]netip.Addr, resolve func(string) ([]netip.Addr, error)) (flowAsked, error) {
+	ef.Destination = dest
 	host, portStr, err := net.SplitHostPort(dest)
 	if err != nil {
-		host, portStr = strings.Trim(dest, "[]"), ""
+		host, portStr = destHost(dest), ""
 	}
-	var f router.Flow
+	f := flowAsked{host: host}
 	var port uint64
 	if portStr != "" {
 		if port, err = strconv.ParseUint(portStr, 10, 16); err != nil {
-			return f, ef, fmt.Errorf("bad port in %q", dest)
+			return f, fmt.Errorf("bad port in %q", dest)
 		}
 	}
 	ef.Port = uint16(port)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		if addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host); err == nil && len(addrs) > 0 {
-			addr = addrs[0].Unmap()
-		}
-		if slices.Contains(hosts, strings.ToLower(strings.TrimSuffix(host, "."))) {
-			f.Names = append(f.Names, strings.ToLower(strings.TrimSuffix(host, ".")))
+		addrs, err := resolve(strings.ToLower(strings.TrimSuffix(host, ".")))
+		if err != nil {
+			ef.Unresolved = lookupError(err)
+		} else {
+			addr = addrs[0]
 		}
 	}
+	addr = addr.Unmap()
 	if addr.IsValid() {
 		ef.Address = addr.String()
 		for _, h := range hosts {
-			if slices.Contains(f.Names, h) {
-				continue
-			}
-			if addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h); err == nil && slices.ContainsFunc(addrs, func(a netip.Addr) bool { return a.Unmap() == addr.Unmap() }) {
+			if slices.Contains(answers[h], addr) {
 				f.Names = append(f.Names, h)
 			}
 		}
@@ -146,7 +272,7 @@ func explainFlow(dest, app, usr string, hosts []string) (router.Flow, explainedF
 	ef.Names = f.Names
 	f.Dst = netip.AddrPortFrom(addr, uint16(port))
 	if app != "" || usr != "" {
-		o := &router.Owner{}
+		o := &router.Owner{NoUID: true}
 		if app != "" {
 			o.Exe, o.Name = app, filepath.Base(app)
 			ef.Application = app
@@ -156,16 +282,24 @@ func explainFlow(dest, app, usr string, hosts []string) (router.Flow, explainedF
 			if err != nil {
 				u, lerr := user.Lookup(usr)
 				if lerr != nil {
-					return f, ef, fmt.Errorf("unknown user %q", usr)
+					return f, fmt.Errorf("unknown user %q", usr)
 				}
 				uid, _ = strconv.ParseUint(u.Uid, 10, 32)
 			}
 			id := uint32(uid)
-			o.UID, ef.UID = id, &id
+			o.UID, o.NoUID, ef.UID = id, false, &id
 		}
 		f.Owner = o
 	}
-	return f, ef, nil
+	return f, nil
+}
+
+// destHost is the host part of DEST[:PORT].
+func destHost(dest string) string {
+	if host, _, err := net.SplitHostPort(dest); err == nil {
+		return host
+	}
+	return strings.Trim(dest, "[]")
 }
 
 func printExplanation(w io.Writer, e *explanation) {
@@ -179,9 +313,12 @@ func printExplanation(w io.Writer, e *explanation) {
 	for _, n := range e.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+	for _, u := range e.Unresolved {
+		fmt.Fprintf(w, "note: %s does not resolve (%s): until it does, no flow matches a rule by that name, and it captures nothing\n", u.Host, u.Error)
+	}
 	f := e.Flow
 	what := f.Destination
-	if len(f.Names) > 0 && f.Address != "" {
+	if _, err := netip.ParseAddr(destHost(f.Destination)); err != nil && f.Address != "" {
 		what += " (" + f.Address + ")"
 	}
 	if f.Port == 0 {
@@ -193,7 +330,24 @@ func printExplanation(w io.Writer, e *explanation) {
 	if f.UID != nil {
 		what += fmt.Sprintf(", uid %d", *f.UID)
 	}
-	fmt.Fprintf(w, "\nflow to %s\n\n", what)
+	switch {
+	case f.Application != "" && f.UID == nil:
+		what += ", user not given: rules that name users do not match"
+	case f.Application == "" && f.UID != nil:
+		what += ", application not given: rules that name applications do not match"
+	}
+	fmt.Fprintf(w, "\nflow to %s\n", what)
+	d := e.Decision
+	if d.Action == "none" {
+		fmt.Fprintf(w, "\nno flow: %s\n", d.Why)
+		return
+	}
+	c := e.Capture
+	if c.Captured {
+		fmt.Fprintf(w, "captured: %s\n\n", c.Why)
+	} else {
+		fmt.Fprintf(w, "not captured: %s\n\n", c.Why)
+	}
 	for _, s := range e.Steps {
 		verdict := "no   "
 		if s.Matched {
@@ -201,25 +355,33 @@ func printExplanation(w io.Writer, e *explanation) {
 		}
 		fmt.Fprintf(w, "  %s  rule %-20s %s\n", verdict, s.Label, s.Why)
 	}
-	d := e.Decision
-	fmt.Fprintln(w)
+	if len(e.Steps) > 0 {
+		fmt.Fprintln(w)
+	}
+	if !c.Captured {
+		fmt.Fprint(w, "normal route: not captured, so shunt does not see the flow")
+		switch {
+		case d.Index == 0:
+		case d.Action == "direct":
+			fmt.Fprintf(w, " (rule %s would send it direct too)", d.Rule)
+		case strings.Contains(c.Why, "loopback"):
+			fmt.Fprintf(w, "; rule %s would %s it, but loopback addresses are never captured", d.Rule, d.Action)
+		default:
+			fmt.Fprintf(w, "; rule %s would %s it, but matches it only by a *.domain wildcard, and wildcards capture nothing by route: add the host name or its network to a tunnel or block rule", d.Rule, d.Action)
+		}
+		fmt.Fprintln(w)
+		return
+	}
 	switch {
-	case d.Index == 0:
+	case d.Index == 0 && strings.HasPrefix(d.Why, "application "):
 		fmt.Fprintf(w, "%s: %s\n", d.Action, d.Why)
+	case d.Index == 0:
+		fmt.Fprintln(w, "direct: captured, but no rule matches: shunt connects it directly, not through a tunnel")
 	case d.Action == "tunnel":
-		fmt.Fprintf(w, "tunnel (rule %s) through profile %s: SSH to %s, %s\n", d.Rule, d.Profile, d.Server, d.Route)
+		fmt.Fprintf(w, "tunnel (rule %s) through profile %s: %s\n", d.Rule, d.Profile, d.Route)
 	case d.Action == "block":
 		fmt.Fprintf(w, "block (rule %s): the application sees a refused connection\n", d.Rule)
 	default:
 		fmt.Fprintf(w, "direct (rule %s)\n", d.Rule)
 	}
-}
-
-// redact hides a proxy URL's password.
-func redact(proxy string) string {
-	u, err := url.Parse(proxy)
-	if err != nil {
-		return "(a malformed proxy URL)"
-	}
-	return u.Redacted()
 }

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shunt-dev/shunt/config"
 )
 
 const explainConfig = `profiles:
@@ -15,8 +20,10 @@ const explainConfig = `profiles:
     user: alice
   - name: bastion
     host: bastion.example
+    user: bob
   - name: deep
     host: 10.2.0.9
+    user: carol
     jump: bastion
 rules:
   - name: no-plain-pop
@@ -58,15 +65,18 @@ func TestExplainText(t *testing.T) {
 			"config  ", "shunt.yaml (read)",
 			`no     rule #1 "no-plain-pop"    port 993 not in [110]`,
 			`MATCH  rule #2 "mail"            destination 10.1.0.7 in 10.1.0.0/24, port 993 in 993-995`,
-			`tunnel (rule #2 "mail") through profile office: SSH to alice@gw.corp.example port 22, direct, or as proxy_rules say`,
+			"captured: 10.1.0.7 is in 10.1.0.0/24, routed to the TUN device shunt0 by rule #1 \"no-plain-pop\"",
+			`tunnel (rule #2 "mail") through profile office: direct to alice@gw.corp.example:22`,
 		}},
 		{[]string{"10.1.0.7:110"}, []string{`block (rule #1 "no-plain-pop"): the application sees a refused connection`}},
 		{[]string{"[fd00:1::5]:25"}, []string{`MATCH  rule #2 "mail"`}},
 		{[]string{"--app", "/usr/bin/mutt", "10.2.3.4:22"}, []string{`application /usr/bin/mutt is /usr/bin/mutt`, `direct (rule #3 "mutt")`}},
 		{[]string{"10.2.3.4:22", "--app", "/usr/bin/curl"}, []string{`no     rule #3 "mutt"            application /usr/bin/curl not in [/usr/bin/mutt]`,
-			`SSH to `, `10.2.3.4 (the destination itself) port 22, through jump profile bastion`}},
+			`tunnel (rule #4 "lab") through profile deep: direct to bob@bastion.example:22 (profile bastion), then through that connection to carol@10.2.3.4:22`}},
 		{[]string{"--app", "/opt/backup", "10.1.0.7:25"}, []string{"direct: application /opt/backup is always direct (backup)"}},
-		{[]string{"192.0.2.1:80"}, []string{"direct: no rule matches: direct"}},
+		{[]string{"192.0.2.1:80"}, []string{
+			"not captured: no tunnel or block rule routes 192.0.2.1 to the TUN device shunt0: the flow takes the host's normal route, and shunt never sees it",
+			"normal route: not captured, so shunt does not see the flow\n"}},
 		{[]string{"10.1.0.7"}, []string{"no port given: rules that name ports do not match"}},
 	}
 	for _, tt := range tests {
@@ -122,33 +132,195 @@ func TestImportTectiaCLI(t *testing.T) {
 	}
 }
 
-// explain knows names the way the data path does: from resolving the rules'
-// host names, whichever way the destination is given.
-func TestExplainNamesLikeTheDataPath(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "shunt.yaml")
-	os.WriteFile(path, []byte(`rules:
-  - name: by-name
+const explainNamesConfig = `profiles:
+  - name: office
+    host: gw.corp.example
+    user: alice
+  - name: bastion
+    host: bastion.example
+    user: bob
+  - name: deep
+    host: 10.2.0.9
+    user: carol
+    jump: bastion
+  - name: outside
+    host: ssh.example.org
+    user: dave
+proxy_rules:
+  - destinations: ["*.corp.example"]
+    proxy: socks5://u:secret@proxy.example:1080
+  - destinations: [10.0.0.0/8]
+    proxy: direct
+rules:
+  - name: gone
+    destinations: [nosuch.invalid]
+    action: tunnel
+    profile: office
+  - name: mail
+    destinations: [mail.corp.example]
+    ports: [993]
+    action: tunnel
+    profile: office
+  - name: corp
+    destinations: ["*.corp.example"]
+    action: tunnel
+    profile: office
+  - name: lab
+    destinations: [10.2.0.0/16]
+    action: tunnel
+    profile: deep
+  - name: curl
+    destinations: [10.3.0.0/16]
+    applications: [curl]
+    action: block
+  - name: root-web
+    destinations: [10.3.0.0/16]
+    users: [0]
+    ports: [80]
+    action: block
+  - name: outside
+    destinations: [10.4.0.0/16]
+    action: tunnel
+    profile: outside
+  - name: printer
+    destinations: [print.corp.example]
+    action: direct
+  - name: local
     destinations: [localhost]
     action: block
-  - name: wildcard
-    destinations: ["*.example"]
-    action: block
-`), 0o600)
-	ex := func(dest string) string {
-		var out, errOut bytes.Buffer
-		if code := run([]string{"explain", "--global", "", "--user-config", "", "--config", path, dest}, &out, &errOut); code != 0 {
-			t.Fatalf("explain %s: exit %d: %s", dest, code, errOut.String())
+`
+
+// fakeLookup answers from a table; other names do not exist.
+func fakeLookup(table map[string]string) lookupFunc {
+	return func(_ context.Context, host string) ([]netip.Addr, error) {
+		if a, ok := table[host]; ok {
+			return []netip.Addr{netip.MustParseAddr(a)}, nil
 		}
-		return out.String()
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
-	if out := ex("localhost:25"); !strings.Contains(out, `block (rule #1 "by-name")`) {
-		t.Errorf("by name:\n%s", out)
+}
+
+var explainNames = map[string]string{
+	"mail.corp.example":  "10.1.2.3",
+	"wiki.corp.example":  "10.1.2.4",
+	"print.corp.example": "10.5.0.5",
+	"localhost":          "127.0.0.1",
+}
+
+// explainWith explains dest under explainNamesConfig with names from
+// explainNames, as the text output and as the explanation.
+func explainWith(t *testing.T, dest, app, usr string) (string, *explanation) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "shunt.yaml")
+	os.WriteFile(path, []byte(explainNamesConfig), 0o600)
+	cfg, err := config.LoadLayers(config.Layers{Extra: []string{path}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if out := ex("127.0.0.1:25"); !strings.Contains(out, `block (rule #1 "by-name")`) {
-		t.Errorf("by the address the name resolves to:\n%s", out)
+	e, err := newExplanation(cfg, dest, app, usr, fakeLookup(explainNames))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// A typed name no rule resolves is unknown to the data path too.
-	if out := ex("host.example:25"); !strings.Contains(out, "direct: no rule matches") {
-		t.Errorf("a name shunt never resolves:\n%s", out)
+	var out bytes.Buffer
+	printExplanation(&out, e)
+	return out.String(), e
+}
+
+func TestExplainCaptureRouteAndNames(t *testing.T) {
+	tests := []struct {
+		name       string
+		dest       string
+		app, usr   string
+		want, lack []string
+	}{
+		{name: "a rule's host name that does not resolve", dest: "10.2.3.4:22", want: []string{
+			"note: nosuch.invalid does not resolve (no such host): until it does, no flow matches a rule by that name, and it captures nothing",
+			`no     rule #1 "gone"            destination 10.2.3.4 not in [nosuch.invalid]`,
+		}},
+		{name: "a destination name that does not resolve", dest: "nosuch.invalid:25",
+			want: []string{"flow to nosuch.invalid:25\n", "no flow: nosuch.invalid does not resolve (no such host): no application can connect to it, so shunt sees no flow"},
+			lack: []string{"invalid IP", "MATCH", "tunnel"}},
+		{name: "not captured, no rule", dest: "10.9.9.9:80", want: []string{
+			"not captured: no tunnel or block rule routes 10.9.9.9 to the TUN device shunt0: the flow takes the host's normal route, and shunt never sees it",
+			"normal route: not captured, so shunt does not see the flow\n",
+		}, lack: []string{"direct: "}},
+		{name: "captured, no rule", dest: "10.3.5.5:22", want: []string{
+			`captured: 10.3.5.5 is in 10.3.0.0/16, routed to the TUN device shunt0 by rule #5 "curl"`,
+			"direct: captured, but no rule matches: shunt connects it directly, not through a tunnel",
+		}},
+		{name: "by name, through a proxy rule", dest: "mail.corp.example:993", want: []string{
+			"flow to mail.corp.example:993 (10.1.2.3)",
+			`captured: 10.1.2.3 is in 10.1.2.3/32, routed to the TUN device shunt0 by rule #2 "mail"`,
+			`MATCH  rule #2 "mail"            destination 10.1.2.3 is mail.corp.example, port 993 in 993`,
+			`tunnel (rule #2 "mail") through profile office: via socks5://u:xxxxx@proxy.example:1080 (proxy rule 1) to alice@gw.corp.example:22`,
+		}, lack: []string{"secret", "proxy_rules say"}},
+		{name: "by the address a rule's name resolves to", dest: "10.1.2.3:993", want: []string{
+			`MATCH  rule #2 "mail"            destination 10.1.2.3 is mail.corp.example`,
+		}},
+		{name: "a rule's name falls to the domain wildcard", dest: "mail.corp.example:25", want: []string{
+			`MATCH  rule #3 "corp"            destination 10.1.2.3 is mail.corp.example, in *.corp.example`,
+			`tunnel (rule #3 "corp") through profile office: via socks5`,
+		}},
+		// The data path knows names only from the rules' host names.
+		{name: "a name no rule names", dest: "wiki.corp.example:443", want: []string{
+			"flow to wiki.corp.example:443 (10.1.2.4)",
+			"not captured: no tunnel or block rule routes 10.1.2.4",
+			`no     rule #3 "corp"            destination 10.1.2.4 not in [*.corp.example]`,
+		}},
+		{name: "matched by a wildcard only: not captured", dest: "print.corp.example:631", want: []string{
+			"not captured: no tunnel or block rule routes 10.5.0.5",
+			`MATCH  rule #3 "corp"`,
+			`normal route: not captured, so shunt does not see the flow; rule #3 "corp" would tunnel it, but matches it only by a *.domain wildcard, and wildcards capture nothing by route`,
+		}},
+		{name: "loopback", dest: "localhost:25", want: []string{
+			"not captured: 127.0.0.1 is a loopback address: the kernel delivers it locally, never to the TUN device shunt0",
+			`rule #9 "local" would block it, but loopback addresses are never captured`,
+		}},
+		{name: "through a jump profile", dest: "10.2.3.4:22", want: []string{
+			`tunnel (rule #4 "lab") through profile deep: direct to bob@bastion.example:22 (profile bastion), then through that connection to carol@10.2.0.9:22`,
+		}},
+		{name: "direct, no proxy rule", dest: "10.4.0.1:22", want: []string{
+			`tunnel (rule #7 "outside") through profile outside: direct to dave@ssh.example.org:22`,
+		}},
+		{name: "user without application", dest: "10.3.1.1:80", usr: "0", want: []string{
+			"flow to 10.3.1.1:80, uid 0, application not given: rules that name applications do not match",
+			`no     rule #5 "curl"            application unknown`,
+			`block (rule #6 "root-web")`,
+		}, lack: []string{"application  not", "application not in"}},
+		{name: "application without user", dest: "10.3.1.1:80", app: "/usr/bin/wget", want: []string{
+			"flow to 10.3.1.1:80, application /usr/bin/wget, user not given: rules that name users do not match",
+			`no     rule #6 "root-web"        user unknown`,
+			"direct: captured, but no rule matches",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _ := explainWith(t, tt.dest, tt.app, tt.usr)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, l := range tt.lack {
+				if strings.Contains(out, l) {
+					t.Errorf("output has %q:\n%s", l, out)
+				}
+			}
+		})
+	}
+}
+
+func TestExplainJSONCaptureAndRoute(t *testing.T) {
+	_, e := explainWith(t, "nosuch.invalid:25", "", "")
+	if e.Decision.Action != "none" || e.Capture.Captured || e.Flow.Unresolved != "no such host" || e.Flow.Address != "" || len(e.Steps) != 0 {
+		t.Errorf("unresolved destination: %+v", e)
+	}
+	if len(e.Unresolved) != 1 || e.Unresolved[0].Host != "nosuch.invalid" {
+		t.Errorf("unresolved rule hosts = %+v", e.Unresolved)
+	}
+	_, e = explainWith(t, "mail.corp.example:993", "", "")
+	if !e.Capture.Captured || e.Capture.Prefix != "10.1.2.3/32" || e.Capture.Rule != `#2 "mail"` ||
+		e.Decision.Route != "via socks5://u:xxxxx@proxy.example:1080 (proxy rule 1) to alice@gw.corp.example:22" {
+		t.Errorf("by name: capture %+v, decision %+v", e.Capture, e.Decision)
 	}
 }

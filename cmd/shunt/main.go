@@ -278,7 +278,7 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 	defer res.Close()
 	captured := ruleset.Captured(res.Addrs)
 	pcfg := platform.DefaultConfig(cfg.TUN.Name, captured)
-	logPlan(log, cfg, rules, captured)
+	logPlan(log, cfg, rules, captured, res.Addrs)
 
 	if err := platform.Prepare(pcfg, log); err != nil {
 		return err
@@ -371,20 +371,71 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 	}
 }
 
-func logPlan(log logrus.FieldLogger, cfg *config.Config, rules []router.Rule, captured []netip.Prefix) {
+// logPlan logs what shunt captures and each rule as it is matched: its
+// destinations (a rule that names only host names that do not resolve yet
+// matches nothing; "any" is said, never implied), ports, applications,
+// users, and for tunnel rules the way to the SSH server. resolved gives a
+// host name's current addresses.
+func logPlan(log logrus.FieldLogger, cfg *config.Config, rules []router.Rule, captured []netip.Prefix, resolved func(host string) []netip.Addr) {
 	log.Infof("capturing %s via %s", prefixes(captured), cfg.TUN.Name)
+	profiles, proxyRules := brokerProfiles(cfg), brokerProxyRules(cfg)
 	for i := range rules {
 		r := &rules[i]
 		f := logrus.Fields{"rule": r.Label(i), "action": r.Action.String()}
+		if r.Source != "" {
+			f["source"] = r.Source
+		}
+		if r.AnyDestination() {
+			f["destinations"] = "any"
+		}
 		if len(r.Destinations) > 0 {
 			f["destinations"] = prefixes(r.Destinations)
+		}
+		if len(r.Hosts) > 0 {
+			hosts := make([]string, len(r.Hosts))
+			for j, h := range r.Hosts {
+				var addrs []netip.Addr
+				if resolved != nil {
+					addrs = resolved(h)
+				}
+				if len(addrs) == 0 {
+					hosts[j] = h + " (does not resolve yet: matches nothing until it does)"
+				} else {
+					hosts[j] = h + " (" + prefixes(addrs) + ")"
+				}
+			}
+			f["hosts"] = strings.Join(hosts, ", ")
+		}
+		if len(r.Domains) > 0 {
+			f["domains"] = strings.Join(r.Domains, ", ")
 		}
 		if len(r.Ports) > 0 {
 			f["ports"] = prefixes(r.Ports)
 		}
+		if len(r.Applications) > 0 {
+			f["applications"] = strings.Join(r.Applications, ", ")
+		}
+		if len(r.Users) > 0 {
+			users := make([]string, len(r.Users))
+			for j, uid := range r.Users {
+				users[j] = fmt.Sprint(uid)
+				// The name, as written, beside the uid it stands for.
+				if i < len(cfg.Rules) && j < len(cfg.Rules[i].Users) {
+					if raw := cfg.Rules[i].Users[j].Raw; raw != users[j] {
+						users[j] = fmt.Sprintf("%s (uid %d)", raw, uid)
+					}
+				}
+			}
+			f["users"] = strings.Join(users, ", ")
+		}
 		if r.Action == router.Tunnel {
-			p, _ := cfg.Profile(r.Profile)
-			f["via"] = fmt.Sprintf("%s (%s@%s:%d)", p.Name, p.User, strings.Join(p.Host, ","), p.Port)
+			if r.HostFromApplication {
+				f["via"] = r.Profile + ": SSH to each destination itself"
+			} else if route, err := broker.Route(profiles, proxyRules, r.Profile, ""); err != nil {
+				f["via"] = r.Profile + ": " + err.Error()
+			} else {
+				f["via"] = r.Profile + ": " + route
+			}
 		}
 		log.WithFields(f).Info("rule")
 	}
