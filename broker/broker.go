@@ -125,7 +125,7 @@ func (b *Broker) Start(ctx context.Context) {
 		if pl.p.ConnectOnStart {
 			go func() {
 				if _, err := pl.links[0].get(ctx); err != nil {
-					pl.log.WithError(err).Warn("connect on start failed; the first flow tries again")
+					pl.log.WithField(logrus.ErrorKey, briefly(err)).Warn("connect on start failed; the first flow tries again")
 				}
 			}()
 		}
@@ -194,7 +194,10 @@ func (b *Broker) Close() error {
 // the login failed), as opposed to the server refusing one destination.
 type SetupError struct{ Err error }
 
-func (e *SetupError) Error() string { return e.Err.Error() }
+// Error is the failure in short: the connection attempt's log line has
+// the long explanations (a refused host key, a refused login), and every
+// flow the attempt refuses refers to it instead of repeating it.
+func (e *SetupError) Error() string { return briefly(e.Err) }
 func (e *SetupError) Unwrap() error { return e.Err }
 
 // TunnelSetupFailed marks the error for the router's fallback_direct.

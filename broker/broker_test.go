@@ -204,7 +204,7 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 	}
 	fp := ssh.FingerprintSHA256(f.srv.HostKey.PublicKey())
 	for _, want := range []string{"host key of 127.0.0.1:", "is unknown", fp, "ssh-keyscan -p"} {
-		if !strings.Contains(err.Error(), want) {
+		if !strings.Contains(explanation(t, err), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
@@ -234,7 +234,7 @@ func TestChangedHostKeyRefused(t *testing.T) {
 		ssh.FingerprintSHA256(f.srv.HostKey.PublicKey()),
 		kh + ":2",
 	} {
-		if !strings.Contains(err.Error(), want) {
+		if !strings.Contains(explanation(t, err), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
@@ -296,7 +296,7 @@ func TestNoKeys(t *testing.T) {
 	f := newFixture(t)
 	b := f.broker(t, func(p *Profile, _ *Options) { p.IdentityFiles = []string{filepath.Join(f.dir, "missing")} })
 	_, err := b.Dial(context.Background(), "gw", echoServer(t))
-	if err == nil || !strings.Contains(err.Error(), "identity file") {
+	if err == nil || !strings.Contains(explanation(t, err), "identity file") {
 		t.Fatalf("err = %v, want a missing identity file", err)
 	}
 }

@@ -145,7 +145,7 @@ func TestNoPrompterSaysWhy(t *testing.T) {
 	p.AuthMethods = []string{AuthPassword}
 	b := newBroker(t, Options{}, p)
 	_, err := b.Dial(context.Background(), "gw", echoServer(t))
-	if err == nil || !strings.Contains(err.Error(), "has nobody to ask") {
+	if err == nil || !strings.Contains(explanation(t, err), "has nobody to ask") {
 		t.Fatalf("err = %v", err)
 	}
 }

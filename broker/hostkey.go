@@ -74,9 +74,25 @@ type HostKeyError struct {
 
 func (e *HostKeyError) Error() string {
 	if e.Note != "" {
-		return e.message() + " (" + e.Note + ")"
+		return oneLine(e.message() + " (" + e.Note + ")")
 	}
-	return e.message()
+	return oneLine(e.message())
+}
+
+// brief is the short form for the flows the refusal refuses; the
+// connection attempt's log line has the whole explanation.
+func (e *HostKeyError) brief(ref string) string {
+	what := "is unknown"
+	switch {
+	case e.Revoked != nil:
+		what = "is REVOKED"
+	case len(e.Known) > 0:
+		what = "has CHANGED"
+	}
+	if e.Note != "" {
+		ref = oneLine(e.Note) + "; " + ref
+	}
+	return fmt.Sprintf("host key of %s %s (%s)", e.Host, what, ref)
 }
 
 func (e *HostKeyError) message() string {

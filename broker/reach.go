@@ -32,7 +32,8 @@ func (l *link) establish() (*session, error) {
 		// A refused host key is no reason to trust the next host less,
 		// nor the next host a reason to hide it: keep going, report all.
 	}
-	return nil, errors.Join(errs...)
+	// One line, stamped: the flows this attempt refuses refer to it.
+	return nil, &attemptError{err: joinErrors(errs), at: time.Now()}
 }
 
 // route says how a server of p is reached (see hopTo): the proxy to dial
@@ -79,13 +80,14 @@ func (l *link) connectHost(host string) (*session, error) {
 	conn := newWatchedConn(newCoalescingConn(raw))
 	// The handshake has no context: bound it by a timer, paused while a
 	// prompt waits for the user.
-	hs := &handshake{link: l, conn: conn, server: addr, deadline: connectTimeout}
+	hs := &handshake{link: l, conn: conn, server: addr, route: how, deadline: connectTimeout}
 	hs.resume()
 	auth, release := hs.authMethods()
 	defer release()
 	cfg := &ssh.ClientConfig{
 		User:              p.User,
 		Auth:              auth,
+		AuthCallback:      hs.nextMethod,
 		HostKeyCallback:   hs.hostKeyCallback(hk),
 		HostKeyAlgorithms: hk.algorithms(addr),
 		Config:            ssh.Config{Ciphers: p.Ciphers},
@@ -109,6 +111,10 @@ func (l *link) connectHost(host string) (*session, error) {
 		var hke *HostKeyError
 		if errors.As(err, &hke) {
 			return nil, fmt.Errorf("profile %s: %w", p.Name, hke)
+		}
+		var le *LoginError
+		if errors.As(hs.refusal(err), &le) {
+			return nil, fmt.Errorf("profile %s: %w", p.Name, le)
 		}
 		return nil, fail("SSH login as "+p.User+" to", err)
 	}
