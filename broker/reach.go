@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/ssh"
@@ -92,7 +94,9 @@ func (l *link) connectHost(host string) (*session, error) {
 		HostKeyAlgorithms: hk.algorithms(addr),
 		Config:            ssh.Config{Ciphers: p.Ciphers},
 		BannerCallback: func(msg string) error {
-			l.log.WithField("server", addr).Infof("server banner: %s", msg)
+			for _, line := range bannerLines(msg) {
+				l.log.WithField("server", addr).Infof("server banner: %s", line)
+			}
 			return nil
 		},
 	}
@@ -127,4 +131,23 @@ func (l *link) connectHost(host string) (*session, error) {
 		"version":   string(sc.ServerVersion()),
 	}).Info("SSH connection up")
 	return &session{client: ssh.NewClient(sc, chans, reqs), transport: conn, server: addr, done: make(chan struct{})}, nil
+}
+
+// bannerLines splits a server's banner into the lines worth logging, one
+// log line each: without control characters (a banner is the server's
+// text, and may hold escape sequences) and without blank lines.
+func bannerLines(msg string) []string {
+	var out []string
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return -1
+			}
+			return r
+		}, line))
+		if line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
 }
