@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// Tectia's ip-address and host-name are regular expressions. The
+// Tectia's ip-address, host and application are regular expressions. The
 // converters below accept only forms whose meaning shunt can state
 // exactly, and return a reason for everything else. Tectia compares a
 // pattern with the whole address or name (the documented "capture
@@ -203,7 +204,7 @@ var (
 	hostAndSubdomains = regexp.MustCompile(`^\(\.\*\\\.\)\?(.+)$`)
 )
 
-// hostPattern converts a host-name pattern into shunt destinations: host
+// hostPattern converts a rule's host pattern into shunt destinations: host
 // names, and "*.domain" for any name under domain. any reports a pattern
 // that matches every name.
 func hostPattern(p string) (dests []string, any bool, why string) {
@@ -213,45 +214,106 @@ func hostPattern(p string) (dests []string, any bool, why string) {
 		return nil, true, ""
 	}
 	host := func(h string) string { return strings.ToLower(strings.ReplaceAll(h, `\.`, ".")) }
-	if literalHost.MatchString(s) {
-		return []string{host(s)}, false, ""
-	}
-	if m := hostAndSubdomains.FindStringSubmatch(s); m != nil && literalHost.MatchString(m[1]) {
-		return []string{host(m[1]), "*." + host(m[1])}, false, ""
-	}
-	if m := subdomains.FindStringSubmatch(s); m != nil && literalHost.MatchString(m[1]) {
-		return []string{"*." + host(m[1])}, false, ""
-	}
-	if strings.HasPrefix(s, ".*.") && literalHost.MatchString(s[3:]) {
+	both := hostAndSubdomains.FindStringSubmatch(s)
+	under := subdomains.FindStringSubmatch(s)
+	switch {
+	case literalHost.MatchString(s):
+		dests = []string{host(s)}
+	case both != nil && literalHost.MatchString(both[1]):
+		dests = []string{host(both[1]), "*." + host(both[1])}
+	case under != nil && literalHost.MatchString(under[1]):
+		dests = []string{"*." + host(under[1])}
+	case strings.HasPrefix(s, ".*.") && literalHost.MatchString(s[3:]):
 		dom := host(s[3:])
-		return nil, false, fmt.Sprintf(`host-name %s: the '.' after .* is unescaped and matches any character, so this also matches names such as my%s: for the names under %s write .*\.%s`, quote(p), dom, dom, strings.ReplaceAll(dom, ".", `\.`))
-	}
-	if strings.HasPrefix(s, ".*") && literalHost.MatchString(s[2:]) {
+		return nil, false, fmt.Sprintf(`host %s: the '.' after .* is unescaped and matches any character, so this also matches names such as my%s: for the names under %s write .*\.%s`, quote(p), dom, dom, strings.ReplaceAll(dom, ".", `\.`))
+	case strings.HasPrefix(s, ".*") && literalHost.MatchString(s[2:]):
 		dom := host(s[2:])
-		return nil, false, fmt.Sprintf(`host-name %s also matches names that merely end in %s (such as my%s), which shunt cannot express: for the names under %s write .*\.%s`, quote(p), dom, dom, dom, strings.ReplaceAll(dom, ".", `\.`))
+		return nil, false, fmt.Sprintf(`host %s also matches names that merely end in %s (such as my%s), which shunt cannot express: for the names under %s write .*\.%s`, quote(p), dom, dom, dom, strings.ReplaceAll(dom, ".", `\.`))
+	default:
+		return nil, false, fmt.Sprintf(`host %s is a regular expression with no exact shunt equivalent; convertible forms: a name (mail\.example\.com), ".*", any name under a domain (.*\.example\.com), or a domain and the names under it ((.*\.)?example\.com)`, quote(p))
 	}
-	return nil, false, fmt.Sprintf(`host-name %s is a regular expression with no exact shunt equivalent; convertible forms: a name (mail\.example\.com), ".*", any name under a domain (.*\.example\.com), or a domain and the names under it ((.*\.)?example\.com)`, quote(p))
+	// shunt takes what it can resolve: an address, or a DNS host name.
+	for _, d := range dests {
+		if _, err := netip.ParseAddr(d); err == nil {
+			continue
+		}
+		if name := strings.TrimPrefix(d, "*."); !validHostName(name) || looksNumeric(name) {
+			return nil, false, fmt.Sprintf("host %s: %q is not a host name shunt can resolve (labels of letters, digits and inner hyphens, between dots)", quote(p), name)
+		}
+	}
+	return dests, false, ""
 }
 
-// appPattern converts a rule's application into shunt application names.
-// Tectia names applications by their process names (outlook.exe),
-// compared case-insensitively; several may be separated by commas.
-var plainApp = regexp.MustCompile(`^[A-Za-z0-9 _.-]+$`)
+var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-func appPattern(p string) (apps []string, any bool, why string) {
-	s := strings.TrimSpace(p)
-	switch s {
-	case "", "*", ".*":
-		return nil, true, ""
+// validHostName is shunt's test of a DNS host name (its configuration
+// accepts no other): at least one label, 253 characters at most.
+func validHostName(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
 	}
-	for _, a := range strings.Split(s, ",") {
-		a = strings.TrimSpace(strings.ReplaceAll(a, `\.`, "."))
-		if a == "" || !plainApp.MatchString(a) {
-			return nil, false, fmt.Sprintf("application %s is not a plain process name (such as outlook.exe), or a comma-separated list of them", quote(p))
+	for _, l := range strings.Split(s, ".") {
+		if !hostLabel.MatchString(l) {
+			return false
 		}
-		apps = append(apps, a)
 	}
-	return apps, false, ""
+	return true
+}
+
+// looksNumeric catches mistyped addresses ("10.1.2"), which shunt refuses
+// as host names.
+func looksNumeric(s string) bool {
+	return strings.Trim(s, "0123456789.") == ""
+}
+
+// Tectia's application is an egrep regular expression compared with the
+// program's name (on Windows, the executable's file name, outlook.exe,
+// case-insensitively). shunt matches a program's name or path exactly.
+var (
+	// A program name, its dots escaped or not (an unescaped dot in a
+	// name is read as the dot that was meant, as in host).
+	appName = regexp.MustCompile(`^[A-Za-z0-9_](?:[A-Za-z0-9 _-]|\\\.|\.)*$`)
+	// An outer group around alternatives: (a|b).
+	appGroup = regexp.MustCompile(`^\(([^()]*)\)$`)
+)
+
+const appForms = `convertible forms: a program name (thunderbird), .*name.* (converted to the name), or alternatives of these (thunderbird|evolution)`
+
+// appPattern converts a rule's application into shunt application names;
+// notes say where shunt's match differs from Tectia's.
+func appPattern(p string) (apps []string, any bool, notes []string, why string) {
+	s := anchorless(strings.TrimSpace(p))
+	switch s {
+	case "", ".*", ".+":
+		return nil, true, nil, ""
+	}
+	if m := appGroup.FindStringSubmatch(s); m != nil {
+		s = m[1]
+	}
+	for _, alt := range strings.Split(s, "|") {
+		core, contains := alt, false
+		if len(alt) > 4 && strings.HasPrefix(alt, ".*") && strings.HasSuffix(alt, ".*") && !strings.HasSuffix(alt, `\.*`) {
+			core, contains = alt[2:len(alt)-2], true
+		}
+		if !appName.MatchString(core) || strings.HasSuffix(core, " ") {
+			if strings.Contains(alt, ",") {
+				return nil, false, nil, fmt.Sprintf("application %s: a comma is an ordinary character in a regular expression, so this names one program with a comma in its name: for several programs write a|b; %s", quote(p), appForms)
+			}
+			return nil, false, nil, fmt.Sprintf("application %s is a regular expression with no exact shunt equivalent; %s", quote(p), appForms)
+		}
+		name := strings.ReplaceAll(core, `\.`, ".")
+		if slices.Contains(apps, name) {
+			continue
+		}
+		apps = append(apps, name)
+		if contains {
+			notes = append(notes, fmt.Sprintf("application %s: Tectia matches every program whose name contains %s; shunt matches program names exactly, so the rule names %s only, and the flows of other programs go on to the later rules: add them to the rule by hand", quote(alt), name, name))
+		}
+		if strings.HasSuffix(strings.ToLower(name), ".exe") {
+			notes = append(notes, fmt.Sprintf("application %s is a Windows program name (Windows only): shunt looks programs up on Linux, where they have no .exe, and matches only a program named exactly %s: write the Linux program's name instead (often the name without .exe, here %s)", name, name, name[:len(name)-4]))
+		}
+	}
+	return apps, false, notes, ""
 }
 
 // portsPattern converts ports: one port, a range "lo-hi", or a

@@ -164,7 +164,7 @@ func TestHeaderAndLines(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^  # broker-config\.xml:(\d+)\n  - name: rule-`).FindAllStringSubmatch(out, -1) {
 		lines = append(lines, m[1])
 	}
-	want := []string{"26", "28", "29", "30", "31", "33", "35", "36", "38", "39", "40", "41"}
+	want := []string{"30", "32", "33", "34", "35", "37", "39", "40", "42", "43", "44", "45"}
 	if !slices.Equal(lines, want) {
 		t.Errorf("rule lines %v, want %v", lines, want)
 	}
@@ -173,39 +173,51 @@ func TestHeaderAndLines(t *testing.T) {
 func TestConvertProblems(t *testing.T) {
 	res := convertFile(t, "testdata/unconvertible.xml", Options{})
 	want := []string{
-		`unconvertible.xml:4: the <general> section: set the shunt equivalents of its settings by hand (see shunt's README) (not converted)`,
-		`unconvertible.xml:7: the <default-settings> section: set the shunt equivalents of its settings by hand (see shunt's README) (not converted)`,
-		`unconvertible.xml:14: profile setting <authentication-methods>: set its shunt equivalent by hand (not converted)`,
-		`unconvertible.xml:18: profile id "gw" is used again (first at line 13) (not converted)`,
-		`unconvertible.xml:19: profile port "ssh" is not a port (1-65535) (not converted)`,
-		`unconvertible.xml:21: profile "lost": gateway-profile "nowhere" names no profile (not converted)`,
-		`unconvertible.xml:22: profile "loop-a": its gateway-profile chain loops back to it (not converted)`,
-		`unconvertible.xml:23: profile "loop-b": its gateway-profile "loop-a" (line 22) has a problem (not converted)`,
-		`unconvertible.xml:24: profile "via-lost": its gateway-profile "lost" (line 20) has a problem (not converted)`,
-		`unconvertible.xml:25: profile attribute compression is not understood (not converted)`,
-		`unconvertible.xml:28: static tunnel tcp listening on port 143 to imap.example.com:143 through profile "gw": static tunnels are not supported yet (not converted)`,
-		`unconvertible.xml:30: static tunnel tcp listening on 127.0.0.1:25 to smtp.example.com:25 through profile "gw": static tunnels are not supported yet (not converted)`,
-		`unconvertible.xml:34: <dns> inside <filter-engine> (an older or other filter format) is not understood; only <rule> elements convert (not converted)`,
-		`unconvertible.xml:35: rule 1: ip-address "10\.1\.(2|3)\..*" is a regular expression with no exact shunt equivalent; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
-		`unconvertible.xml:36: rule 2: ip-address "10\.1[0-9]\..*" is a regular expression with no exact shunt equivalent; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
-		`unconvertible.xml:37: rule 3: ip-address "10\.1.*" ends inside an octet, so it also matches octets that only begin with 1 (such as 10): for a whole-octet prefix write 10\.1\..* (not converted)`,
-		`unconvertible.xml:38: rule 4: ip-address "10.1..*" has an unescaped '.', which matches any character, so it also matches addresses outside the prefix it spells: escape it, e.g. 10\.1\..* (not converted)`,
-		`unconvertible.xml:39: rule 5: ip-address "10\.1\.2\.300": octet "300" is not written as in an address (0-255, no leading zeros), so the pattern never matches (not converted)`,
-		`unconvertible.xml:40: rule 6: ip-address "010\.1\.2\.3": octet "010" is not written as in an address (0-255, no leading zeros), so the pattern never matches (not converted)`,
-		`unconvertible.xml:41: rule 7: ip-address "10\.1\.2\.3\.4" has 5 octets, so it never matches an IPv4 address; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
-		`unconvertible.xml:42: rule 8: host-name ".*example\.com" also matches names that merely end in example.com (such as myexample.com), which shunt cannot express: for the names under example.com write .*\.example\.com (not converted)`,
-		`unconvertible.xml:43: rule 9: host-name ".*.example\.com": the '.' after .* is unescaped and matches any character, so this also matches names such as myexample.com: for the names under example.com write .*\.example\.com (not converted)`,
-		`unconvertible.xml:44: rule 10: host-name "(www|mail)\.example\.com" is a regular expression with no exact shunt equivalent; convertible forms: a name (mail\.example\.com), ".*", any name under a domain (.*\.example\.com), or a domain and the names under it ((.*\.)?example\.com) (not converted)`,
-		`unconvertible.xml:45: rule 11: action "ftp-sftp" has no shunt equivalent (shunt has tunnel, direct and block) (not converted)`,
-		`unconvertible.xml:46: rule 12: tunnels but names no profile (profile-id) (not converted)`,
-		`unconvertible.xml:47: rule 13: ports "25-21": "25-21" is not a port or range within 1-65535 (write e.g. 25, 21-25, or 25,110,143) (not converted)`,
-		`unconvertible.xml:48: rule 14: has both ip-address and host-name; Tectia's rule takes one destination, and which one it would use is unclear (not converted)`,
-		`unconvertible.xml:52: rule 15: attribute pseudo-ip is not understood (not converted)`,
-		`unconvertible.xml:54: rule 16: hostname-from-app "maybe" is not yes or no (not converted)`,
-		`unconvertible.xml:55: rule 17: has no action (tunnel, direct or block) (not converted)`,
-		`unconvertible.xml:56: rule 18: its profile "p3" (line 19) has a problem (not converted)`,
-		`unconvertible.xml:57: rule 19: its profile "p7" (line 24) has a problem (not converted)`,
-		`unconvertible.xml:58: rule 20: application "C:\Apps\*.exe" is not a plain process name (such as outlook.exe), or a comma-separated list of them (not converted)`,
+		`unconvertible.xml:7: general setting <crypto-lib mode="fips">: shunt has no FIPS 140-2 mode (it uses golang.org/x/crypto) (not converted)`,
+		`unconvertible.xml:8: general setting <strict-host-key-checking>: shunt's host_key_policy (strict, accept-new or ask; strict unless set) is set per profile (not converted)`,
+		`unconvertible.xml:11: default-settings: <macs>: shunt has no setting for these algorithms (it offers golang.org/x/crypto's defaults), so it cannot keep this list (not converted)`,
+		`unconvertible.xml:15: default-settings: attribute signature-algorithms of <auth-publickey> has no shunt equivalent (not converted)`,
+		`unconvertible.xml:17: default-settings: proxy ruleset: condition "10.0.0.0/8:22" has a port range (:22): shunt's proxy rules choose by the server's name or address only (not converted)`,
+		`unconvertible.xml:21: profile "gateway": shunt has none of the authentication methods gssapi-with-mic (it has publickey, keyboard-interactive and password) (not converted)`,
+		`unconvertible.xml:24: profile "gateway": idle-timeout 0 closes the connection as soon as its last channel closes, which shunt cannot say (idle_timeout 0 means its default, 10m): set a short idle_timeout, e.g. 1s, by hand (not converted)`,
+		`unconvertible.xml:26: profile id "gw" is used again (first at line 20) (not converted)`,
+		`unconvertible.xml:27: profile port "ssh" is not a port (1-65535) (not converted)`,
+		`unconvertible.xml:29: profile "lost": gateway-profile "nowhere" names no profile (not converted)`,
+		`unconvertible.xml:30: profile "loop-a": its gateway-profile chain loops back to it (not converted)`,
+		`unconvertible.xml:31: profile "loop-b": its gateway-profile "loop-a" (line 30) has a problem (not converted)`,
+		`unconvertible.xml:32: profile "via-lost": its gateway-profile "lost" (line 28) has a problem (not converted)`,
+		`unconvertible.xml:33: profile attribute compression is not understood (not converted)`,
+		`unconvertible.xml:34: profile "odd": none of the ciphers twofish256-cbc is one shunt implements (aes128-gcm@openssh.com, aes256-gcm@openssh.com, chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr) (not converted)`,
+		`unconvertible.xml:38: profile protocol "secsh1": shunt speaks SSH 2 (secsh2) only (not converted)`,
+		`unconvertible.xml:41: static tunnel tcp listening on port 143 to imap.example.com:143 through profile "gw": static tunnels are not supported yet (not converted)`,
+		`unconvertible.xml:43: static tunnel tcp listening on 127.0.0.1:25 to smtp.example.com:25 through profile "gw": static tunnels are not supported yet (not converted)`,
+		`unconvertible.xml:47: <dns> inside <filter-engine> is an older filter format; only <rule> (and <network>) elements convert: write the rule with host or ip-address (not converted)`,
+		`unconvertible.xml:49: rule 1: applies only in network "home" (line 48), and shunt has no location awareness: it would apply the rule in every network (not converted)`,
+		`unconvertible.xml:51: rule 2: ip-address "10\.1\.(2|3)\..*" is a regular expression with no exact shunt equivalent; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
+		`unconvertible.xml:52: rule 3: ip-address "10\.1[0-9]\..*" is a regular expression with no exact shunt equivalent; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
+		`unconvertible.xml:53: rule 4: ip-address "10\.1.*" ends inside an octet, so it also matches octets that only begin with 1 (such as 10): for a whole-octet prefix write 10\.1\..* (not converted)`,
+		`unconvertible.xml:54: rule 5: ip-address "10.1..*" has an unescaped '.', which matches any character, so it also matches addresses outside the prefix it spells: escape it, e.g. 10\.1\..* (not converted)`,
+		`unconvertible.xml:55: rule 6: ip-address "10\.1\.2\.300": octet "300" is not written as in an address (0-255, no leading zeros), so the pattern never matches (not converted)`,
+		`unconvertible.xml:56: rule 7: ip-address "010\.1\.2\.3": octet "010" is not written as in an address (0-255, no leading zeros), so the pattern never matches (not converted)`,
+		`unconvertible.xml:57: rule 8: ip-address "10\.1\.2\.3\.4" has 5 octets, so it never matches an IPv4 address; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
+		`unconvertible.xml:58: rule 9: host ".*example\.com" also matches names that merely end in example.com (such as myexample.com), which shunt cannot express: for the names under example.com write .*\.example\.com (not converted)`,
+		`unconvertible.xml:59: rule 10: host ".*.example\.com": the '.' after .* is unescaped and matches any character, so this also matches names such as myexample.com: for the names under example.com write .*\.example\.com (not converted)`,
+		`unconvertible.xml:60: rule 11: host "(www|mail)\.example\.com" is a regular expression with no exact shunt equivalent; convertible forms: a name (mail\.example\.com), ".*", any name under a domain (.*\.example\.com), or a domain and the names under it ((.*\.)?example\.com) (not converted)`,
+		`unconvertible.xml:61: rule 12: action "ftp-sftp" has no shunt equivalent (shunt has tunnel, direct and block) (not converted)`,
+		`unconvertible.xml:62: rule 13: tunnels but names no profile (profile-id) (not converted)`,
+		`unconvertible.xml:63: rule 14: ports "25-21": "25-21" is not a port or range within 1-65535 (write e.g. 25, 21-25, or 25,110,143) (not converted)`,
+		`unconvertible.xml:64: rule 15: attribute host-name is not in ssh-broker-config(5): a rule's host-name pattern is its host attribute (not converted)`,
+		`unconvertible.xml:68: rule 16: pseudo-ip: shunt has no pseudo IP addresses for names this machine cannot resolve (not converted)`,
+		`unconvertible.xml:70: rule 17: hostname-from-app "maybe" is not yes or no (not converted)`,
+		`unconvertible.xml:71: rule 18: has no action (tunnel, direct or block) (not converted)`,
+		`unconvertible.xml:72: rule 19: its profile "p3" (line 27) has a problem (not converted)`,
+		`unconvertible.xml:73: rule 20: its profile "p7" (line 32) has a problem (not converted)`,
+		`unconvertible.xml:74: rule 21: application "C:\\Apps\\.*\.exe" is a regular expression with no exact shunt equivalent; convertible forms: a program name (thunderbird), .*name.* (converted to the name), or alternatives of these (thunderbird|evolution) (not converted)`,
+		`unconvertible.xml:75: rule 22: application "firefox.exe, chrome.exe": a comma is an ordinary character in a regular expression, so this names one program with a comma in its name: for several programs write a|b; convertible forms: a program name (thunderbird), .*name.* (converted to the name), or alternatives of these (thunderbird|evolution) (not converted)`,
+		`unconvertible.xml:76: rule 23: application "mutt[0-9]" is a regular expression with no exact shunt equivalent; convertible forms: a program name (thunderbird), .*name.* (converted to the name), or alternatives of these (thunderbird|evolution) (not converted)`,
+		`unconvertible.xml:77: rule 24: applies only in network "home" (line 48), and shunt has no location awareness: it would apply the rule in every network (not converted)`,
+		`unconvertible.xml:79: rule 25: destination rewrites where the connection goes, which shunt cannot do (not converted)`,
+		`unconvertible.xml:80: rule 26: host "mail_2\.example\.com": "mail_2.example.com" is not a host name shunt can resolve (labels of letters, digits and inner hyphens, between dots) (not converted)`,
 	}
 	var got []string
 	for _, p := range res.Problems {
@@ -221,7 +233,7 @@ func TestConvertProblems(t *testing.T) {
 		t.Error("Failed() = true with --best-effort")
 	}
 
-	// With --best-effort, the rest converts: rule 21 through a profile
+	// With --best-effort, the rest converts: rule 27 through a profile
 	// with an unconverted setting, and the profiles without problems
 	// that make them wrong.
 	best := convertFile(t, "testdata/unconvertible.xml", Options{BestEffort: true})
@@ -235,8 +247,8 @@ func TestConvertProblems(t *testing.T) {
 		t.Errorf("converted profiles %v, want %v", names, want)
 	}
 	rules := m["rules"].([]any)
-	if len(rules) != 1 || rules[0].(map[string]any)["name"] != "rule-21" {
-		t.Errorf("converted rules %v, want only rule-21", rules)
+	if len(rules) != 1 || rules[0].(map[string]any)["name"] != "rule-27" {
+		t.Errorf("converted rules %v, want only rule-27", rules)
 	}
 }
 
