@@ -30,6 +30,11 @@ func cmdImportTectia(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "shunt import-tectia:", err)
 		return 1
 	}
+	// Notes first: what converted to what shunt does instead (also in
+	// the YAML's header, but stdout is usually a file).
+	for _, n := range res.Notes {
+		fmt.Fprintln(stderr, n)
+	}
 	for _, p := range res.Problems {
 		fmt.Fprintln(stderr, p)
 	}
