@@ -84,14 +84,13 @@ func systemLookup(ctx context.Context, host string) ([]netip.Addr, error) {
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	var app, usr string
 	var asJSON bool
-	cf, rest, ok := parseConfigFlags("explain", args, stderr, func(fs *flag.FlagSet) {
+	cf, rest, err := parseConfigFlags("explain", args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&app, "app", "", "the application `path` (or name) making the connection")
 		fs.StringVar(&usr, "user", "", "the `user` (name or uid) making the connection")
 		fs.BoolVar(&asJSON, "json", false, "print the explanation as JSON")
 	})
-	if !ok || len(rest) != 1 {
-		fmt.Fprintln(stderr, "usage: shunt explain [--config FILE]... [--app PATH] [--user USER] [--json] DEST[:PORT]")
-		return 2
+	if err != nil || len(rest) != 1 {
+		return usageExit(err, stderr, "usage: shunt explain [--config FILE]... [--app PATH] [--user USER] [--json] DEST[:PORT]")
 	}
 	cfg, err := cf.load()
 	if err != nil {

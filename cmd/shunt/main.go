@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -58,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "up":
-		return cmdUp(args, stderr)
+		return cmdUp(args, stdout, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
 	case "explain":
@@ -66,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "import-tectia":
 		return cmdImportTectia(args, stdout, stderr)
 	case "version":
+		fs := flag.NewFlagSet("shunt version", flag.ContinueOnError)
+		if err := parseFlags(fs, args, stdout, stderr); err != nil || fs.NArg() > 0 {
+			return usageExit(err, stderr, "usage: shunt version")
+		}
 		fmt.Fprintln(stdout, version())
 		return 0
 	case "help", "-h", "-help", "--help":
@@ -76,17 +81,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// versionOverride is the version to report, when the build sets one:
+//
+//	go build -ldflags "-X main.versionOverride=$(git describe --always --dirty)" ./cmd/shunt
+var versionOverride string
+
 func version() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				v += " " + s.Value
-			}
+	bi, _ := debug.ReadBuildInfo()
+	return fmt.Sprintf("shunt %s (%s %s/%s)", describeBuild(bi, versionOverride), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// describeBuild says which code a binary is: the version the build set
+// with -ldflags, else the module's version (a release, or the
+// pseudo-version go build derives from the checkout, which names the
+// commit and ends in +dirty for uncommitted changes), else the commit that
+// version control recorded, else that nothing was recorded and how to
+// record it.
+func describeBuild(bi *debug.BuildInfo, override string) string {
+	if override != "" {
+		return override
+	}
+	if bi == nil {
+		return "devel, without build information"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, at string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
 		}
 	}
-	return fmt.Sprintf("shunt %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if rev == "" {
+		return "devel, no version recorded (go run, go test, -buildvcs=false and git worktrees record none): " +
+			"build with go build in a git clone, or set one with -ldflags \"-X main.versionOverride=$(git describe --always --dirty)\""
+	}
+	var about []string
+	if t, err := time.Parse(time.RFC3339, at); err == nil {
+		about = append(about, t.UTC().Format(time.DateOnly))
+	}
+	if modified {
+		about = append(about, "modified")
+	}
+	v := "devel " + rev[:min(len(rev), 12)]
+	if len(about) > 0 {
+		v += " (" + strings.Join(about, ", ") + ")"
+	}
+	return v
 }
 
 // stringList is a repeatable string flag.
@@ -113,10 +161,10 @@ func (c *configFlags) load() (*config.Loaded, error) {
 }
 
 // parseConfigFlags parses a command's flags, before and after its
-// positional arguments, which it returns; extra registers more flags.
-func parseConfigFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*configFlags, []string, bool) {
+// positional arguments, which it returns; extra registers more flags. Its
+// error is parseFlags'.
+func parseConfigFlags(name string, args []string, stdout, stderr io.Writer, extra func(*flag.FlagSet)) (*configFlags, []string, error) {
 	fs := flag.NewFlagSet("shunt "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cf := &configFlags{}
 	cf.register(fs)
 	if extra != nil {
@@ -124,8 +172,8 @@ func parseConfigFlags(name string, args []string, stderr io.Writer, extra func(*
 	}
 	var rest []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, nil, false
+		if err := parseFlags(fs, args, stdout, stderr); err != nil {
+			return nil, nil, err
 		}
 		if fs.NArg() == 0 {
 			break
@@ -133,14 +181,39 @@ func parseConfigFlags(name string, args []string, stderr io.Writer, extra func(*
 		rest = append(rest, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	return cf, rest, true
+	return cf, rest, nil
+}
+
+// parseFlags parses args with fs. Asked for help (-h, -help, --help), it
+// prints the flags to stdout and returns flag.ErrHelp; a bad flag is
+// printed to stderr, with the flags, and returned.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		stdout.Write(out.Bytes())
+	} else {
+		stderr.Write(out.Bytes())
+	}
+	return err
+}
+
+// usageExit is the exit code for a command line that parseFlags refused
+// (err) or whose arguments are wrong (err nil): 0 after help, else 2, with
+// the command's usage line on stderr.
+func usageExit(err error, stderr io.Writer, usage string) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, usage)
+	return 2
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	cf, rest, ok := parseConfigFlags("check", args, stderr, nil)
-	if !ok || len(rest) > 0 {
-		fmt.Fprintln(stderr, "usage: shunt check [--config FILE]...")
-		return 2
+	cf, rest, err := parseConfigFlags("check", args, stdout, stderr, nil)
+	if err != nil || len(rest) > 0 {
+		return usageExit(err, stderr, "usage: shunt check [--config FILE]...")
 	}
 	cfg, err := cf.load()
 	if err != nil {
@@ -195,14 +268,13 @@ func prefixes[T fmt.Stringer](ps []T) string {
 	return strings.Join(s, ", ")
 }
 
-func cmdUp(args []string, stderr io.Writer) int {
+func cmdUp(args []string, stdout, stderr io.Writer) int {
 	var pprofAddr string
-	cf, rest, ok := parseConfigFlags("up", args, stderr, func(fs *flag.FlagSet) {
+	cf, rest, err := parseConfigFlags("up", args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&pprofAddr, "pprof", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060)")
 	})
-	if !ok || len(rest) > 0 {
-		fmt.Fprintln(stderr, "usage: shunt up [--config FILE]... [--pprof ADDR]")
-		return 2
+	if err != nil || len(rest) > 0 {
+		return usageExit(err, stderr, "usage: shunt up [--config FILE]... [--pprof ADDR]")
 	}
 	loaded, err := cf.load()
 	if err != nil {
@@ -216,7 +288,7 @@ func cmdUp(args []string, stderr io.Writer) int {
 	log.Level, _ = logrus.ParseLevel(cfg.Log.Level)
 	for _, l := range loaded.Layers {
 		if l.Found {
-			log.WithField("file", l.Path).Infof("read the %s configuration", l.Role)
+			log.WithField("file", l.Path).Infof("read %s", layerRole(l.Role))
 		}
 	}
 	for _, n := range loaded.Notes {
@@ -242,6 +314,19 @@ func cmdUp(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// layerRole names a configuration layer's role in a sentence.
+func layerRole(role string) string {
+	switch role {
+	case "global":
+		return "the global configuration"
+	case "user":
+		return "the user's configuration"
+	case "config":
+		return "a configuration file given with --config"
+	}
+	return "the " + role + " configuration"
 }
 
 // up runs the capture until ctx ends, then removes everything it set up.

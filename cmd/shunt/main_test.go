@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -50,5 +53,126 @@ func TestUsage(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "shunt ") {
 		t.Errorf("version: %d %q", code, out.String())
+	}
+}
+
+// Help is asked for, not a mistake: every command prints its flags to
+// stdout and exits 0, as shunt --help does; a real flag error still exits
+// 2 and says so on stderr.
+func TestHelpAndFlagErrors(t *testing.T) {
+	for _, cmd := range []string{"up", "check", "explain", "import-tectia", "version"} {
+		for _, h := range []string{"-h", "-help", "--help"} {
+			var out, errOut bytes.Buffer
+			code := run([]string{cmd, h}, &out, &errOut)
+			if code != 0 || errOut.Len() > 0 || !strings.Contains(out.String(), "Usage of shunt "+cmd) {
+				t.Errorf("shunt %s %s = %d, stdout %q, stderr %q; want 0 and the usage on stdout only", cmd, h, code, out.String(), errOut.String())
+			}
+		}
+		var out, errOut bytes.Buffer
+		code := run([]string{cmd, "--no-such-flag"}, &out, &errOut)
+		if code != 2 || out.Len() > 0 || !strings.Contains(errOut.String(), "flag provided but not defined: -no-such-flag") {
+			t.Errorf("shunt %s --no-such-flag = %d, stdout %q, stderr %q; want 2 and the error on stderr only", cmd, code, out.String(), errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"up", "--config"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "flag needs an argument: -config") {
+		t.Errorf("shunt up --config = %d, stderr %q", code, errOut.String())
+	}
+	if code := run([]string{"check", "--global", "", "--user-config", "", "-c", "../../examples/mail.yaml", "-h"}, &out, &errOut); code != 0 || strings.Contains(out.String(), "OK:") {
+		t.Errorf("shunt check -c FILE -h = %d, %q: want the usage, not a check", code, out.String())
+	}
+}
+
+// The version names the code: a test binary records no version, and says
+// so with what to do instead of a bare "(devel)".
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, &out, &errOut); code != 0 {
+		t.Fatalf("version = %d: %s", code, errOut.String())
+	}
+	got := out.String()
+	if !strings.HasPrefix(got, "shunt ") || strings.Contains(got, "(devel)") || !strings.Contains(got, "main.versionOverride") {
+		t.Errorf("version of a test binary = %q: want shunt, no bare (devel), and how to record a version", got)
+	}
+}
+
+func TestDescribeBuild(t *testing.T) {
+	settings := func(kv ...string) []debug.BuildSetting {
+		var s []debug.BuildSetting
+		for i := 0; i < len(kv); i += 2 {
+			s = append(s, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
+		}
+		return s
+	}
+	vcs := settings("vcs", "git", "vcs.revision", "6591368abcdef0123456789abcdef0123456789a", "vcs.time", "2026-12-01T21:40:12Z", "vcs.modified", "true")
+	for _, c := range []struct {
+		name, override string
+		bi             *debug.BuildInfo
+		want           string
+	}{
+		{"release", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}}, "v1.2.0"},
+		{"go build in a clone", "", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261201214012-6591368abcde+dirty"}, Settings: vcs}, "v0.0.0-20261201214012-6591368abcde+dirty"},
+		{"vcs info only", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs}, "devel 6591368abcde (2026-12-01, modified)"},
+		{"vcs info, clean", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: settings("vcs.revision", "6591368abcdef", "vcs.modified", "false")}, "devel 6591368abcde"},
+		{"override wins", "1.3.0-rc1", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}}, "1.3.0-rc1"},
+	} {
+		if got := describeBuild(c.bi, c.override); got != c.want {
+			t.Errorf("%s: describeBuild = %q, want %q", c.name, got, c.want)
+		}
+	}
+	for _, bi := range []*debug.BuildInfo{nil, {Main: debug.Module{Version: "(devel)"}}} {
+		if got := describeBuild(bi, ""); !strings.HasPrefix(got, "devel, ") {
+			t.Errorf("describeBuild(%v) = %q: want devel and why there is nothing more", bi, got)
+		}
+	}
+}
+
+// The README's way to stamp a version: the variable is really there.
+func TestVersionOverrideAtBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds shunt")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build shunt with")
+	}
+	bin := filepath.Join(t.TempDir(), "shunt")
+	build := exec.Command(goTool, "build", "-ldflags", "-X main.versionOverride=1.2.3-test", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "shunt 1.2.3-test (" + runtime.Version(); !strings.HasPrefix(string(out), want) {
+		t.Errorf("shunt version = %q, want it to start with %q", out, want)
+	}
+}
+
+// Each configuration file is logged with its role in words, never as
+// "read the config configuration".
+func TestUpLogsLayers(t *testing.T) {
+	dir := t.TempDir()
+	global, extra := filepath.Join(dir, "global.yaml"), filepath.Join(dir, "extra.yaml")
+	os.WriteFile(global, []byte("log:\n  level: info\n"), 0o600)
+	// tun: lo exists, so up stops (as root) before it changes anything;
+	// without root it stops earlier. Either way after logging the files.
+	os.WriteFile(extra, []byte("tun:\n  name: lo\n"), 0o600)
+	user := filepath.Join(dir, "user.yaml")
+	os.WriteFile(user, []byte("tun:\n  name: lo\n"), 0o600)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"up", "--global", global, "--user-config", user, "--config", extra}, &out, &errOut); code != 1 {
+		t.Fatalf("up = %d, want 1 (no root, or device lo exists): %s", code, errOut.String())
+	}
+	log := errOut.String()
+	for _, want := range []string{
+		`msg="read the global configuration" file=` + global,
+		`msg="read the user's configuration" file=` + user,
+		`msg="read a configuration file given with --config" file=` + extra,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s:\n%s", want, log)
+		}
 	}
 }

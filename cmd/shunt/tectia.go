@@ -11,11 +11,9 @@ import (
 
 func cmdImportTectia(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("shunt import-tectia", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	best := fs.Bool("best-effort", false, "write what converts and exit 0 even when some constructs do not")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: shunt import-tectia [--best-effort] ssh-broker-config.xml > shunt.yaml")
-		return 2
+	if err := parseFlags(fs, args, stdout, stderr); err != nil || fs.NArg() != 1 {
+		return usageExit(err, stderr, "usage: shunt import-tectia [--best-effort] ssh-broker-config.xml > shunt.yaml")
 	}
 	name := fs.Arg(0)
 	f, err := os.Open(name)
