@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shunt-dev/shunt/internal/testns"
 )
 
 var shuntBin string
@@ -40,6 +42,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// Which tests the machine could not run, and why: ok alone would
+	// read as a pass of the end-to-end suite.
+	testns.Report(os.Stderr, true)
 	os.Exit(code)
 }
 

@@ -20,11 +20,13 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/shunt-dev/shunt/internal/testns"
 )
 
 // requiredEnv, when "1", turns every missing prerequisite into a failure.
 // .ci/run sets it, so CI can never pass by skipping.
-const requiredEnv = "SHUNT_E2E_REQUIRED"
+const requiredEnv = testns.RequiredEnv
 
 // prerequisites skips (or, under requiredEnv, fails) when the machine
 // cannot run the end-to-end tests, naming what is missing.
@@ -45,15 +47,13 @@ func prerequisites(t *testing.T, tools ...string) {
 			missing = append(missing, tool)
 		}
 	}
-	if len(missing) == 0 {
-		return
+	lack := ""
+	if len(missing) > 0 {
+		lack = "end-to-end test needs " + strings.Join(missing, ", ") +
+			" (on Debian: apt-get install openssh-server iproute2 curl socat dante-server tinyproxy dnsmasq-base, and run as root)"
 	}
-	msg := "end-to-end test needs " + strings.Join(missing, ", ") +
-		" (on Debian: apt-get install openssh-server iproute2 curl socat dante-server tinyproxy dnsmasq-base, and run as root)"
-	if os.Getenv(requiredEnv) == "1" {
-		t.Fatal(msg + "; " + requiredEnv + "=1 makes this a failure")
-	}
-	t.Skip(msg)
+	// Skips, or fails under requiredEnv; TestMain lists the skips.
+	testns.Need(t, lack)
 }
 
 func run(t *testing.T, name string, args ...string) string {
