@@ -281,6 +281,13 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
+	// A write to a pipe whose reader has gone (shunt up 2>&1 | tail, and
+	// Ctrl-C ends tail too) must fail, and logrus carry on, rather than
+	// kill shunt before it has removed its routes: unless SIGPIPE is
+	// notified, Go dies of it on a write to fd 1 or 2.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 	cfg := loaded.Config
 	log := logrus.New()
 	log.Out = stderr
@@ -307,9 +314,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := up(ctx, stop, cfg, log); err != nil {
+	stop := catchStopSignals(log)
+	defer stop.release()
+	if err := up(stop.ctx, stop.shutdown, cfg, log); err != nil {
 		log.Error(err)
 		return 1
 	}
@@ -329,8 +336,77 @@ func layerRole(role string) string {
 	return "the " + role + " configuration"
 }
 
-// up runs the capture until ctx ends, then removes everything it set up.
-func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus.Logger) error {
+// shutdown is what up's tear-down shares with the signal handler.
+type shutdown struct {
+	hurry   chan struct{} // closed by a second signal
+	removed chan struct{} // closed by up once its routes and policy rules are gone
+}
+
+// stopSignals turns SIGINT and SIGTERM into shutdown. The first ends ctx,
+// and up removes what it set up, in order. Later ones are caught too, so
+// none can kill shunt before its routes and policy rules are gone (a
+// second signal can come at once: timeout(1) sends its signal to the child
+// and then to the child's process group): the second makes up remove them
+// at once and stop waiting for flows; any after that exits as soon as they
+// are removed.
+type stopSignals struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	shutdown *shutdown
+	sigs     chan os.Signal
+	done     chan struct{}
+}
+
+func catchStopSignals(log logrus.FieldLogger) *stopSignals {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stopSignals{
+		ctx: ctx, cancel: cancel,
+		shutdown: &shutdown{hurry: make(chan struct{}), removed: make(chan struct{})},
+		sigs:     make(chan os.Signal, 4),
+		done:     make(chan struct{}),
+	}
+	signal.Notify(s.sigs, os.Interrupt, syscall.SIGTERM)
+	go s.handle(log)
+	return s
+}
+
+func (s *stopSignals) handle(log logrus.FieldLogger) {
+	for n := 1; ; n++ {
+		var sig os.Signal
+		select {
+		case sig = <-s.sigs:
+		case <-s.done:
+			return
+		}
+		// Act before logging: a log write may block, or fail.
+		switch n {
+		case 1:
+			s.cancel()
+		case 2:
+			close(s.shutdown.hurry)
+			log.WithField("signal", sig).Warn("already stopping: removing the routes and policy rules now, without waiting for open flows; signal again to exit as soon as they are gone")
+		default:
+			select {
+			case <-s.shutdown.removed:
+				os.Exit(1)
+			case <-s.done:
+				return
+			}
+		}
+	}
+}
+
+// release stops catching the signals.
+func (s *stopSignals) release() {
+	signal.Stop(s.sigs)
+	close(s.done)
+	s.cancel()
+}
+
+// up runs the capture until ctx ends, then removes everything it set up;
+// sd.hurry removes the routes and policy rules at once and cuts the waits
+// short.
+func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logger) error {
 	if runtime.GOOS == "linux" && os.Geteuid() != 0 {
 		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
 	}
@@ -383,14 +459,31 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 		dev.Close()
 		return err
 	}
-	defer func() {
-		networkMu.Lock()
-		defer networkMu.Unlock()
-		if err := network.Close(); err != nil {
-			log.WithError(err).Error("removing routes")
+	var removeOnce sync.Once
+	removeNetwork := func() {
+		removeOnce.Do(func() {
+			networkMu.Lock()
+			err := network.Close()
+			network = nil
+			networkMu.Unlock()
+			close(sd.removed)
+			if err != nil {
+				log.WithError(err).Error("removing routes")
+			}
+			log.Debug("routes and policy rules removed")
+		})
+	}
+	defer removeNetwork()
+	upDone := make(chan struct{})
+	defer close(upDone)
+	go func() {
+		// A hurried shutdown removes them first, whatever else the
+		// tear-down waits for.
+		select {
+		case <-sd.hurry:
+			removeNetwork()
+		case <-upDone:
 		}
-		network = nil
-		log.Debug("routes and policy rules removed")
 	}()
 
 	b, err := broker.New(brokerProfiles(cfg), broker.Options{
@@ -438,6 +531,7 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 		go func() { r.Wait(); close(flowsDone) }()
 		select {
 		case <-flowsDone:
+		case <-sd.hurry:
 		case <-time.After(2 * time.Second):
 		}
 		log.Debug("network stack and TUN device closed")
@@ -446,10 +540,7 @@ func up(ctx context.Context, stopSignals func(), cfg *config.Config, log *logrus
 
 	select {
 	case <-ctx.Done():
-		// From now on a second Ctrl-C kills at once (the next start
-		// clears what is left).
-		stopSignals()
-		log.Info("stopping: removing routes and the TUN device")
+		log.Info("stopping: removing routes, policy rules and the TUN device")
 		return nil
 	case err := <-stack.Err():
 		return fmt.Errorf("TUN device failed: %w", err)
