@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -43,8 +44,10 @@ type Names interface {
 	Names(addr netip.Addr) []string
 }
 
-// DefaultDialTimeout bounds how long a flow waits for its upstream. The
-// application's connect is pending for that long, then it is refused.
+// DefaultDialTimeout bounds how long a tunnelled flow waits for its
+// upstream. The application's connect is pending for that long, then it is
+// refused. (Direct flows wait as long as the kernel would have: see
+// Options.ConnectTimeout.)
 const DefaultDialTimeout = 30 * time.Second
 
 // Options are the router's collaborators. Owners and Names may be nil.
@@ -56,7 +59,14 @@ type Options struct {
 	// AlwaysDirect are applications (names or paths) whose flows go
 	// direct before any rule is looked at.
 	AlwaysDirect []string
-	Log          logrus.FieldLogger
+	// ConnectTimeout bounds a direct connect, and no set-up lasts longer
+	// (the application has given up by then). Zero: the kernel's own
+	// connect timeout, from its SYN retries (see connect.go).
+	ConnectTimeout time.Duration
+	// Limits bound the flow set-ups in flight (see limit.go); zero fields
+	// take the defaults.
+	Limits Limits
+	Log    logrus.FieldLogger
 }
 
 // Router decides each flow by the rules and carries it out. It implements
@@ -65,8 +75,11 @@ type Router struct {
 	rules atomic.Pointer[Ruleset]
 	opts  Options
 	flows sync.WaitGroup
+	setup *limiter
+	// connectWhy says where ConnectTimeout came from, for the log.
+	connectWhy string
 
-	// DialTimeout bounds the upstream dial of each flow.
+	// DialTimeout bounds the upstream dial of each tunnelled flow.
 	DialTimeout time.Duration
 }
 
@@ -75,7 +88,11 @@ func New(rules []Rule, opts Options) *Router {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
 	}
-	r := &Router{opts: opts, DialTimeout: DefaultDialTimeout}
+	why := "the connect timeout shunt was given"
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout, why = systemConnectTimeout()
+	}
+	r := &Router{opts: opts, DialTimeout: DefaultDialTimeout, setup: newLimiter(opts.Limits), connectWhy: why}
 	r.SetRules(rules)
 	return r
 }
@@ -115,18 +132,46 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept 
 		fl.log(logrus.InfoLevel, nil, "flow blocked: refused")
 		return
 	}
+	// The set-up holds a slot from here until the application's handshake
+	// is done; a flow over the limits is refused at once (see limit.go).
+	key := setupKey{dst: dst}
+	if fl.d.Action == Tunnel {
+		key.profile = fl.d.Rule.Profile
+	}
+	if o := fl.f.Owner; o != nil {
+		key.uid, key.hasUID = o.UID, true
+	}
+	if ref := r.setup.acquire(key); ref != nil {
+		r.logRefusal(fl, ref)
+		return
+	}
+	defer r.releaseSetup(key)
 	fl.start = time.Now()
-	dctx, cancel := context.WithTimeout(ctx, r.DialTimeout)
+	timeout := r.opts.ConnectTimeout
+	if fl.d.Action == Tunnel {
+		timeout = min(r.DialTimeout, timeout)
+	} else if fl.d.Rule == nil {
+		fl.log(logrus.DebugLevel, nil, "connecting direct")
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
 	up, err := r.dial(dctx, fl, dst)
+	timedOut := dctx.Err() == context.DeadlineExceeded
 	cancel()
 	if err != nil {
+		if timedOut && ctx.Err() == nil && fl.direct {
+			fl.log(logrus.WarnLevel, err, fmt.Sprintf("flow refused: direct connect timed out after %g s, as the application's own would have without shunt (%s)", timeout.Seconds(), r.connectWhy))
+			return
+		}
 		fl.log(logrus.WarnLevel, err, "flow refused: upstream failed")
 		return
 	}
 	down, err := accept()
 	if err != nil {
+		// The application gave up, or never was (a spoofed SYN that no
+		// one ACKs, cut short by netstack's handshake bound): let go of
+		// the upstream at once, so the server closes its connection.
 		up.Close()
-		fl.log(logrus.WarnLevel, err, "flow dropped: application handshake failed")
+		fl.log(logrus.WarnLevel, err, "flow dropped: application handshake failed; upstream closed")
 		return
 	}
 	fl.setup = time.Since(fl.start)
@@ -157,6 +202,7 @@ type flowLog struct {
 	start    time.Time
 	setup    time.Duration
 	closed   bool
+	direct   bool // the upstream is (being) connected direct
 	sent     int64
 	received int64
 }
@@ -208,18 +254,40 @@ func levelEnabled(log logrus.FieldLogger, level logrus.Level) bool {
 	return true
 }
 
+// logRefusal logs a flow the set-up limits refused: at debug for each
+// flow, as a warning for the first of a flood and then every
+// limitLogEvery with the count.
+func (r *Router) logRefusal(fl *flowLog, ref *refusal) {
+	fl.log(logrus.DebugLevel, ref, "flow refused: too many set-ups in flight")
+	if !ref.warn {
+		return
+	}
+	e := r.opts.Log.WithFields(logrus.Fields{"limit": ref.what, "in_flight": ref.held, "refused": ref.refused})
+	e.Warnf("refusing new flows: %v; they get a refused connection until some of these set-ups end (a destination or server that does not answer holds them until they time out)", ref)
+}
+
+// releaseSetup ends a set-up, and says when a key that refused flows has
+// none left.
+func (r *Router) releaseSetup(k setupKey) {
+	for _, ended := range r.setup.release(k) {
+		r.opts.Log.WithFields(logrus.Fields{"limit": ended.what, "refused": ended.refused}).
+			Infof("%s: no set-ups in flight any more; %d more flows were refused while it was full", ended.what, ended.refused)
+	}
+}
+
 // dial opens the upstream the decision asks for.
 func (r *Router) dial(ctx context.Context, fl *flowLog, dst netip.AddrPort) (net.Conn, error) {
 	d := fl.d
 	if d.Action != Tunnel {
+		fl.direct = true
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}
 	// With a fallback, the tunnel gets only part of the time, so a silent
 	// server leaves enough to go direct.
 	tctx := ctx
-	if d.Rule.FallbackDirect {
+	if deadline, ok := ctx.Deadline(); ok && d.Rule.FallbackDirect {
 		var cancel context.CancelFunc
-		tctx, cancel = context.WithTimeout(ctx, r.DialTimeout/2)
+		tctx, cancel = context.WithTimeout(ctx, time.Until(deadline)/2)
 		defer cancel()
 	}
 	var up net.Conn
@@ -233,6 +301,7 @@ func (r *Router) dial(ctx context.Context, fl *flowLog, dst netip.AddrPort) (net
 	setupFailed := errors.As(err, &se) && se.TunnelSetupFailed() || tctx.Err() != nil
 	if err != nil && d.Rule.FallbackDirect && setupFailed && ctx.Err() == nil {
 		fl.log(logrus.WarnLevel, err, "tunnel cannot be set up: falling back to direct, as the rule allows")
+		fl.direct = true
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}
 	return up, err
