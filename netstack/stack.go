@@ -37,7 +37,10 @@ type Handler interface {
 	// returns the application's side of the connection, which HandleTCP
 	// may keep using after it returns (a flow needs no goroutine of its own
 	// while it is quiet). If HandleTCP returns without calling accept, the
-	// application's connect fails with "connection refused". ctx ends when
+	// application's connect fails with "connection refused". accept fails
+	// when the application does not complete the handshake within
+	// Options.HandshakeTimeout (it gave up, or the SYN's source was
+	// spoofed): HandleTCP must then let go of its upstream. ctx ends when
 	// the stack closes; Close resets the flows still open.
 	HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error))
 }
@@ -48,14 +51,37 @@ type Options struct {
 	// MSS it announces.
 	MTU int
 	// MaxInFlight bounds the handshakes waiting on the Handler at once;
-	// SYNs beyond it are dropped (the application retransmits after 1 s).
+	// SYNs beyond it are refused at once (RST). A dropped SYN, as gVisor's
+	// forwarder does it, would make the application retransmit after 1 s,
+	// 3 s, 7 s... into a queue that a destination that does not answer
+	// keeps full: refused, it fails fast and says why. The Handler bounds
+	// its set-ups more finely below this (router/limit.go).
 	MaxInFlight int
+	// HandshakeTimeout bounds the application's side of the handshake:
+	// from accept's SYN-ACK to the application's ACK. An application on
+	// this machine answers at once (gVisor resends a lost SYN-ACK after 1
+	// and 3 s); a SYN with a spoofed source never answers, and without
+	// the bound gVisor would hold it, and the Handler's upstream with it,
+	// for its two minutes of SYN-ACK retransmissions.
+	HandshakeTimeout time.Duration
 	// Log receives the stack's own errors. Flows are logged by the Handler.
 	Log logrus.FieldLogger
 }
 
 const (
-	defaultMaxInFlight = 4096
+	// defaultMaxInFlight is above the router's own limits (4096 set-ups
+	// in all), which refuse first and more finely; this is a backstop for
+	// any Handler.
+	defaultMaxInFlight      = 8192
+	defaultHandshakeTimeout = 5 * time.Second
+	// forwarderSlack is how far gVisor's own cap on pending SYNs sits
+	// above MaxInFlight: gVisor counts a SYN from its arrival until
+	// Complete, and a refused SYN is completed (reset) by its goroutine a
+	// moment after, so a burst briefly counts more than MaxInFlight. Only
+	// beyond MaxInFlight*forwarderSlack does gVisor drop SYNs.
+	forwarderSlack = 2
+	// refusalLogEvery spaces the warnings about refused SYNs.
+	refusalLogEvery = 10 * time.Second
 	// TCP buffer ranges: a captured flow is as fast as its upstream (an SSH
 	// channel), so large buffers mostly absorb its bursts. The stack grows
 	// each flow's receive buffer from the default only when the flow needs it.
@@ -84,6 +110,12 @@ type Stack struct {
 	flows   sync.WaitGroup
 	workers *workers
 
+	maxInFlight      int64
+	handshakeTimeout time.Duration
+	inFlight         atomic.Int64 // set-ups between forward and their end
+	refused          atomic.Int64 // SYNs refused over maxInFlight since the last warning
+	refusedWarned    atomic.Int64 // when that warning was (UnixNano)
+
 	errOnce sync.Once
 	err     chan error
 }
@@ -96,6 +128,9 @@ func New(dev Device, h Handler, opts Options) (*Stack, error) {
 	}
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = defaultMaxInFlight
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = defaultHandshakeTimeout
 	}
 	if opts.Log == nil {
 		l := logrus.New()
@@ -116,6 +151,9 @@ func New(dev Device, h Handler, opts Options) (*Stack, error) {
 		cancel:  cancel,
 		err:     make(chan error, 1),
 		workers: newWorkers(),
+
+		maxInFlight:      int64(opts.MaxInFlight),
+		handshakeTimeout: opts.HandshakeTimeout,
 	}
 	if err := n.configure(opts); err != nil {
 		cancel()
@@ -146,7 +184,7 @@ func (n *Stack) configure(opts Options) error {
 	}
 	// The forwarder is installed before the NIC exists, so no SYN can
 	// arrive without a handler.
-	fwd := tcp.NewForwarder(s, 0, opts.MaxInFlight, n.forward)
+	fwd := tcp.NewForwarder(s, 0, opts.MaxInFlight*forwarderSlack, n.forward)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
 	if err := s.CreateNIC(nicID, n.link); err != nil {
 		return fmt.Errorf("netstack: create NIC: %v", err)
@@ -168,11 +206,19 @@ func (n *Stack) configure(opts Options) error {
 }
 
 // forward runs in its own goroutine for each SYN the forwarder accepts, and
-// hands the flow's set-up to a worker.
+// hands the flow's set-up to a worker, or refuses it (RST) when
+// MaxInFlight set-ups are running.
 func (n *Stack) forward(req *tcp.ForwarderRequest) {
+	if n.inFlight.Add(1) > n.maxInFlight {
+		n.inFlight.Add(-1)
+		req.Complete(true)
+		n.refusedOverLimit()
+		return
+	}
 	n.mu.Lock()
 	if n.closing {
 		n.mu.Unlock()
+		n.inFlight.Add(-1)
 		req.Complete(true)
 		return
 	}
@@ -181,9 +227,24 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	n.workers.run(func() { n.setup(req) })
 }
 
+// refusedOverLimit counts a SYN refused over MaxInFlight, and warns about
+// the first of a burst, then at most every refusalLogEvery.
+func (n *Stack) refusedOverLimit() {
+	count := n.refused.Add(1)
+	now := time.Now().UnixNano()
+	last := n.refusedWarned.Load()
+	if now-last < int64(refusalLogEvery) || !n.refusedWarned.CompareAndSwap(last, now) {
+		return
+	}
+	n.refused.Add(-count)
+	n.log.WithFields(logrus.Fields{"in_flight": n.maxInFlight, "refused": count}).
+		Warn("refusing new flows: the most set-ups the stack takes at once are in flight")
+}
+
 // setup completes the handshake of a flow, if the handler accepts it.
 func (n *Stack) setup(req *tcp.ForwarderRequest) {
 	defer n.flows.Done()
+	defer n.inFlight.Add(-1)
 	id := req.ID()
 	src := netip.AddrPortFrom(addrFrom(id.RemoteAddress), id.RemotePort)
 	dst := netip.AddrPortFrom(addrFrom(id.LocalAddress), id.LocalPort)
@@ -194,9 +255,22 @@ func (n *Stack) setup(req *tcp.ForwarderRequest) {
 		}
 		completed = true
 		var wq waiter.Queue
+		// gVisor's CreateEndpoint waits on wq for the handshake to end,
+		// for as long as its SYN-ACK retransmissions last; a wake-up
+		// before that makes it give the handshake up (it finds the
+		// endpoint not connected, closes it and returns an error).
+		var expired atomic.Bool
+		bound := time.AfterFunc(n.handshakeTimeout, func() {
+			expired.Store(true)
+			wq.Notify(waiter.WritableEvents)
+		})
 		ep, err := req.CreateEndpoint(&wq)
+		bound.Stop()
 		if err != nil {
 			req.Complete(true)
+			if expired.Load() {
+				return nil, fmt.Errorf("netstack: %v did not complete the handshake within %v (a SYN from a spoofed address, or an application that gave up)", src, n.handshakeTimeout)
+			}
 			return nil, fmt.Errorf("netstack: complete handshake with %v: %v", src, err)
 		}
 		req.Complete(false)
