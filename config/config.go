@@ -4,12 +4,9 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/user"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -56,9 +53,22 @@ type Config struct {
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
+	// Problems are what is wrong, on this machine, with the files the
+	// configuration names (keys, known_hosts, ssh_config hosts), each at
+	// its file and line. They are not errors of the file: the files are
+	// read again at each connection, so they can be fixed while shunt
+	// runs.
+	Problems []Problem `yaml:"-"`
+
+	machine Machine
+	// account is the user shunt acts for (Machine.ActingUser).
+	account    Account
+	accountErr error
 
 	sshConfigFiles []string
 	sshConfigs     *sshConfigs
+	// sshConfigRead are the ssh_config files that exist.
+	sshConfigRead []string
 	// generated counts the profiles made from ssh_config ProxyJump, at
 	// the end of Profiles; jumping holds the aliases whose jump chains
 	// are being built (to catch loops).
@@ -71,6 +81,20 @@ type Options struct {
 	// SSHConfigFiles are OpenSSH client configurations for profiles with
 	// ssh_config; nil means DefaultSSHConfigFiles.
 	SSHConfigFiles []string
+	// Machine is where the user, the home directory and the files named
+	// come from; its zero value is the real machine.
+	Machine Machine
+}
+
+// setMachine fixes the machine and the user the configuration is read for.
+func (c *Config) setMachine(m Machine) {
+	c.machine = m.withDefaults()
+	c.account, c.accountErr = c.machine.ActingUser()
+}
+
+// expandHome replaces a leading "~" with the acting user's home.
+func (c *Config) expandHome(p string) string {
+	return expandHome(p, c.account.Home)
 }
 
 // Profile is an SSH connection profile.
@@ -97,6 +121,11 @@ type Profile struct {
 
 	Line int    `yaml:"-"`
 	File string `yaml:"-"`
+
+	// lines are where the keys were written (see lineOf); fromSSHConfig
+	// are the keys that ssh_config filled.
+	lines         keyLines
+	fromSSHConfig map[string]bool
 }
 
 // ProxyRule chooses how SSH servers are reached (Tectia's proxy rules).
@@ -321,24 +350,38 @@ func looksNumeric(s string) bool {
 type UserRef struct {
 	UID uint32
 	scalar
+	// named is a name to look up in the user database (by validate,
+	// through the Machine).
+	named bool
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler: a uid, or a name looked up
-// in the user database.
+// UnmarshalYAML implements yaml.Unmarshaler: a uid, or a name.
 func (u *UserRef) UnmarshalYAML(n *yaml.Node) error {
 	u.scalar = scalar{Raw: n.Value, Line: n.Line}
 	if id, err := strconv.ParseUint(n.Value, 10, 32); err == nil {
 		u.UID = uint32(id)
 		return nil
 	}
-	usr, err := user.Lookup(n.Value)
-	if err != nil {
-		u.err = fmt.Errorf("user %q is unknown on this machine: write a user name or a uid", n.Value)
-		return nil
-	}
-	id, _ := strconv.ParseUint(usr.Uid, 10, 32)
-	u.UID = uint32(id)
+	u.named = true
 	return nil
+}
+
+// resolve looks a user name up in the user database.
+func (u *UserRef) resolve(m Machine) {
+	if !u.named {
+		return
+	}
+	u.named = false
+	usr, err := m.LookupUser(u.Raw)
+	id, perr := uint64(0), error(nil)
+	if err == nil {
+		id, perr = strconv.ParseUint(usr.Uid, 10, 32)
+	}
+	if err != nil || perr != nil {
+		u.err = fmt.Errorf("user %q is unknown on this machine: write a user name or a uid", u.Raw)
+		return
+	}
+	u.UID = uint32(id)
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
@@ -363,11 +406,53 @@ func (p *Port) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// UnmarshalYAML records the line of the profile.
+// UnmarshalYAML records the line of the profile, and of its keys.
 func (p *Profile) UnmarshalYAML(n *yaml.Node) error {
 	type plain Profile
 	p.Line = n.Line
-	return n.Decode((*plain)(p))
+	if err := n.Decode((*plain)(p)); err != nil {
+		return err
+	}
+	p.lines = linesOf(n)
+	return nil
+}
+
+// keyLines are the lines of a mapping's keys, and of the items of their
+// values: key → the key's line, then each item's.
+type keyLines map[string][]int
+
+func linesOf(n *yaml.Node) keyLines {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	out := keyLines{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		l := []int{k.Line}
+		if v.Kind == yaml.SequenceNode {
+			for _, it := range v.Content {
+				l = append(l, it.Line)
+			}
+		}
+		out[k.Value] = l
+	}
+	return out
+}
+
+// lineOf is the line of the profile's key, or of its item'th item (from
+// 0). A key that was not written points at the line of ssh_config: when
+// ssh_config filled it, else at the profile.
+func (p *Profile) lineOf(key string, item int) int {
+	l, ok := p.lines[key]
+	switch {
+	case ok && item >= 0 && item+1 < len(l):
+		return l[item+1]
+	case ok:
+		return l[0]
+	case p.fromSSHConfig[key]:
+		return p.lineOf("ssh_config", -1)
+	}
+	return p.Line
 }
 
 // UnmarshalYAML records the line of the rule.
@@ -394,14 +479,8 @@ func (e *Error) Error() string {
 // Load reads, decodes and validates the file at path. Its error joins every
 // problem found, each an *Error.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return Parse(path, data)
+	return LoadWith(path, Options{})
 }
-
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // Parse decodes and validates data, naming path in errors.
 func Parse(path string, data []byte) (*Config, error) {
@@ -410,7 +489,7 @@ func Parse(path string, data []byte) (*Config, error) {
 
 // LoadWith is Load with options.
 func LoadWith(path string, opts Options) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := opts.Machine.withDefaults().ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -424,6 +503,7 @@ func ParseWith(path string, data []byte, opts Options) (*Config, error) {
 		return nil, keyErrs
 	}
 	c.sshConfigFiles = opts.SSHConfigFiles
+	c.setMachine(opts.Machine)
 	if err := errors.Join(keyErrs, c.validate()); err != nil {
 		return nil, err
 	}
@@ -439,56 +519,65 @@ func decode(path string, data []byte) (*Config, error) {
 	errorAt := func(line int, format string, args ...any) error {
 		return &Error{File: path, Line: line, Msg: fmt.Sprintf(format, args...)}
 	}
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil {
-		if err.Error() == "EOF" {
-			return nil, errorAt(0, "the file is empty: it needs at least profiles and rules")
-		}
-		return nil, yamlError(path, err)
+	root, err := decodeYAML(path, data)
+	if err != nil {
+		return nil, err
 	}
 	var errs []error
-	checkKeys(&root, reflect.TypeFor[Config](), "", func(line int, msg string) {
+	checkKeys(root, reflect.TypeFor[Config](), "", func(line int, msg string) {
 		errs = append(errs, errorAt(line, "%s", msg))
 	})
 	// Unknown keys do not stop decoding (they are skipped), so one run
 	// reports them together with every other problem.
 	c := &Config{Path: path}
 	if err := root.Decode(c); err != nil {
-		return nil, errors.Join(append(errs, yamlError(path, err))...)
+		return nil, errors.Join(append(errs, typeErrors(path, err))...)
 	}
-	for i := range c.Profiles {
-		c.Profiles[i].File = path
+	// An item left empty ("- " alone) was not decoded at all, so has no
+	// line yet: give it its own.
+	itemLines := func(key string) []int {
+		var out []int
+		if top := root.Content[0]; top.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(top.Content); i += 2 {
+				if top.Content[i].Value == key {
+					for _, it := range top.Content[i+1].Content {
+						out = append(out, it.Line)
+					}
+				}
+			}
+		}
+		return out
 	}
-	for i := range c.Rules {
-		c.Rules[i].File = path
-	}
-	for i := range c.ProxyRules {
-		c.ProxyRules[i].File = path
-	}
-	c.TUN.File, c.Log.File = path, path
-	return c, errors.Join(errs...)
-}
-
-// yamlError turns the YAML library's "line N: msg" errors into ours.
-func yamlError(path string, err error) error {
-	var te *yaml.TypeError
-	var lines []string
-	if errors.As(err, &te) {
-		lines = te.Errors
-	} else {
-		lines = []string{err.Error()}
-	}
-	var errs []error
-	for _, l := range lines {
-		if m := yamlLine.FindStringSubmatch(strings.TrimSpace(l)); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			errs = append(errs, &Error{File: path, Line: n, Msg: m[2]})
-		} else {
-			errs = append(errs, &Error{File: path, Msg: strings.TrimPrefix(l, "yaml: ")})
+	place := func(key string, n int, set func(i, line int)) {
+		l := itemLines(key)
+		for i := range n {
+			line := 1
+			if i < len(l) {
+				line = l[i]
+			}
+			set(i, line)
 		}
 	}
-	return errors.Join(errs...)
+	place("profiles", len(c.Profiles), func(i, line int) {
+		c.Profiles[i].File = path
+		if c.Profiles[i].Line == 0 {
+			c.Profiles[i].Line = line
+		}
+	})
+	place("rules", len(c.Rules), func(i, line int) {
+		c.Rules[i].File = path
+		if c.Rules[i].Line == 0 {
+			c.Rules[i].Line = line
+		}
+	})
+	place("proxy_rules", len(c.ProxyRules), func(i, line int) {
+		c.ProxyRules[i].File = path
+		if c.ProxyRules[i].Line == 0 {
+			c.ProxyRules[i].Line = line
+		}
+	})
+	c.TUN.File, c.Log.File = path, path
+	return c, errors.Join(errs...)
 }
 
 // checkKeys reports every mapping key that has no field in t, recursively.
@@ -587,6 +676,16 @@ func (c *Config) validate() error {
 		}
 		errs = append(errs, &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
+	c.Problems = nil
+	problemAt := func(fatal bool) func(string, int, string, ...any) {
+		return func(file string, line int, format string, args ...any) {
+			if file == "" {
+				file = c.Path
+			}
+			c.Problems = append(c.Problems, Problem{File: file, Line: line, Msg: fmt.Sprintf(format, args...), Fatal: fatal})
+		}
+	}
+	warnAt := problemAt(false)
 	if c.TUN.Name == "" {
 		c.TUN.Name = DefaultTUNName
 	}
@@ -627,6 +726,8 @@ func (c *Config) validate() error {
 		if pp := c.Profiles[i]; pp.SSHConfig != "" {
 			if err := c.applySSHConfig(&pp); err != nil {
 				errorAt(pp.File, pp.Line, "profile %q: %v", pp.Name, err)
+			} else {
+				c.checkAlias(&pp, warnAt)
 			}
 			c.Profiles[i] = pp
 		}
@@ -646,21 +747,19 @@ func (c *Config) validate() error {
 			errorAt(p.File, p.Line, "profile %q: port %d is out of range 1-65535", p.Name, p.Port)
 		}
 		if p.User == "" {
-			if u, err := localUser(); err == nil {
-				p.User = u.Username
-			}
+			p.User = c.account.Name
 		}
 		for j, f := range p.IdentityFiles {
-			p.IdentityFiles[j] = expandHome(f)
+			p.IdentityFiles[j] = c.expandHome(f)
 		}
 		for j, f := range p.CertificateFiles {
-			p.CertificateFiles[j] = expandHome(f)
+			p.CertificateFiles[j] = c.expandHome(f)
 		}
 		if len(p.KnownHosts) == 0 {
 			p.KnownHosts = StringList{"~/.ssh/known_hosts"}
 		}
 		for j, f := range p.KnownHosts {
-			p.KnownHosts[j] = expandHome(f)
+			p.KnownHosts[j] = c.expandHome(f)
 		}
 		if _, err := broker.ParseHostKeyPolicy(p.HostKeyPolicy); err != nil {
 			errorAt(p.File, p.Line, "profile %q: %v", p.Name, err)
@@ -699,6 +798,14 @@ func (c *Config) validate() error {
 		}
 	}
 	c.checkJumpLoops(errorAt)
+	if c.accountErr != nil && len(c.Profiles) > 0 {
+		p := c.Profiles[0]
+		warnAt(p.File, p.Line, "the home directory of the user shunt acts for is unknown (%v): paths that start with ~ are left as written", c.accountErr)
+	}
+	used := c.usedProfiles()
+	for i := range c.Profiles {
+		c.checkFiles(&c.Profiles[i], used[c.Profiles[i].Name], report{fatalAt: problemAt(true), warnAt: warnAt})
+	}
 	for i := range c.ProxyRules {
 		r := &c.ProxyRules[i]
 		if r.Proxy == "" {
@@ -721,7 +828,9 @@ func (c *Config) validate() error {
 				errorAt(r.File, d.Line, "%s: %v", label, d.err)
 			}
 		}
-		for _, u := range r.Users {
+		for j := range r.Users {
+			u := &r.Users[j]
+			u.resolve(c.machine)
 			if u.err != nil {
 				errorAt(r.File, u.Line, "%s: %v", label, u.err)
 			}
@@ -765,37 +874,6 @@ func listOr(names []string) string {
 		return "the profiles (none is defined: add one under profiles:)"
 	}
 	return strings.Join(names, ", ")
-}
-
-// localUser is the user shunt works for: under sudo (shunt up runs as
-// root), the user who ran sudo, whose keys, known_hosts and user name are
-// meant; otherwise the current user.
-func localUser() (*user.User, error) {
-	if os.Geteuid() == 0 {
-		if name := os.Getenv("SUDO_USER"); name != "" && name != "root" {
-			if u, err := user.Lookup(name); err == nil {
-				return u, nil
-			}
-		}
-	}
-	return user.Current()
-}
-
-// homeDir is localUser's home directory.
-func homeDir() (string, error) {
-	if u, err := localUser(); err == nil && u.HomeDir != "" {
-		return u.HomeDir, nil
-	}
-	return os.UserHomeDir()
-}
-
-func expandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := homeDir(); err == nil {
-			return filepath.Join(home, p[1:])
-		}
-	}
-	return p
 }
 
 // RouterRules converts the rules for the router.

@@ -3,9 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -35,17 +32,26 @@ log:
 `
 
 func TestParseExample(t *testing.T) {
-	c, err := Parse("shunt.yaml", []byte(example))
+	e := newTestEnv(t)
+	e.file("/etc/shunt/known_hosts", "", 0o644)
+	e.file("/home/alice/.ssh/id_ed25519", testKey(t), 0o600)
+	c, err := e.parse("shunt.yaml", example)
 	if err != nil {
 		t.Fatal(err)
 	}
-	home, _ := os.UserHomeDir()
-	p, ok := c.Profile("paper")
-	if !ok || p.Host[0] != "host1234" || p.Port != 2222 || p.User != "alice" || p.Line != 2 ||
-		p.IdentityFiles[0] != filepath.Join(home, ".ssh/id_ed25519") || p.KnownHosts[0] != "/etc/shunt/known_hosts" {
-		t.Errorf("profile = %+v", p)
+	p, _ := c.Profile("paper")
+	want := Profile{
+		Name: "paper", Host: StringList{"host1234"}, Port: 2222, User: "alice",
+		IdentityFiles: []string{"/home/alice/.ssh/id_ed25519"}, KnownHosts: StringList{"/etc/shunt/known_hosts"},
+		Line: 2, File: "shunt.yaml",
 	}
-	want := []router.Rule{
+	if d := diff(want, p); d != "" {
+		t.Errorf("profile (-want +got):\n%s", d)
+	}
+	if len(c.Problems) > 0 {
+		t.Errorf("problems: %v", c.Problems)
+	}
+	wantRules := []router.Rule{
 		{
 			Name: "mail", Source: "shunt.yaml:9",
 			Destinations: []netip.Prefix{
@@ -57,26 +63,36 @@ func TestParseExample(t *testing.T) {
 		},
 		{Source: "shunt.yaml:14", Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
 	}
-	if got := c.RouterRules(); !reflect.DeepEqual(got, want) {
-		t.Errorf("rules =\n%+v\nwant\n%+v", got, want)
+	if d := diff(wantRules, c.RouterRules()); d != "" {
+		t.Errorf("rules (-want +got):\n%s", d)
 	}
-	if c.TUN.Name != "shunt7" || c.TUN.MTU != 9000 || c.Log.Level != "debug" {
-		t.Errorf("tun/log = %+v %+v", c.TUN, c.Log)
+	if d := diff(TUN{Name: "shunt7", MTU: 9000, Line: 17, File: "shunt.yaml"}, c.TUN); d != "" {
+		t.Errorf("tun (-want +got):\n%s", d)
+	}
+	if d := diff(Log{Level: "debug", Line: 20, File: "shunt.yaml"}, c.Log); d != "" {
+		t.Errorf("log (-want +got):\n%s", d)
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	c, err := Parse("d.yaml", []byte("profiles:\n  - name: p\n    host: gw\nrules:\n  - action: tunnel\n    profile: p\n"))
+	e := newTestEnv(t)
+	c, err := e.parse("d.yaml", "profiles:\n  - name: p\n    host: gw\nrules:\n  - action: tunnel\n    profile: p\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	home, _ := os.UserHomeDir()
-	p := c.Profiles[0]
-	if p.Port != 22 || p.User == "" || p.KnownHosts[0] != filepath.Join(home, ".ssh/known_hosts") {
-		t.Errorf("profile defaults = %+v", p)
+	want := Profile{Name: "p", Host: StringList{"gw"}, Port: 22, User: "alice", KnownHosts: StringList{"/home/alice/.ssh/known_hosts"}, Line: 2, File: "d.yaml"}
+	if d := diff(want, c.Profiles[0]); d != "" {
+		t.Errorf("profile defaults (-want +got):\n%s", d)
 	}
-	if c.TUN.Name != DefaultTUNName || c.TUN.MTU != DefaultMTU || c.Log.Level != "info" {
-		t.Errorf("defaults = %+v %+v", c.TUN, c.Log)
+	// Absent default identity files are normal: no warning.
+	if len(c.Problems) > 0 {
+		t.Errorf("problems: %v", c.Problems)
+	}
+	if d := diff(TUN{Name: DefaultTUNName, MTU: DefaultMTU, File: "d.yaml"}, c.TUN); d != "" {
+		t.Errorf("tun defaults (-want +got):\n%s", d)
+	}
+	if d := diff(Log{Level: "info", File: "d.yaml"}, c.Log); d != "" {
+		t.Errorf("log defaults (-want +got):\n%s", d)
 	}
 }
 
@@ -121,11 +137,12 @@ func TestErrors(t *testing.T) {
 		{"duplicate profile and no host", "profiles:\n  - name: p\n    host: a\n  - name: p\n",
 			[]string{`x.yaml:4: profile "p" is defined twice`, `x.yaml:4: profile "p" has no host`}},
 		{"wrong type", "profiles:\n  - name: p\n    host: gw\n    port: twenty\n",
-			[]string{`x.yaml:4: cannot unmarshal`}},
+			[]string{"x.yaml:4: expected a number, found the text `twenty`"}},
 		{"syntax", "rules: [\n", []string{`x.yaml:`}},
 		{"mtu", "tun:\n  mtu: 100\n", []string{`x.yaml:2: tun.mtu 100 is out of range`}},
 		{"level", "log:\n  level: loud\n", []string{`x.yaml:2: log.level "loud" is not a level`}},
-		{"empty", "", []string{`x.yaml: the file is empty`}},
+		{"empty", "", []string{`x.yaml:1: the file holds no settings (it is empty, or only comments)`}},
+		{"only comments", "# nothing yet\n", []string{`x.yaml:1: the file holds no settings`}},
 		{"password", "profiles:\n  - name: p\n    host: gw\n    password: hunter2\n",
 			[]string{`x.yaml:4: passwords never go in the config file: remove it; shunt asks for it`}},
 		{"proxy", "profiles:\n  - name: p\n    host: gw\n    proxy: ftp://x:1\n",
@@ -141,7 +158,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("x.yaml", []byte(tt.yaml))
+			_, err := newTestEnv(t).parse("x.yaml", tt.yaml)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -155,7 +172,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestV4MappedDestinationIsUnmapped(t *testing.T) {
-	c, err := Parse("m.yaml", []byte("rules:\n  - action: block\n    destinations: [\"::ffff:10.0.0.0/104\", \"::ffff:10.1.2.3\"]\n"))
+	c, err := newTestEnv(t).parse("m.yaml", ("rules:\n  - action: block\n    destinations: [\"::ffff:10.0.0.0/104\", \"::ffff:10.1.2.3\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +183,7 @@ func TestV4MappedDestinationIsUnmapped(t *testing.T) {
 }
 
 func TestRuleModelFields(t *testing.T) {
-	c, err := Parse("r.yaml", []byte(`profiles:
+	c, err := newTestEnv(t).parse("r.yaml", (`profiles:
   - name: p
     host: gw
 rules:

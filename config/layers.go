@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/shunt-dev/shunt/broker"
@@ -14,16 +13,11 @@ import (
 const GlobalFile = "/etc/shunt/shunt.yaml"
 
 // UserFile is the user's configuration: $XDG_CONFIG_HOME/shunt/shunt.yaml,
-// or ~/.config/shunt/shunt.yaml (of the user who ran sudo, under sudo).
+// or ~/.config/shunt/shunt.yaml, where ~ is the home directory of the user
+// shunt acts for (Machine.ActingUser: under sudo, the user who ran it, and
+// $XDG_CONFIG_HOME is not used).
 func UserFile() string {
-	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" && os.Getenv("SUDO_USER") == "" {
-		return filepath.Join(x, "shunt", "shunt.yaml")
-	}
-	home, err := homeDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(home, ".config", "shunt", "shunt.yaml")
+	return Machine{}.userFile()
 }
 
 // Layers are the files read, in order: the global file, the user's file,
@@ -66,13 +60,14 @@ type Loaded struct {
 //     layers override earlier ones.
 func LoadLayers(l Layers) (*Loaded, error) {
 	out := &Loaded{}
+	m := l.Machine.withDefaults()
 	var configs []*Config
 	var errs []error
 	read := func(role, path string, must bool) {
 		if path == "" {
 			return
 		}
-		data, err := os.ReadFile(path)
+		data, err := m.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) && !must {
 			out.Layers = append(out.Layers, Layer{Role: role, Path: path})
 			return
@@ -104,6 +99,7 @@ func LoadLayers(l Layers) (*Loaded, error) {
 	merged, notes, mergeErrs := merge(configs, l.Global)
 	errs = append(errs, mergeErrs...)
 	merged.sshConfigFiles = l.SSHConfigFiles
+	merged.setMachine(m)
 	// Every file's problems are reported together; any of them stops the
 	// load.
 	if err := errors.Join(append(errs, merged.validate())...); err != nil {

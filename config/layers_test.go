@@ -15,7 +15,8 @@ func write(t *testing.T, dir, name, content string) string {
 }
 
 func TestLayers(t *testing.T) {
-	dir := t.TempDir()
+	e := newTestEnv(t)
+	dir := e.dir()
 	global := write(t, dir, "global.yaml", `profiles:
   - name: office
     host: gw.corp.example
@@ -39,7 +40,7 @@ always_direct_applications: [backup]
 tun:
   mtu: 9000
 `)
-	l, err := LoadLayers(Layers{Global: global, User: user})
+	l, err := LoadLayers(Layers{Global: global, User: user, Options: e.opts()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,16 +63,17 @@ tun:
 			t.Errorf("notes %q lack %q", notes, want)
 		}
 	}
-	if len(l.Layers) != 2 || !l.Layers[0].Found || l.Layers[0].Role != "global" {
-		t.Errorf("layers = %+v", l.Layers)
+	if d := diff([]Layer{{Role: "global", Path: global, Found: true}, {Role: "user", Path: user, Found: true}}, l.Layers); d != "" {
+		t.Errorf("layers (-want +got):\n%s", d)
 	}
 }
 
 func TestLayersWithoutGlobalRules(t *testing.T) {
-	dir := t.TempDir()
+	e := newTestEnv(t)
+	dir := e.dir()
 	user := write(t, dir, "user.yaml", "profiles:\n  - name: p\n    host: gw\nrules:\n  - action: block\n")
 	extra := write(t, dir, "extra.yaml", "rules:\n  - name: mine\n    action: tunnel\n    profile: p\n")
-	l, err := LoadLayers(Layers{Global: filepath.Join(dir, "absent.yaml"), User: user, Extra: []string{extra}})
+	l, err := LoadLayers(Layers{Global: filepath.Join(dir, "absent.yaml"), User: user, Extra: []string{extra}, Options: e.opts()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +88,19 @@ func TestLayersWithoutGlobalRules(t *testing.T) {
 // A broken layer stops everything, naming its own file and line, even when
 // the error is about a reference into another layer.
 func TestLayerErrorsNameTheirFile(t *testing.T) {
-	dir := t.TempDir()
+	e := newTestEnv(t)
+	dir := e.dir()
 	global := write(t, dir, "global.yaml", "profiles:\n  - name: p\n    host: gw\n")
 	user := write(t, dir, "user.yaml", "rules:\n  - action: tunnel\n    profile: q\n")
-	_, err := LoadLayers(Layers{Global: global, User: user})
+	_, err := LoadLayers(Layers{Global: global, User: user, Options: e.opts()})
 	if err == nil || !strings.Contains(err.Error(), user+":2: rule #1: unknown profile \"q\"") {
 		t.Fatalf("err = %v", err)
 	}
 	bad := write(t, dir, "bad.yaml", "rules: [\n")
-	if _, err := LoadLayers(Layers{Global: global, User: bad}); err == nil || !strings.Contains(err.Error(), bad+":") {
+	if _, err := LoadLayers(Layers{Global: global, User: bad, Options: e.opts()}); err == nil || !strings.Contains(err.Error(), bad+":") {
 		t.Fatalf("syntax error in a layer: %v", err)
 	}
-	if _, err := LoadLayers(Layers{Global: global, Extra: []string{filepath.Join(dir, "missing.yaml")}}); err == nil {
+	if _, err := LoadLayers(Layers{Global: global, Extra: []string{filepath.Join(dir, "missing.yaml")}, Options: e.opts()}); err == nil {
 		t.Fatal("a missing --config file was accepted")
 	}
 }
@@ -106,11 +109,14 @@ func TestLayerErrorsNameTheirFile(t *testing.T) {
 // keeps the replaced profile's stricter one; a name twice in one file is an
 // error.
 func TestLayerPolicyAndDuplicates(t *testing.T) {
-	dir := t.TempDir()
+	e := newTestEnv(t)
+	dir := e.dir()
 	sshcfg := write(t, dir, "ssh_config", "Host gw\n  StrictHostKeyChecking no\n")
 	global := write(t, dir, "global.yaml", "profiles:\n  - name: corp\n    host: gw\n    host_key_policy: strict\n")
 	user := write(t, dir, "user.yaml", "profiles:\n  - name: corp\n    ssh_config: gw\n")
-	l, err := LoadLayers(Layers{Global: global, User: user, Options: Options{SSHConfigFiles: []string{sshcfg}}})
+	opts := e.opts()
+	opts.SSHConfigFiles = []string{sshcfg}
+	l, err := LoadLayers(Layers{Global: global, User: user, Options: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +124,7 @@ func TestLayerPolicyAndDuplicates(t *testing.T) {
 		t.Errorf("policy = %q, want strict kept", p.HostKeyPolicy)
 	}
 	dup := write(t, dir, "dup.yaml", "profiles:\n  - name: a\n    host: x\n  - name: a\n    host: y\n")
-	if _, err := LoadLayers(Layers{Extra: []string{dup}}); err == nil || !strings.Contains(err.Error(), dup+":4: profile \"a\" is defined twice") {
+	if _, err := LoadLayers(Layers{Extra: []string{dup}, Options: e.opts()}); err == nil || !strings.Contains(err.Error(), dup+":4: profile \"a\" is defined twice") {
 		t.Errorf("duplicate: %v", err)
 	}
 }

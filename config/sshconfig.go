@@ -24,24 +24,53 @@ func DefaultSSHConfigFiles() []string {
 // sshConfigs is the parsed OpenSSH client configuration.
 type sshConfigs []*ssh_config.Config
 
-func loadSSHConfigs(files []string) (sshConfigs, error) {
+// loadSSHConfigs reads the files that exist, and says which.
+func (c *Config) loadSSHConfigs(files []string) (sshConfigs, []string, error) {
 	var out sshConfigs
+	var read []string
 	for _, f := range files {
-		f = expandHome(f)
-		data, err := os.ReadFile(f)
+		f = c.expandHome(f)
+		data, err := c.machine.ReadFile(f)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		c, err := ssh_config.Decode(bytes.NewReader(data))
+		sc, err := ssh_config.Decode(bytes.NewReader(data))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return nil, nil, fmt.Errorf("%s: %w", f, err)
 		}
-		out = append(out, c)
+		out = append(out, sc)
+		read = append(read, f)
 	}
-	return out, nil
+	return out, read, nil
+}
+
+// defines reports whether some Host (or Match host) block names the alias
+// other than as "*": a block for every host does not define one. Inside
+// an Include that applies, nothing can be seen, so the alias may be
+// defined there (sure is false).
+func (s sshConfigs) defines(alias string) (defined, sure bool) {
+	sure = true
+	for _, c := range s {
+		for _, h := range c.Hosts {
+			if !h.Matches(alias) {
+				continue
+			}
+			for _, n := range h.Nodes {
+				if _, ok := n.(*ssh_config.Include); ok {
+					sure = false
+				}
+			}
+			for _, p := range h.Patterns {
+				if p.String() != "*" {
+					return true, true
+				}
+			}
+		}
+	}
+	return false, sure
 }
 
 // get returns the first value set for key for the alias.
@@ -75,11 +104,11 @@ func (c *Config) applySSHConfig(p *Profile) error {
 		if files == nil {
 			files = DefaultSSHConfigFiles()
 		}
-		cfgs, err := loadSSHConfigs(files)
+		cfgs, read, err := c.loadSSHConfigs(files)
 		if err != nil {
 			return fmt.Errorf("ssh_config: %w", err)
 		}
-		c.sshConfigs = &cfgs
+		c.sshConfigs, c.sshConfigRead = &cfgs, read
 	}
 	s := *c.sshConfigs
 	alias := p.SSHConfig
@@ -92,7 +121,7 @@ func (c *Config) applySSHConfig(p *Profile) error {
 		if h == "" {
 			h = alias
 		}
-		p.Host = StringList{expandTokens(h, alias, "", "")}
+		p.Host = StringList{c.expandTokens(h, alias, "", "")}
 	}
 	if p.Port == 0 {
 		if v := s.get(alias, "Port"); v != "" {
@@ -108,13 +137,12 @@ func (c *Config) applySSHConfig(p *Profile) error {
 	}
 	remoteUser := p.User
 	if remoteUser == "" {
-		if u, err := localUser(); err == nil {
-			remoteUser = u.Username
-		}
+		remoteUser = c.account.Name
 	}
 	if len(p.IdentityFiles) == 0 {
 		for _, f := range s.getAll(alias, "IdentityFile") {
-			p.IdentityFiles = append(p.IdentityFiles, expandTokens(f, alias, p.Host[0], remoteUser))
+			p.IdentityFiles = append(p.IdentityFiles, c.expandTokens(f, alias, p.Host[0], remoteUser))
+			p.filledFromSSHConfig("identity_files")
 		}
 	}
 	if !p.IdentitiesOnly {
@@ -122,13 +150,15 @@ func (c *Config) applySSHConfig(p *Profile) error {
 	}
 	if len(p.CertificateFiles) == 0 {
 		for _, f := range s.getAll(alias, "CertificateFile") {
-			p.CertificateFiles = append(p.CertificateFiles, expandTokens(f, alias, p.Host[0], remoteUser))
+			p.CertificateFiles = append(p.CertificateFiles, c.expandTokens(f, alias, p.Host[0], remoteUser))
+			p.filledFromSSHConfig("certificate_files")
 		}
 	}
 	if len(p.KnownHosts) == 0 {
 		if v := s.get(alias, "UserKnownHostsFile"); v != "" && v != "none" {
 			for _, f := range strings.Fields(v) {
-				p.KnownHosts = append(p.KnownHosts, expandTokens(f, alias, p.Host[0], remoteUser))
+				p.KnownHosts = append(p.KnownHosts, c.expandTokens(f, alias, p.Host[0], remoteUser))
+				p.filledFromSSHConfig("known_hosts")
 			}
 		}
 	}
@@ -177,6 +207,14 @@ func (c *Config) applySSHConfig(p *Profile) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// filledFromSSHConfig marks a key as filled from ssh_config.
+func (p *Profile) filledFromSSHConfig(key string) {
+	if p.fromSSHConfig == nil {
+		p.fromSSHConfig = map[string]bool{}
+	}
+	p.fromSSHConfig[key] = true
 }
 
 // jumpChain turns "[user@]host[:port],…" into generated profiles, each
@@ -282,15 +320,10 @@ func cipherList(v string) []string {
 
 // expandTokens expands ~ and the ssh_config tokens %d (home), %u (local
 // user), %h (host), %r (remote user), %n (alias) and %%.
-func expandTokens(s, alias, host, remoteUser string) string {
-	home, _ := homeDir()
-	local := ""
-	if u, err := localUser(); err == nil {
-		local = u.Username
-	}
+func (c *Config) expandTokens(s, alias, host, remoteUser string) string {
 	if host == "" {
 		host = alias
 	}
-	r := strings.NewReplacer("%%", "%", "%d", home, "%u", local, "%h", host, "%r", remoteUser, "%n", alias)
-	return expandHome(r.Replace(s))
+	r := strings.NewReplacer("%%", "%", "%d", c.account.Home, "%u", c.account.Name, "%h", host, "%r", remoteUser, "%n", alias)
+	return c.expandHome(r.Replace(s))
 }

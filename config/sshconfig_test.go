@@ -3,14 +3,14 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestSSHConfig(t *testing.T) {
-	dir := t.TempDir()
+	e := newTestEnv(t)
+	dir := e.dir()
 	user := filepath.Join(dir, "config")
 	system := filepath.Join(dir, "ssh_config")
 	os.WriteFile(user, []byte(`
@@ -51,11 +51,14 @@ rules:
   - action: tunnel
     profile: office
 `
-	c, err := ParseWith("x.yaml", []byte(yaml), Options{SSHConfigFiles: []string{user, system}})
+	e.file("/etc/corp/known_hosts", "", 0o644)
+	opts := e.opts()
+	opts.SSHConfigFiles = []string{user, system}
+	c, err := ParseWith("x.yaml", []byte(yaml), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	home, _ := os.UserHomeDir()
+	home := "/home/alice"
 	p, _ := c.Profile("office")
 	want := Profile{
 		Name: "office", SSHConfig: "office",
@@ -72,35 +75,49 @@ rules:
 		Line:              p.Line,
 		File:              "x.yaml",
 	}
-	if !reflect.DeepEqual(p, want) {
-		t.Errorf("office =\n%+v\nwant\n%+v", p, want)
+	if d := diff(want, p); d != "" {
+		t.Errorf("office (-want +got):\n%s", d)
 	}
 	if p.Ciphers[0] != "aes256-gcm@openssh.com" || len(p.Ciphers) < 2 {
 		t.Errorf("ciphers = %v, want aes256-gcm first, then the defaults", p.Ciphers)
 	}
-	edge, ok := c.Profile("ssh_config:bob@bastion.example:2200,edge")
-	if !ok || edge.Host[0] != "edge.corp.example" || edge.User != "edgeuser" || edge.Jump != "ssh_config:bob@bastion.example:2200" {
-		t.Errorf("edge hop = %+v", edge)
+	// What matters of the other profiles.
+	type some struct {
+		Host      StringList
+		Port      int
+		User      string
+		Jump      string
+		Keepalive time.Duration
 	}
-	bastion, ok := c.Profile("ssh_config:bob@bastion.example:2200")
-	if !ok || bastion.Host[0] != "bastion.example" || bastion.User != "bob" || bastion.Port != 2200 || bastion.Jump != "" {
-		t.Errorf("bastion hop = %+v", bastion)
+	of := func(name string) some {
+		p, ok := c.Profile(name)
+		if !ok {
+			t.Errorf("no profile %q", name)
+		}
+		return some{p.Host, p.Port, p.User, p.Jump, p.KeepaliveInterval.D}
 	}
-	o, _ := c.Profile("override")
-	if o.Host[0] != "other.example" || o.User != "carol" || o.KeepaliveInterval.D != 30*time.Second || o.Port != 2222 {
-		t.Errorf("explicit keys must win: %+v", o)
-	}
-	pl, _ := c.Profile("plain")
-	if pl.Host[0] != "plain" || pl.Port != 2022 || pl.User != "fromsystem" {
-		t.Errorf("plain = %+v (alias as host, user's Port, system's User)", pl)
+	for _, w := range []struct {
+		name, why string
+		want      some
+	}{
+		{"ssh_config:bob@bastion.example:2200,edge", "the edge hop", some{Host: StringList{"edge.corp.example"}, Port: 22, User: "edgeuser", Jump: "ssh_config:bob@bastion.example:2200"}},
+		{"ssh_config:bob@bastion.example:2200", "the bastion hop", some{Host: StringList{"bastion.example"}, Port: 2200, User: "bob"}},
+		{"override", "explicit keys win", some{Host: StringList{"other.example"}, Port: 2222, User: "carol", Jump: "ssh_config:bob@bastion.example:2200,edge", Keepalive: 30 * time.Second}},
+		{"plain", "the alias as host, the user's Port, the system's User", some{Host: StringList{"plain"}, Port: 2022, User: "fromsystem"}},
+	} {
+		if d := diff(w.want, of(w.name)); d != "" {
+			t.Errorf("%s: %s (-want +got):\n%s", w.name, w.why, d)
+		}
 	}
 }
 
 func TestSSHConfigErrors(t *testing.T) {
-	dir := t.TempDir()
-	f := filepath.Join(dir, "config")
+	e := newTestEnv(t)
+	f := filepath.Join(e.dir(), "config")
 	os.WriteFile(f, []byte("Host bad\n  Port twenty\n  StrictHostKeyChecking maybe\n"), 0o600)
-	_, err := ParseWith("x.yaml", []byte("profiles:\n  - name: b\n    ssh_config: bad\n"), Options{SSHConfigFiles: []string{f}})
+	opts := e.opts()
+	opts.SSHConfigFiles = []string{f}
+	_, err := ParseWith("x.yaml", []byte("profiles:\n  - name: b\n    ssh_config: bad\n"), opts)
 	if err == nil || !strings.Contains(err.Error(), `x.yaml:2: profile "b": ssh_config Port for host "bad": "twenty" is not a port number`) ||
 		!strings.Contains(err.Error(), `StrictHostKeyChecking for host "bad": "maybe"`) {
 		t.Fatalf("err = %v", err)
@@ -110,9 +127,12 @@ func TestSSHConfigErrors(t *testing.T) {
 // A jump host whose own ssh_config jumps back is a loop: an error, not a
 // crash.
 func TestSSHConfigJumpLoop(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "config")
+	e := newTestEnv(t)
+	f := filepath.Join(e.dir(), "config")
 	os.WriteFile(f, []byte("Host *.corp\n  ProxyJump bastion.corp\n"), 0o600)
-	_, err := ParseWith("x.yaml", []byte("profiles:\n  - name: mail\n    ssh_config: mail.corp\n"), Options{SSHConfigFiles: []string{f}})
+	opts := e.opts()
+	opts.SSHConfigFiles = []string{f}
+	_, err := ParseWith("x.yaml", []byte("profiles:\n  - name: mail\n    ssh_config: mail.corp\n"), opts)
 	if err == nil || !strings.Contains(err.Error(), "loops") {
 		t.Fatalf("err = %v, want a ProxyJump loop", err)
 	}

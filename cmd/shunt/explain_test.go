@@ -123,7 +123,9 @@ func TestImportTectiaCLI(t *testing.T) {
 	if code := run([]string{"import-tectia", "../../tectia/testdata/broker-config.xml"}, &out, &errOut); code != 0 {
 		t.Fatalf("sample: exit %d: %s", code, errOut.String())
 	}
-	// The converted file is a valid shunt configuration.
+	// The converted file is a valid shunt configuration (for a user who
+	// has a known_hosts file).
+	fixedHome(t)
 	path := filepath.Join(t.TempDir(), "converted.yaml")
 	os.WriteFile(path, out.Bytes(), 0o600)
 	var cOut, cErr bytes.Buffer

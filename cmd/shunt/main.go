@@ -223,9 +223,23 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, n := range cfg.Notes {
 		fmt.Fprintf(stderr, "note: %s\n", n)
 	}
+	// A file that makes a profile unusable fails the check; shunt up
+	// logs it and starts (the files are read again at each connection).
+	fatal := false
+	for _, p := range cfg.Problems {
+		if p.Fatal {
+			fmt.Fprintln(stderr, p)
+			fatal = true
+		} else {
+			fmt.Fprintf(stderr, "warning: %s\n", p)
+		}
+	}
 	rs := router.Compile(cfg.RouterRules(), cfg.AlwaysDirectApplications...)
 	for _, sh := range rs.Shadowed() {
 		fmt.Fprintf(stderr, "warning: %s\n", sh)
+	}
+	if fatal {
+		return 1
 	}
 	captured := prefixes(rs.Captured(nil))
 	if hosts := cfg.Hosts(); len(hosts) > 0 {
@@ -300,6 +314,13 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, n := range loaded.Notes {
 		log.Info(n)
+	}
+	for _, p := range loaded.Problems {
+		if p.Fatal {
+			log.Error(p.String())
+		} else {
+			log.Warn(p.String())
+		}
 	}
 	procs, fromEnv := limitProcs(os.Getenv)
 	how := "half of them by default; the GOMAXPROCS environment variable chooses"

@@ -11,7 +11,20 @@ import (
 	"testing"
 )
 
+// fixedHome makes the home directory of the user shunt acts for a new
+// directory (config.Machine.ActingUser: $HOME, when not under sudo), so
+// that no test depends on the machine's. It holds .ssh/known_hosts.
+func fixedHome(t *testing.T) string {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("SUDO_USER", "")
+	os.Mkdir(filepath.Join(home, ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(home, ".ssh", "known_hosts"), nil, 0o600)
+	return home
+}
+
 func TestCheckExample(t *testing.T) {
+	home := fixedHome(t)
 	var out, errOut bytes.Buffer
 	if code := run([]string{"check", "--global", "", "--user-config", "", "--config", "../../examples/mail.yaml"}, &out, &errOut); code != 0 {
 		t.Fatalf("check examples/mail.yaml = %d: %s", code, errOut.String())
@@ -19,9 +32,41 @@ func TestCheckExample(t *testing.T) {
 	if want := "OK: 1 profiles, 2 rules, captures 10.1.0.0/24, fd00:1::/64"; !strings.Contains(out.String(), want) {
 		t.Errorf("output %q does not contain %q", out.String(), want)
 	}
+	// The example's key is not there: a warning (the agent may have one),
+	// at its line.
+	key := filepath.Join(home, ".ssh", "id_ed25519")
+	want := "warning: ../../examples/mail.yaml:10: profile \"office\": identity file " + key + " does not exist: fix the path, or make the key with ssh-keygen -t ed25519 -f " + key +
+		"; shunt tries the ssh-agent's keys, keyboard-interactive, password\n"
+	if errOut.String() != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut.String(), want)
+	}
+}
+
+// A profile that cannot work is an error that stops check (and up); a
+// warning does not.
+func TestCheckFileProblems(t *testing.T) {
+	home := fixedHome(t)
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("profiles:\n  - name: p\n    host: gw\n    port: 2200\n    known_hosts: ~/.ssh/corp_hosts\nrules:\n  - action: tunnel\n    profile: p\n"), 0o600)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "--global", "", "--user-config", "", "-c", path}, &out, &errOut); code != 1 || out.Len() != 0 {
+		t.Fatalf("check = %d, stdout %q, want 1 and nothing", code, out.String())
+	}
+	kh := filepath.Join(home, ".ssh", "corp_hosts")
+	if want := path + ":5: profile \"p\": known_hosts file " + kh + " does not exist: with host_key_policy strict (the default), every connection to gw will be refused. " +
+		"Add the server's host key with: ssh-keyscan -p 2200 gw >> " + kh; !strings.HasPrefix(errOut.String(), want) {
+		t.Errorf("stderr:\n%s\nwant it to start with:\n%s", errOut.String(), want)
+	}
+	os.WriteFile(kh, nil, 0o600)
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"check", "--global", "", "--user-config", "", "-c", path}, &out, &errOut); code != 0 || errOut.Len() != 0 {
+		t.Errorf("with the file: check = %d, stderr %q", code, errOut.String())
+	}
 }
 
 func TestCheckReportsEveryError(t *testing.T) {
+	fixedHome(t)
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(path, []byte("profiles:\n  - name: p\n    hots: gw\nrules:\n  - action: tunnel\n    profile: q\n"), 0o600)
 	var out, errOut bytes.Buffer
