@@ -27,12 +27,23 @@ type Server struct {
 	// ForbidForwarding refuses every direct-tcpip channel as
 	// "administratively prohibited", like sshd's AllowTcpForwarding no.
 	ForbidForwarding atomic.Bool
+	// HoldOpens leaves direct-tcpip channel opens unanswered, as a server
+	// whose connect to the target hangs, until ReleaseHeld.
+	HoldOpens atomic.Bool
+	// IgnoreGlobalRequests stops answering global requests (keepalives):
+	// the server looks dead to a client that waits for the answer.
+	IgnoreGlobalRequests atomic.Bool
+	// Accepted counts the direct-tcpip channels accepted; OpenChannels
+	// those not yet closed by both sides.
+	Accepted     atomic.Int32
+	OpenChannels atomic.Int32
 
 	opts       Options
 	ln         net.Listener
 	authorized map[string]bool
 	mu         sync.Mutex
 	conns      map[net.Conn]bool
+	held       []heldOpen
 	wg         sync.WaitGroup
 }
 
@@ -73,6 +84,14 @@ type Options struct {
 	Challenge, Answer string
 	// Addr to listen on; empty means 127.0.0.1:0.
 	Addr string
+	// ServerVersion replaces x/crypto's identification string
+	// ("SSH-2.0-Go"), e.g. to pass for OpenSSH.
+	ServerVersion string
+	// Forwarded, when set, runs for every accepted direct-tcpip channel,
+	// in a goroutine of its own, while the channel relays to its target:
+	// a test misbehaves on the channel there (requests, stderr data).
+	// The channel closes when Forwarded has returned and the relay ended.
+	Forwarded func(ch ssh.Channel)
 }
 
 // New starts a server that accepts the given client keys. It stops when the
@@ -143,6 +162,31 @@ func (s *Server) Drop() {
 	}
 }
 
+// heldOpen is a channel open left unanswered (HoldOpens).
+type heldOpen struct {
+	conn   *ssh.ServerConn
+	answer func()
+}
+
+// ReleaseHeld answers the channel opens held so far (see HoldOpens) as
+// the server would have without holding them.
+func (s *Server) ReleaseHeld() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, h := range held {
+		h.answer()
+	}
+}
+
+// Held is the number of channel opens held and not yet answered.
+func (s *Server) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
 // Close stops the server and waits for its goroutines.
 func (s *Server) Close() {
 	s.ln.Close()
@@ -166,7 +210,7 @@ func (s *Server) serve() {
 			return nil, fmt.Errorf("key not authorized")
 		},
 	}
-	cfg := &ssh.ServerConfig{PublicKeyCallback: checker.Authenticate}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: checker.Authenticate, ServerVersion: s.opts.ServerVersion}
 	if s.opts.Password != "" {
 		cfg.PasswordCallback = func(_ ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
 			if string(pw) == s.opts.Password {
@@ -225,11 +269,12 @@ func (s *Server) handle(c net.Conn, cfg *ssh.ServerConfig) {
 	s.Logins.Add(1)
 	go func() {
 		for r := range reqs { // keepalives and anything else: "unknown"
-			if r.WantReply {
+			if r.WantReply && !s.IgnoreGlobalRequests.Load() {
 				r.Reply(false, nil)
 			}
 		}
 	}()
+	gone := connGone(sc)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nc := range chans {
@@ -237,50 +282,101 @@ func (s *Server) handle(c net.Conn, cfg *ssh.ServerConfig) {
 			nc.Reject(ssh.UnknownChannelType, "only direct-tcpip")
 			continue
 		}
-		var msg struct {
-			Host     string
-			Port     uint32
-			OrigHost string
-			OrigPort uint32
-		}
-		if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
-			nc.Reject(ssh.ConnectionFailed, "bad direct-tcpip request")
+		if s.HoldOpens.Load() {
+			wg.Add(1)
+			s.mu.Lock()
+			s.held = append(s.held, heldOpen{conn: sc, answer: func() {
+				go func() {
+					defer wg.Done()
+					s.forward(nc, gone)
+				}()
+			}})
+			s.mu.Unlock()
 			continue
 		}
-		if s.ForbidForwarding.Load() {
-			nc.Reject(ssh.Prohibited, "administratively prohibited: open failed")
-			continue
-		}
-		target := net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port)))
-		up, err := net.Dial("tcp", target)
-		if err != nil {
-			nc.Reject(ssh.ConnectionFailed, "connect failed: "+err.Error())
-			continue
-		}
-		ch, creqs, err := nc.Accept()
-		if err != nil {
-			up.Close()
-			continue
-		}
-		go ssh.DiscardRequests(creqs)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			done := make(chan struct{})
-			go func() {
-				io.Copy(ch, up)
-				ch.CloseWrite()
-				close(done)
-			}()
-			io.Copy(up, ch)
-			up.(*net.TCPConn).CloseWrite()
-			select {
-			case <-done:
-			case <-connGone(sc):
-			}
-			up.Close()
-			ch.Close()
+			s.forward(nc, gone)
 		}()
+	}
+	// The connection is gone: its opens still held are never answered.
+	s.mu.Lock()
+	kept := s.held[:0]
+	for _, h := range s.held {
+		if h.conn == sc {
+			wg.Done()
+			continue
+		}
+		kept = append(kept, h)
+	}
+	s.held = kept
+	s.mu.Unlock()
+}
+
+// forward answers a direct-tcpip open and relays the channel to its
+// target until both directions end, or the connection does.
+func (s *Server) forward(nc ssh.NewChannel, gone <-chan struct{}) {
+	var msg struct {
+		Host     string
+		Port     uint32
+		OrigHost string
+		OrigPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "bad direct-tcpip request")
+		return
+	}
+	if s.ForbidForwarding.Load() {
+		nc.Reject(ssh.Prohibited, "administratively prohibited: open failed")
+		return
+	}
+	target := net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port)))
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, "connect failed: "+err.Error())
+		return
+	}
+	ch, creqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return
+	}
+	s.Accepted.Add(1)
+	s.OpenChannels.Add(1)
+	defer s.OpenChannels.Add(-1)
+	reqsDone := make(chan struct{})
+	go func() {
+		ssh.DiscardRequests(creqs)
+		close(reqsDone)
+	}()
+	misbehaved := make(chan struct{})
+	go func() {
+		defer close(misbehaved)
+		if s.opts.Forwarded != nil {
+			s.opts.Forwarded(ch)
+		}
+	}()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(ch, up)
+		ch.CloseWrite()
+		close(done)
+	}()
+	io.Copy(up, ch)
+	up.(*net.TCPConn).CloseWrite()
+	select {
+	case <-done:
+	case <-gone:
+	}
+	up.Close()
+	<-misbehaved
+	ch.Close()
+	// Wait for the client's close too (x/crypto closes the request
+	// channel then), so OpenChannels counts what both sides hold.
+	select {
+	case <-reqsDone:
+	case <-gone:
 	}
 }
 
