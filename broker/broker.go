@@ -210,6 +210,12 @@ type Status struct {
 	Up       bool
 	Server   string // the host that answered
 	Channels int
+	// RequestsRefused counts the channel requests the servers sent (sshd's
+	// ClientAliveInterval probes among them), all refused as they came;
+	// StderrDiscarded the stderr bytes they sent on forwarding channels.
+	// Both over the life of the broker.
+	RequestsRefused uint64
+	StderrDiscarded uint64
 }
 
 // Status reports every connection of every profile.

@@ -3,13 +3,10 @@ package broker
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +39,11 @@ type link struct {
 	flows      int       // channels open or being opened
 	idle       *time.Timer
 	closed     bool
+
+	// What servers sent that nobody wanted, over all connections:
+	// channel requests (refused) and stderr bytes (discarded).
+	requestsRefused atomic.Uint64
+	stderrDiscarded atomic.Uint64
 }
 
 // attempt is one connection attempt; everyone waiting for it gets its
@@ -57,7 +59,24 @@ type session struct {
 	client    *ssh.Client
 	transport *watchedConn
 	server    string
-	done      chan struct{} // closed when the connection has ended
+	// requests refuses the requests of every channel of the connection.
+	requests requestSink
+	// stderr: the server may send stderr data on channels (see
+	// stderrMayArrive), so each channel gets a reader that discards it.
+	stderr bool
+
+	done chan struct{} // closed when the connection has ended
+}
+
+func newSession(l *link, client *ssh.Client, transport *watchedConn, server string) *session {
+	return &session{
+		client:    client,
+		transport: transport,
+		server:    server,
+		requests:  requestSink{log: l.log.WithField("server", server), declined: &l.requestsRefused},
+		stderr:    stderrMayArrive(client.ServerVersion()),
+		done:      make(chan struct{}),
+	}
 }
 
 // lost reports whether the connection under the session failed or was
@@ -174,7 +193,10 @@ func (l *link) armIdle() {
 func (l *link) status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := Status{Profile: l.pool.p.Name, Index: l.index, Channels: l.flows}
+	st := Status{
+		Profile: l.pool.p.Name, Index: l.index, Channels: l.flows,
+		RequestsRefused: l.requestsRefused.Load(), StderrDiscarded: l.stderrDiscarded.Load(),
+	}
 	if l.cur != nil {
 		st.Up, st.Server = true, l.cur.server
 	}
@@ -321,7 +343,7 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &SetupError{Err: err}
 	}
-	ch, reqs, err := openDirect(ctx, s.client, addr)
+	ch, err := l.openDirect(ctx, s, addr)
 	if err != nil {
 		var oce *ssh.OpenChannelError
 		if errors.As(err, &oce) {
@@ -332,62 +354,10 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		return nil, fmt.Errorf("profile %s: open channel to %s: %w", l.pool.p.Name, addr, err)
 	}
-	return &channelConn{ch: ch, reqs: reqs, s: s, target: addr, release: l.removeFlow}, nil
-}
-
-// directTCPIP is the payload of a direct-tcpip channel open (RFC 4254
-// 7.2): where to connect, and where the connection comes from (as
-// 127.0.0.1:0, as OpenSSH's ssh -W). It is built by hand: ssh.Marshal
-// walks the struct by reflection, which was 3% of shunt's CPU when
-// opening thousands of flows a second.
-func directTCPIP(host string, port uint16) []byte {
-	const orig = "127.0.0.1"
-	b := make([]byte, 0, 4+len(host)+4+4+len(orig)+4)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(host)))
-	b = append(b, host...)
-	b = binary.BigEndian.AppendUint32(b, uint32(port))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(orig)))
-	b = append(b, orig...)
-	return binary.BigEndian.AppendUint32(b, 0)
-}
-
-// openDirect opens a direct-tcpip channel to addr, resolved by the server.
-// Unlike x/crypto's Client.Dial, it starts no goroutine that outlives the
-// open (Dial keeps two per channel, one of them holding an 8 KiB buffer:
-// 20,000 goroutines and 80 MB at 10,000 idle flows).
-func openDirect(ctx context.Context, c *ssh.Client, addr string) (ssh.Channel, <-chan *ssh.Request, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, err
+	if s.stderr {
+		go l.discardStderr(ch, addr)
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bad port in %q", addr)
-	}
-	payload := directTCPIP(host, uint16(port))
-	type result struct {
-		ch   ssh.Channel
-		reqs <-chan *ssh.Request
-		err  error
-	}
-	// OpenChannel cannot be cancelled: wait for it in a goroutine that
-	// lives only until the server answers.
-	done := make(chan result, 1)
-	go func() {
-		ch, reqs, err := c.OpenChannel("direct-tcpip", payload)
-		done <- result{ch, reqs, err}
-	}()
-	select {
-	case r := <-done:
-		return r.ch, r.reqs, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.ch != nil {
-				r.ch.Close()
-			}
-		}()
-		return nil, nil, ctx.Err()
-	}
+	return &channelConn{ch: ch, s: s, target: addr, release: l.removeFlow}, nil
 }
 
 func (l *link) close() error {
@@ -404,86 +374,3 @@ func (l *link) close() error {
 	}
 	return nil
 }
-
-// channelConn is a tunnelled connection: a direct-tcpip channel.
-type channelConn struct {
-	ch      ssh.Channel
-	reqs    <-chan *ssh.Request
-	s       *session
-	target  string
-	release func()
-	once    sync.Once
-}
-
-var _ net.Conn = (*channelConn)(nil)
-
-// declineRequests answers channel requests, which a direct-tcpip channel
-// never gets from OpenSSH, without a goroutine of its own: a server that
-// sent some would otherwise fill the queue and stall the connection.
-func (c *channelConn) declineRequests() {
-	for {
-		select {
-		case r, ok := <-c.reqs:
-			if !ok {
-				return
-			}
-			if r.WantReply {
-				r.Reply(false, nil)
-			}
-		default:
-			return
-		}
-	}
-}
-
-// Read turns the EOF of a channel whose SSH connection died into
-// ErrConnectionLost.
-func (c *channelConn) Read(b []byte) (int, error) {
-	c.declineRequests()
-	n, err := c.ch.Read(b)
-	if err == io.EOF && c.s.lost() {
-		err = ErrConnectionLost
-	}
-	return n, err
-}
-
-// Write reports a dead connection as ErrConnectionLost too.
-func (c *channelConn) Write(b []byte) (int, error) {
-	n, err := c.ch.Write(b)
-	if err != nil && c.s.lost() {
-		err = ErrConnectionLost
-	}
-	return n, err
-}
-
-// CloseWrite sends EOF on the channel: the far end sees a half-close.
-func (c *channelConn) CloseWrite() error { return c.ch.CloseWrite() }
-
-// Close closes the channel and uncounts the flow.
-func (c *channelConn) Close() error {
-	err := c.ch.Close()
-	c.once.Do(c.release)
-	return err
-}
-
-// LocalAddr implements net.Conn: a channel has no address of its own.
-func (c *channelConn) LocalAddr() net.Addr { return channelAddr("ssh channel") }
-
-// RemoteAddr implements net.Conn: the target the server connected to.
-func (c *channelConn) RemoteAddr() net.Addr { return channelAddr(c.target) }
-
-var errNoDeadline = errors.New("ssh channel: deadlines are not supported")
-
-// SetDeadline implements net.Conn; channels have no deadlines.
-func (c *channelConn) SetDeadline(time.Time) error { return errNoDeadline }
-
-// SetReadDeadline implements net.Conn; channels have no deadlines.
-func (c *channelConn) SetReadDeadline(time.Time) error { return errNoDeadline }
-
-// SetWriteDeadline implements net.Conn; channels have no deadlines.
-func (c *channelConn) SetWriteDeadline(time.Time) error { return errNoDeadline }
-
-type channelAddr string
-
-func (a channelAddr) Network() string { return "ssh" }
-func (a channelAddr) String() string  { return string(a) }

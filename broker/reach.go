@@ -130,7 +130,7 @@ func (l *link) connectHost(host string) (*session, error) {
 		"handshake": time.Since(start).Round(time.Millisecond).String(),
 		"version":   string(sc.ServerVersion()),
 	}).Info("SSH connection up")
-	return &session{client: ssh.NewClient(sc, chans, reqs), transport: conn, server: addr, done: make(chan struct{})}, nil
+	return newSession(l, ssh.NewClient(sc, chans, reqs), conn, addr), nil
 }
 
 // bannerLines splits a server's banner into the lines worth logging, one
