@@ -15,6 +15,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/ssh"
@@ -175,19 +176,36 @@ func (b *Broker) DialVia(ctx context.Context, profile, server, addr string) (net
 	return pl.dial(ctx, addr)
 }
 
-// Close closes every connection; later Dials fail.
+// closeWait bounds how long Close waits for connections to close (x/crypto
+// sends what is queued, for up to closeFlushTime).
+const closeWait = 5 * time.Second
+
+// Close closes every connection; later Dials fail. It waits, for a bounded
+// time, until x/crypto has let go of them: all are closed at once, so a
+// connection through a jump profile is not left waiting for its jump.
 func (b *Broker) Close() error {
-	var errs []error
+	var closed []<-chan struct{}
 	for _, pl := range b.pools {
-		errs = append(errs, pl.close())
+		closed = append(closed, pl.close()...)
 	}
 	b.viaMu.Lock()
 	b.viaClosed = true
 	for _, pl := range b.via {
-		errs = append(errs, pl.close())
+		closed = append(closed, pl.close()...)
 	}
 	b.viaMu.Unlock()
-	return errors.Join(errs...)
+	deadline := time.NewTimer(closeWait)
+	defer deadline.Stop()
+	left := len(closed)
+	for _, c := range closed {
+		select {
+		case <-c:
+			left--
+		case <-deadline.C:
+			return fmt.Errorf("%d of %d SSH connections still closing after %v", left, len(closed), closeWait)
+		}
+	}
+	return nil
 }
 
 // SetupError is a failure to set up the tunnel itself (no server answered,

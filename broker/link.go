@@ -65,7 +65,9 @@ type session struct {
 	// stderrMayArrive), so each channel gets a reader that discards it.
 	stderr bool
 
-	done chan struct{} // closed when the connection has ended
+	endOnce sync.Once
+	done    chan struct{} // closed when the connection has ended for us
+	closed  chan struct{} // closed when x/crypto's Close has returned
 }
 
 func newSession(l *link, client *ssh.Client, transport *watchedConn, server string) *session {
@@ -76,7 +78,25 @@ func newSession(l *link, client *ssh.Client, transport *watchedConn, server stri
 		requests:  requestSink{log: l.log.WithField("server", server), declined: &l.requestsRefused},
 		stderr:    stderrMayArrive(client.ServerVersion()),
 		done:      make(chan struct{}),
+		closed:    make(chan struct{}),
 	}
+}
+
+// end closes the connection without waiting for it: its socket at once
+// (the server sees the end, every read and write on it fails), and
+// x/crypto's Close in a goroutine of its own. A connection that x/crypto
+// cannot unwind (its reader waiting on something that never comes) holds
+// only that goroutine, never the caller: the keepalive that declared it
+// dead, the idle timer, Close.
+func (s *session) end() {
+	s.endOnce.Do(func() {
+		s.transport.failed.Store(true) // before any channel sees its EOF
+		close(s.done)
+		go func() {
+			s.client.Close()
+			close(s.closed)
+		}()
+	})
 }
 
 // lost reports whether the connection under the session failed or was
@@ -185,7 +205,7 @@ func (l *link) armIdle() {
 		l.mu.Unlock()
 		if idle {
 			l.log.WithField("idle", l.pool.p.IdleTimeout.String()).Info("closing idle SSH connection")
-			s.client.Close()
+			s.end()
 		}
 	})
 }
@@ -252,7 +272,7 @@ func (l *link) connect(a *attempt) {
 	l.mu.Lock()
 	l.connecting = nil
 	if err == nil && l.closed {
-		s.client.Close()
+		s.end()
 		s, err = nil, errors.New("broker closed")
 	}
 	l.lastErr = err
@@ -286,17 +306,34 @@ func (l *link) connect(a *attempt) {
 // watch waits for the connection's end and forgets it.
 func (l *link) watch(s *session) {
 	err := s.client.Wait()
-	close(s.done)
+	if l.drop(s) {
+		l.log.WithError(err).Warn("SSH connection lost; its flows are reset, the next flow reconnects")
+	}
+	// Totals of this connection and the profile's earlier ones on it.
+	l.log.WithFields(logrus.Fields{
+		"server":                 s.server,
+		"channel_requests_total": l.requestsRefused.Load(),
+		"stderr_discarded_total": l.stderrDiscarded.Load(),
+	}).Debug("SSH connection ended")
+}
+
+// drop forgets the session, so the next flow connects anew, and ends it.
+// It reports whether the session was the link's current one, and the
+// broker is not closing.
+func (l *link) drop(s *session) bool {
 	l.mu.Lock()
 	current := l.cur == s
 	if current {
 		l.cur = nil
+		if l.idle != nil {
+			l.idle.Stop()
+			l.idle = nil
+		}
 	}
 	closed := l.closed
 	l.mu.Unlock()
-	if current && !closed {
-		l.log.WithError(err).Warn("SSH connection lost; its flows are reset, the next flow reconnects")
-	}
+	s.end()
+	return current && !closed
 }
 
 // keepalive sends keepalive@openssh.com every interval while none is
@@ -320,8 +357,10 @@ func (l *link) keepalive(s *session) {
 			silent := now.Sub(time.Unix(0, s.transport.lastRead.Load()))
 			if silent >= limit {
 				l.log.WithField("silent_for", silent.Round(time.Millisecond).String()).
-					Warn("SSH server stopped answering keepalives; closing the connection")
-				s.client.Close()
+					Warn("SSH server stopped answering keepalives; closing the connection, the next flow reconnects")
+				// Replaced at once, whatever x/crypto's goroutines
+				// are blocked on: Close and Wait may never return.
+				l.drop(s)
 				return
 			}
 			if now.Sub(lastSent) >= p.KeepaliveInterval && !pending.Load() {
@@ -360,7 +399,9 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return &channelConn{ch: ch, s: s, target: addr, release: l.removeFlow}, nil
 }
 
-func (l *link) close() error {
+// close ends the connection, if any, and returns what is closed once
+// x/crypto has let go of it (nil without a connection).
+func (l *link) close() <-chan struct{} {
 	l.mu.Lock()
 	l.closed = true
 	s := l.cur
@@ -369,8 +410,9 @@ func (l *link) close() error {
 		l.idle.Stop()
 	}
 	l.mu.Unlock()
-	if s != nil {
-		return s.client.Close()
+	if s == nil {
+		return nil
 	}
-	return nil
+	s.end()
+	return s.closed
 }

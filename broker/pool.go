@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 
@@ -65,10 +64,13 @@ func (pl *pool) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return c, nil
 }
 
-func (pl *pool) close() error {
-	var errs []error
+// close ends the pool's connections; see link.close.
+func (pl *pool) close() []<-chan struct{} {
+	var closed []<-chan struct{}
 	for _, l := range pl.links {
-		errs = append(errs, l.close())
+		if c := l.close(); c != nil {
+			closed = append(closed, c)
+		}
 	}
-	return errors.Join(errs...)
+	return closed
 }

@@ -3,7 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -179,6 +181,85 @@ func TestRequestFloodDoesNotStallConnection(t *testing.T) {
 	c.Write([]byte("first flow"))
 	expectRead(t, reads, "first flow")
 	waitUntil(t, func() bool { return statusOf(b, "gw").RequestsRefused == 200 })
+}
+
+// A hostile server floods a quiet channel with requests and then stops
+// answering: the keepalives declare the connection dead, and it must be
+// torn down (its flows reset) and replaced (the next flow reconnects).
+func TestKeepaliveReplacesFloodedConnection(t *testing.T) {
+	var srv *brokertest.Server
+	flooded := make(chan struct{})
+	srv, p := keyedServerWith(t, brokertest.Options{Forwarded: onFirstChannel(func(ch ssh.Channel) {
+		for range 200 {
+			ch.SendRequest("flood@example.com", false, nil)
+		}
+		srv.IgnoreGlobalRequests.Store(true)
+		close(flooded)
+	})})
+	p.KeepaliveInterval = 100 * time.Millisecond
+	p.KeepaliveCount = 3
+	b := newBroker(t, Options{}, p)
+	target := echoServer(t)
+	c, err := b.Dial(context.Background(), "gw", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reads := parkReader(c)
+	<-flooded
+
+	select {
+	case r := <-reads:
+		if !errors.Is(r.err, ErrConnectionLost) {
+			t.Fatalf("the flow of the dead connection read %q, %v; want ErrConnectionLost", r.data, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flow of a connection declared dead was not reset within 10 s")
+	}
+	srv.IgnoreGlobalRequests.Store(false)
+	mustDial(t, b, "gw", target)
+	if n := srv.Logins.Load(); n != 2 {
+		t.Errorf("%d logins, want 2 (a new connection)", n)
+	}
+}
+
+// A connection that keepalives declared dead is replaced even when
+// x/crypto cannot unwind it: here its transport is a channel of a jump
+// connection whose server went silent (a frozen relay), so its reader
+// stays parked in that channel and its Close and Wait never return.
+func TestDeadConnectionReplacedWhileItsReaderIsStuck(t *testing.T) {
+	dir := t.TempDir()
+	_, key := writeKey(t, dir, "id", "")
+	auth := brokertest.Options{Authorized: []ssh.PublicKey{key.PublicKey()}}
+	jumpSrv, jump := server(t, auth)
+	_, inner := server(t, auth)
+	relay := newFreezableRelay(t, jumpSrv.Addr)
+	kh := filepath.Join(dir, "kh_relay")
+	line := strings.Replace(jumpSrv.KnownHostsLine(), fmt.Sprint(jumpSrv.Port()), fmt.Sprint(relay.port()), 1)
+	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jump.Name, jump.Port, jump.KnownHosts = "bastion", relay.port(), []string{kh}
+	jump.IdentityFiles = []string{filepath.Join(dir, "id")}
+	jump.KeepaliveInterval = time.Hour // the jump is not declared dead during the test
+	inner.Name, inner.Jump = "inner", "bastion"
+	inner.IdentityFiles = []string{filepath.Join(dir, "id")}
+	inner.KeepaliveInterval, inner.KeepaliveCount = 100*time.Millisecond, 3
+	b := newBroker(t, Options{}, jump, inner)
+	target := echoServer(t)
+	mustDial(t, b, "inner", target)
+
+	relay.freeze()
+	waitUntil(t, func() bool { return !statusOf(b, "inner").Up })
+	// The next flow is a new connection attempt (which waits for the
+	// frozen jump), not a refusal by the dead connection.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := b.Dial(ctx, "inner", target)
+	var se *SetupError
+	if !errors.As(err, &se) || errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("a flow after the connection was declared dead: %v, want a SetupError of a new attempt", err)
+	}
 }
 
 // A server that sends stderr data on a direct-tcpip channel: unread, it
