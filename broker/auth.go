@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/shunt-dev/shunt/internal/errs"
 )
 
 // promptTimeout bounds how long a connection attempt waits for the user.
@@ -191,7 +193,7 @@ func (h *handshake) outcome(method string, cut bool) Attempt {
 		a.Keys = h.keys
 		var notes []string
 		if err != nil {
-			notes = append(notes, oneLine(err.Error()))
+			notes = append(notes, errs.OneLine(err.Error()))
 		}
 		notes = append(notes, h.skipped...)
 		if h.agentNote != "" {
@@ -203,7 +205,7 @@ func (h *handshake) outcome(method string, cut bool) Attempt {
 	case AuthKeyboardInteractive:
 		switch {
 		case err != nil:
-			a.Text = "keyboard-interactive: " + oneLine(err.Error())
+			a.Text = "keyboard-interactive: " + errs.OneLine(err.Error())
 		case h.kbdRounds == 0:
 			a.Text = "keyboard-interactive refused without asking anything"
 		default:
@@ -212,7 +214,7 @@ func (h *handshake) outcome(method string, cut bool) Attempt {
 	case AuthPassword:
 		switch {
 		case err != nil:
-			a.Text = "password: " + oneLine(err.Error())
+			a.Text = "password: " + errs.OneLine(err.Error())
 		case h.passwordTries == 1:
 			a.Text = "password refused"
 		default:
@@ -296,12 +298,12 @@ func (h *handshake) signers() ([]ssh.Signer, error) {
 		}
 	}
 	var keys []offer
-	var errs []error
+	var skipped []error
 	for _, f := range files {
 		s, err := h.identity(f)
 		if err != nil {
 			if explicit || !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
+				skipped = append(skipped, err)
 			}
 			continue
 		}
@@ -317,9 +319,9 @@ func (h *handshake) signers() ([]ssh.Signer, error) {
 	}
 	certs := h.certificates(files, append(append([]offer{}, keys...), agentKeys...))
 	all := append(append(certs, agentKeys...), keys...)
-	for _, err := range errs {
+	for _, err := range skipped {
 		log.WithError(err).Warn("identity file skipped")
-		h.skipped = append(h.skipped, "skipped "+oneLine(err.Error()))
+		h.skipped = append(h.skipped, "skipped "+errs.OneLine(err.Error()))
 	}
 	h.keys = nil
 	var signers []ssh.Signer
@@ -328,8 +330,8 @@ func (h *handshake) signers() ([]ssh.Signer, error) {
 		h.keys = append(h.keys, o.desc)
 	}
 	if len(all) == 0 {
-		if len(errs) > 0 {
-			return nil, joinErrors(errs)
+		if len(skipped) > 0 {
+			return nil, errs.Join(skipped...)
 		}
 		return nil, errors.New("no key to log in with: name identity_files in the profile or run an ssh-agent (SSH_AUTH_SOCK)")
 	}
@@ -348,7 +350,7 @@ func (h *handshake) agentKeys() []offer {
 	c, err := net.Dial("unix", sock)
 	if err != nil {
 		log.WithError(err).Warn("ssh-agent (SSH_AUTH_SOCK) unreachable; using identity files only")
-		h.agentNote = "ssh-agent unreachable: " + oneLine(err.Error())
+		h.agentNote = "ssh-agent unreachable: " + errs.OneLine(err.Error())
 		return nil
 	}
 	h.agentConn = c
@@ -360,7 +362,7 @@ func (h *handshake) agentKeys() []offer {
 	}
 	if err != nil {
 		log.WithError(err).Warn("ssh-agent did not list its keys")
-		h.agentNote = "the ssh-agent did not list its keys: " + oneLine(err.Error())
+		h.agentNote = "the ssh-agent did not list its keys: " + errs.OneLine(err.Error())
 		return nil
 	}
 	if len(signers) == 0 {
@@ -613,7 +615,7 @@ func (e *LoginError) Error() string {
 	case len(e.Tried) == 0 && e.Cause == nil:
 		fmt.Fprintf(&b, "SSH server %s allows none of the profile's methods for the login as %q: it allows %s, the profile's auth_methods are %s",
 			e.where(), e.User, strings.Join(e.Allowed, ", "), strings.Join(e.Configured, ", "))
-		return oneLine(b.String())
+		return errs.OneLine(b.String())
 	case e.refused():
 		fmt.Fprintf(&b, "SSH server %s refused the login as %q: ", e.where(), e.User)
 	default:
@@ -668,7 +670,7 @@ func (e *LoginError) Error() string {
 		}
 		b.WriteString(check[len(check)-1])
 	}
-	return oneLine(b.String())
+	return errs.OneLine(b.String())
 }
 
 // brief is the short form for the flows the failure refuses.

@@ -6,49 +6,9 @@ import (
 	"time"
 )
 
-// Errors are logged as one quoted value: a newline in one shows up as a
-// literal \n in the middle of a log line. These helpers keep them on one
-// line, and keep the long explanations (a refused host key, a refused
-// login) to the one log line of the connection attempt.
-
-// oneLine replaces line breaks, which only foreign text (a server's
-// message, a prompt's error) can bring into an error.
-func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), "; ")
-}
-
-// joinErrors is errors.Join on one line: "a; b". errors.Is and errors.As
-// still see every error.
-func joinErrors(errs []error) error {
-	var nonNil joinedErrors
-	for _, err := range errs {
-		if err != nil {
-			nonNil = append(nonNil, err)
-		}
-	}
-	switch len(nonNil) {
-	case 0:
-		return nil
-	case 1:
-		return nonNil[0]
-	}
-	return nonNil
-}
-
-type joinedErrors []error
-
-func (j joinedErrors) Error() string {
-	parts := make([]string, len(j))
-	for i, err := range j {
-		parts[i] = oneLine(err.Error())
-	}
-	return strings.Join(parts, "; ")
-}
-
-func (j joinedErrors) Unwrap() []error { return j }
+// These helpers keep the long explanations (a refused host key, a refused
+// login) to the one log line of the connection attempt; internal/errs
+// keeps every error on one line.
 
 // explained is an error whose text is a long explanation (what was
 // refused, what was tried, what to do), and which has a short form for

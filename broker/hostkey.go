@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/shunt-dev/shunt/internal/errs"
 )
 
 // hostKeys checks server host keys against OpenSSH known_hosts files,
@@ -74,9 +76,9 @@ type HostKeyError struct {
 
 func (e *HostKeyError) Error() string {
 	if e.Note != "" {
-		return oneLine(e.message() + " (" + e.Note + ")")
+		return errs.OneLine(e.message() + " (" + e.Note + ")")
 	}
-	return oneLine(e.message())
+	return errs.OneLine(e.message())
 }
 
 // brief is the short form for the flows the refusal refuses; the
@@ -90,7 +92,7 @@ func (e *HostKeyError) brief(ref string) string {
 		what = "has CHANGED"
 	}
 	if e.Note != "" {
-		ref = oneLine(e.Note) + "; " + ref
+		ref = errs.OneLine(e.Note) + "; " + ref
 	}
 	return fmt.Sprintf("host key of %s %s (%s)", e.Host, what, ref)
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/shunt-dev/shunt/internal/errs"
 )
 
 // establish connects to the profile's first host that answers.
@@ -21,21 +23,21 @@ func (l *link) establish() (*session, error) {
 	if len(p.Hosts) == 0 {
 		return nil, fmt.Errorf("profile %s has no host", p.Name)
 	}
-	var errs []error
+	var failures []error
 	for i, host := range p.Hosts {
 		s, err := l.connectHost(host)
 		if err == nil {
 			if i > 0 {
-				l.log.WithFields(logrus.Fields{"server": s.server, "failed": len(errs)}).Warn("failed over to the next host")
+				l.log.WithFields(logrus.Fields{"server": s.server, "failed": len(failures)}).Warn("failed over to the next host")
 			}
 			return s, nil
 		}
-		errs = append(errs, err)
+		failures = append(failures, err)
 		// A refused host key is no reason to trust the next host less,
 		// nor the next host a reason to hide it: keep going, report all.
 	}
 	// One line, stamped: the flows this attempt refuses refer to it.
-	return nil, &attemptError{err: joinErrors(errs), at: time.Now()}
+	return nil, &attemptError{err: errs.Join(failures...), at: time.Now()}
 }
 
 // route says how a server of p is reached (see hopTo): the proxy to dial

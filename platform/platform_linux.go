@@ -10,6 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	shunterrs "github.com/shunt-dev/shunt/internal/errs"
 )
 
 // Linux capture: the routes live in their own table, selected by one policy
@@ -250,5 +252,5 @@ func (n *Network) Close() error {
 		errs = append(errs, err)
 	}
 	n.h.Close()
-	return errors.Join(errs...)
+	return shunterrs.Join(errs...)
 }

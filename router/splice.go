@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/shunt-dev/shunt/internal/errs"
 )
 
 // spliceBufSize is the copy buffer of one direction. Larger reads mean
@@ -112,7 +114,7 @@ func (j *join) finish() {
 	// io.EOF when the peer closed first) changes nothing for the flow.
 	j.a.Close()
 	j.b.Close()
-	j.done(j.aToB, j.bToA, errors.Join(j.errAB, j.errBA))
+	j.done(j.aToB, j.bToA, errs.Join(j.errAB, j.errBA))
 }
 
 // Pump states: idle (no goroutine), running (a goroutine drains the
