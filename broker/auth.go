@@ -291,7 +291,11 @@ func (h *handshake) signers() ([]ssh.Signer, error) {
 	files := p.IdentityFiles
 	explicit := len(files) > 0
 	if !explicit {
-		if home, err := os.UserHomeDir(); err == nil {
+		home := h.link.pool.b.opts.Home
+		if home == "" {
+			home, _ = os.UserHomeDir()
+		}
+		if home != "" {
 			for _, f := range defaultIdentityFiles {
 				files = append(files, filepath.Join(home, ".ssh", f))
 			}

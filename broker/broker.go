@@ -68,7 +68,12 @@ type Options struct {
 	Prompter Prompter
 	// ProxyRules apply to profiles without a proxy of their own.
 	ProxyRules []ProxyRule
-	Log        logrus.FieldLogger
+	// Home is the home directory of the user shunt acts for, whose
+	// ~/.ssh/id_ed25519, id_ecdsa and id_rsa a profile without
+	// identity files uses (under sudo, the user who ran sudo, not root:
+	// config.Machine.ActingUser). Empty means os.UserHomeDir.
+	Home string
+	Log  logrus.FieldLogger
 }
 
 // Broker dials tunnelled connections through its profiles. It implements

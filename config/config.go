@@ -92,6 +92,11 @@ func (c *Config) setMachine(m Machine) {
 	c.account, c.accountErr = c.machine.ActingUser()
 }
 
+// Account is the user the configuration was read for (Machine.ActingUser):
+// "~" in it is that user's home, and that user's default keys are the
+// ones a profile without identity files uses.
+func (c *Config) Account() Account { return c.account }
+
 // expandHome replaces a leading "~" with the acting user's home.
 func (c *Config) expandHome(p string) string {
 	return expandHome(p, c.account.Home)

@@ -512,6 +512,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 		AgentSocket: os.Getenv("SSH_AUTH_SOCK"),
 		Prompter:    prompt.FromEnv(os.Getenv, prompt.HasTTY()),
 		ProxyRules:  brokerProxyRules(cfg),
+		Home:        cfg.Account().Home,
 		Log:         log,
 	})
 	if err != nil {
