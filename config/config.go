@@ -207,6 +207,23 @@ type Rule struct {
 
 	Line int    `yaml:"-"`
 	File string `yaml:"-"`
+	// emptyLists are the matcher keys written with no value or an empty
+	// list, and their lines: "destinations: []" reads as "any" to YAML
+	// but almost never means it.
+	emptyLists []emptyList
+}
+
+// emptyMeans is what an absent matcher key matches.
+var emptyMeans = map[string]string{
+	"destinations": "any destination",
+	"ports":        "every port",
+	"applications": "every application",
+	"users":        "every user",
+}
+
+type emptyList struct {
+	key  string
+	line int
 }
 
 // TUN configures the capture device.
@@ -464,7 +481,20 @@ func (p *Profile) lineOf(key string, item int) int {
 func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 	type plain Rule
 	r.Line = n.Line
-	return n.Decode((*plain)(r))
+	if err := n.Decode((*plain)(r)); err != nil {
+		return err
+	}
+	r.emptyLists = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "destinations", "ports", "applications", "users":
+			if v.Tag == "!!null" || (v.Kind == yaml.SequenceNode && len(v.Content) == 0) {
+				r.emptyLists = append(r.emptyLists, emptyList{k.Value, k.Line})
+			}
+		}
+	}
+	return nil
 }
 
 // Error is a configuration error at a place in a file.
@@ -827,6 +857,9 @@ func (c *Config) validate() error {
 		label := fmt.Sprintf("rule #%d", i+1)
 		if r.Name != "" {
 			label += fmt.Sprintf(" %q", r.Name)
+		}
+		for _, e := range r.emptyLists {
+			errorAt(r.File, e.line, "%s: %s is empty, and an empty list would match %s: list them, or leave the key out to match %s on purpose", label, e.key, emptyMeans[e.key], emptyMeans[e.key])
 		}
 		for _, d := range r.Destinations {
 			if d.err != nil {
