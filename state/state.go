@@ -1,0 +1,124 @@
+// Package state is the live state of a running shunt as plain data: what
+// `shunt status` shows, what the control API serves and what its events
+// carry. It depends on nothing of shunt's: the router fills in flows, the
+// broker profiles and prompts, the engine puts them together.
+//
+// The JSON names are a contract (scripts and tests outside this repository
+// read them): add fields, never rename one.
+package state
+
+import "time"
+
+// Status is a snapshot of everything at once.
+type Status struct {
+	// Capture is on while the TUN device and its routes are in place.
+	Capture  bool      `json:"capture"`
+	Profiles []Profile `json:"profiles"`
+	Flows    []Flow    `json:"flows"`
+	Prompts  []Prompt  `json:"prompts"`
+}
+
+// Connection states of a profile (or of a host-from-application server).
+const (
+	Idle           = "idle"             // no SSH connection, none wanted
+	Connecting     = "connecting"       // a connection attempt is running
+	Connected      = "connected"        // at least one connection is up
+	Backoff        = "backoff"          // the last attempt failed; waiting before the next
+	WaitingForAuth = "waiting-for-auth" // a prompt (password, passphrase, host key) is pending
+)
+
+// Profile is the state of a profile's SSH connections, or of those of a
+// host-from-application server (Via is then the server, and Name the
+// profile whose settings it uses).
+type Profile struct {
+	Name  string `json:"name"`
+	Via   string `json:"via,omitempty"`
+	State string `json:"state"`
+	// Server is the SSH server connected to, or being tried (host:port).
+	Server string `json:"server"`
+	// Route is how the server is reached: "direct", a proxy, a jump.
+	Route string `json:"route,omitempty"`
+	// Since is when State last changed.
+	Since time.Time `json:"since"`
+	// Connections up, and channels open on them.
+	Connections int `json:"connections"`
+	Channels    int `json:"channels"`
+	// Sent counts bytes from the applications, Received bytes to them,
+	// over the life of the profile.
+	Sent       int64 `json:"sent"`
+	Received   int64 `json:"received"`
+	Reconnects int   `json:"reconnects"`
+	// Error is the last connection error, one line, without secrets.
+	Error string `json:"error,omitempty"`
+}
+
+// Flow states.
+const (
+	FlowSettingUp = "setup" // waiting for its upstream
+	FlowOpen      = "open"
+	FlowClosed    = "closed" // only in a close event
+)
+
+// Flow is one captured TCP flow.
+type Flow struct {
+	ID  uint64 `json:"id"`
+	Src string `json:"src"` // the application's address and port
+	Dst string `json:"dst"` // where it connected
+	// Name is the host name the destination was looked up as, when shunt
+	// knows it.
+	Name string `json:"name,omitempty"`
+	App  string `json:"app,omitempty"` // the executable's path, when looked up
+	// UID is the application's user, -1 when not looked up.
+	UID     int    `json:"uid"`
+	Rule    string `json:"rule,omitempty"` // e.g. `rule #2 "mail"`; empty when no rule matched
+	Action  string `json:"action"`         // tunnel, direct or block
+	Profile string `json:"profile,omitempty"`
+	// Server is the SSH server of a tunnelled flow, when known.
+	Server string `json:"server,omitempty"`
+	// Sent counts bytes from the application, Received bytes to it.
+	Sent     int64     `json:"sent"`
+	Received int64     `json:"received"`
+	Started  time.Time `json:"started"`
+	State    string    `json:"state"`
+}
+
+// Prompt kinds.
+const (
+	PromptPassword   = "password"
+	PromptPassphrase = "passphrase"
+	PromptChallenge  = "keyboard-interactive"
+	PromptHostKey    = "host-key"
+)
+
+// Prompt is a question to the user that a connection waits on.
+type Prompt struct {
+	ID      string `json:"id"`
+	Profile string `json:"profile"`
+	Kind    string `json:"kind"`
+	// Message is what to show the user (never an answer).
+	Message string `json:"message"`
+	// Echo tells whether the answer may be shown while typed.
+	Echo    bool      `json:"echo"`
+	Created time.Time `json:"created"`
+}
+
+// Event kinds.
+const (
+	EventOpen   = "open"   // a flow opened (Flow)
+	EventClose  = "close"  // a flow closed (Flow, with its totals, Reason and Duration)
+	EventState  = "state"  // a profile's connection state changed (Profile)
+	EventPrompt = "prompt" // a prompt is pending (Prompt)
+)
+
+// Event is something that happened, as `shunt flows --follow` streams it.
+type Event struct {
+	Event   string    `json:"event"`
+	Time    time.Time `json:"time"`
+	Flow    *Flow     `json:"flow,omitempty"`
+	Profile *Profile  `json:"profile,omitempty"`
+	Prompt  *Prompt   `json:"prompt,omitempty"`
+	// Reason says why a flow closed or was refused, in a few words.
+	Reason string `json:"reason,omitempty"`
+	// Duration is a closed flow's life.
+	Duration time.Duration `json:"duration,omitempty"`
+}
