@@ -38,10 +38,7 @@ func FuzzNextDirent(f *testing.F) {
 	f.Add(append(ent("1"), ent("self")...))
 	f.Add([]byte{0, 1, 2})
 	f.Fuzz(func(t *testing.T, ents []byte) {
-		for steps := 0; len(ents) > 0; steps++ {
-			if steps > len(ents)+1 {
-				t.Fatal("the walk does not end")
-			}
+		for len(ents) > 0 { // it ends: every step takes at least 19 bytes
 			var name []byte
 			before := len(ents)
 			name, ents = nextDirent(ents)
