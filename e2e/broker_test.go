@@ -507,10 +507,10 @@ tun:
 		if !errors.Is(readErr, syscall.ECONNRESET) && !errors.Is(wErr, syscall.ECONNRESET) {
 			t.Fatalf("the flow ended with read %v, write %v; want a reset", readErr, wErr)
 		}
-		t.Logf("flow reset %v after sshd died (bound: 3 s)", time.Since(start).Round(time.Millisecond))
-		if time.Since(start) > 3*time.Second {
-			t.Errorf("reset took longer than the keepalive bound")
-		}
+		// Detection takes keepalive interval × count (3 s here); the
+		// 10 s read deadline above only tells "detected" from "never",
+		// whatever the machine's load.
+		t.Logf("flow reset %v after sshd died (keepalive bound: 3 s)", time.Since(start).Round(time.Millisecond))
 		sd.start(t)
 		waitFor(t, "a new flow to succeed", func() bool { return echo(topo.client, target, []byte("back")) == nil })
 		if !strings.Contains(sh.log.String(), "SSH connection lost") {
@@ -536,14 +536,15 @@ tun:
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Fatalf("the flow ended with %v, want a reset", err)
 		}
-		took := time.Since(start)
-		t.Logf("dead link detected after %v (bound: 2 s + one interval of slack)", took.Round(time.Millisecond))
-		if took > 3*time.Second {
-			t.Errorf("detection took %v, more than interval × count (2 s) plus one interval", took)
-		}
-		if !strings.Contains(sh.log.String(), "stopped answering keepalives") {
-			t.Error("the log does not say why the connection was closed")
-		}
+		// interval × count is 2 s; the 15 s read deadline only tells
+		// "detected by the keepalives" (the default ones would take 45 s)
+		// from "never", whatever the machine's load.
+		t.Logf("dead link detected after %v (keepalive bound: 2 s)", time.Since(start).Round(time.Millisecond))
+		// The flows are reset as the connection is dropped, and the
+		// warning may be written just after.
+		waitFor(t, "the log to say why the connection was closed", func() bool {
+			return strings.Contains(sh.log.String(), "stopped answering keepalives")
+		})
 		sh.stop(t)
 	})
 }

@@ -289,9 +289,12 @@ func TestEndToEnd(t *testing.T) {
 			}
 			best = min(best, took)
 		}
+		// A blocked flow is refused before anything is dialled (about a
+		// millisecond here); the bound only tells "at once" from "after
+		// a dial or its timeout", whatever the machine's load.
 		t.Logf("refused in %v (best of 5)", best)
-		if best > 100*time.Millisecond {
-			t.Fatalf("block took %v, want under 100 ms", best)
+		if best > time.Second {
+			t.Fatalf("block took %v: it waited for something", best)
 		}
 	})
 
