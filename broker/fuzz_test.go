@@ -138,3 +138,18 @@ func FuzzKnownHosts(f *testing.F) {
 		}
 	})
 }
+
+// A proxy URL that parses other than meant keeps its password out of the
+// error all the same (url.Redacted hides only a parsed user's password).
+func TestParseProxyHidesPassword(t *testing.T) {
+	for _, s := range []string{"http:/alice:s3cr3tpw@proxy:3128", "socks5://alice:s3cr3tpw@proxy:1080#x", "socks5//alice:s3cr3tpw@proxy:1080", "alice:s3cr3tpw@proxy:1080", "ftp://alice:s3cr3tpw@proxy:21"} {
+		_, err := ParseProxy(s)
+		if err == nil {
+			t.Errorf("%q accepted", s)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cr3tpw") {
+			t.Errorf("ParseProxy(%q) = %v: shows the password", s, err)
+		}
+	}
+}

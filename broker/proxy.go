@@ -27,13 +27,16 @@ func ParseProxy(s string) (*url.URL, error) {
 		// would show a password.
 		return nil, errors.New("proxy URL is malformed: write scheme://[user:password@]host:port (percent-encode special characters in the password)")
 	}
+	// The messages name the scheme and the host only: a URL that parsed
+	// other than meant ("http:/user:secret@proxy", "socks5://u:p@h#x")
+	// holds the password in a part that Redacted does not hide.
 	switch u.Scheme {
 	case "socks4", "socks4a", "socks5", "http":
 	default:
-		return nil, fmt.Errorf("proxy %q: unknown scheme %q: use socks4, socks4a, socks5 or http", u.Redacted(), u.Scheme)
+		return nil, fmt.Errorf("proxy URL has the unknown scheme %q: write socks4://, socks4a://, socks5:// or http://, then [user:password@]host:port", u.Scheme)
 	}
-	if u.Hostname() == "" || u.Port() == "" {
-		return nil, fmt.Errorf("proxy %q: give host and port, e.g. %s://proxy.example:1080", u.Redacted(), u.Scheme)
+	if u.Hostname() == "" || u.Port() == "" || u.Path != "" || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("proxy URL %s://%s is not of the form %s://[user:password@]host:port, e.g. %s://proxy.example:1080", u.Scheme, u.Host, u.Scheme, u.Scheme)
 	}
 	return u, nil
 }

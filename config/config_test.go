@@ -151,7 +151,7 @@ func TestErrors(t *testing.T) {
 		{"password", "profiles:\n  - name: p\n    host: gw\n    password: hunter2\n",
 			[]string{`x.yaml:4: passwords never go in the config file: remove it; shunt asks for it`}},
 		{"proxy", "profiles:\n  - name: p\n    host: gw\n    proxy: ftp://x:1\n",
-			[]string{`x.yaml:2: profile "p": proxy "ftp://x:1": unknown scheme "ftp": use socks4, socks4a, socks5 or http`}},
+			[]string{`x.yaml:2: profile "p": proxy URL has the unknown scheme "ftp": write socks4://, socks4a://, socks5:// or http://`}},
 		{"jump loop", "profiles:\n  - name: a\n    host: x\n    jump: b\n  - name: b\n    host: y\n    jump: a\n",
 			[]string{`profiles jump in a loop: a -> b -> a`}},
 		{"policy", "profiles:\n  - name: p\n    host: gw\n    host_key_policy: trust\n",
