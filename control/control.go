@@ -1,0 +1,80 @@
+// Package control is shunt's control API: HTTP with JSON over a Unix
+// socket, served by a running shunt (`shunt up`, `shunt daemon`) and used
+// by the client commands (`shunt status`, `shunt reload`, ...).
+//
+// The server decides who may use the socket by the peer's credentials, as
+// the kernel reports them for the connection: root, the daemon's own user,
+// and members of the configured group. The socket's mode (0660) is only a
+// first fence.
+//
+// Endpoints (all under /v1, all answering JSON; errors are
+// {"error": "..."} with a fitting status code):
+//
+//	GET  /v1/status                    state.Status: profiles, flows, prompts
+//	GET  /v1/flows                     {"flows": [state.Flow...]}
+//	GET  /v1/prompts                   {"prompts": [state.Prompt...]}
+//	GET  /v1/events                    a stream of state.Event, one JSON object a line
+//	POST /v1/reload                    read the configuration again
+//	POST /v1/down                      stop shunt, as SIGTERM does
+//	POST /v1/profiles/{name}/connect   connect a profile; answers its state.Profile
+//	POST /v1/profiles/{name}/disconnect
+//	POST /v1/flows/{id}/close          reset a flow
+//	POST /v1/prompts/{id}/answer       body {"answer": "..."}; never logged
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/shunt-dev/shunt/state"
+)
+
+// DefaultSocket is where the control socket is when the configuration
+// does not say (control.socket) and a client is not told (--socket,
+// SHUNT_SOCKET).
+const DefaultSocket = "/run/shunt/shunt.sock"
+
+// SocketEnv names the environment variable that tells the client commands
+// where the socket is.
+const SocketEnv = "SHUNT_SOCKET"
+
+// Backend is the running shunt the control socket serves: the engine. Its
+// methods are called from the server's goroutines, concurrently.
+type Backend interface {
+	// Status is a snapshot of everything at once. The server also reads
+	// it to answer 404 for a profile or prompt that does not exist.
+	Status() state.Status
+	// Reload reads the configuration again and swaps it in. A
+	// configuration with errors is refused as a whole, the old one staying
+	// in force; the error then holds every problem (file:line and the
+	// fix), joined (errors.Join, or an error with Unwrap() []error) or
+	// one a line.
+	Reload(ctx context.Context) error
+	// Down starts stopping shunt, as SIGTERM does, and returns at once.
+	Down()
+	// Connect makes sure the profile has an SSH connection: it returns
+	// once one is up, the attempt failed, or ctx ended.
+	Connect(ctx context.Context, profile string) error
+	// Disconnect closes the profile's SSH connections.
+	Disconnect(profile string) error
+	// CloseFlow resets the flow; false when no flow has that id.
+	CloseFlow(id uint64) bool
+	// Answer answers the pending prompt id (of Status().Prompts). Its
+	// error must not contain the answer: the server logs it.
+	Answer(id, answer string) error
+	// Subscribe returns the events from now on, through a buffer of buf
+	// events: a subscriber that falls behind loses events, and never
+	// slows shunt down. cancel ends the subscription; the backend closes
+	// the channel after cancel, or when it stops.
+	Subscribe(buf int) (events <-chan state.Event, cancel func())
+}
+
+// ErrNotRunning is what the client's errors wrap when no shunt answers on
+// the socket.
+var ErrNotRunning = errors.New("shunt is not running")
+
+// ErrUnsupported is NewServer's error where peer credentials cannot be
+// read, so that nobody could be allowed in.
+// It wraps errors.ErrUnsupported.
+var ErrUnsupported = fmt.Errorf("the control socket is not supported on this system: shunt cannot read a Unix socket peer's credentials here: %w", errors.ErrUnsupported)
