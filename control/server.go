@@ -122,6 +122,7 @@ func newServer(opts Options, a access, groups func(Peer) []uint32) *Server {
 		ConnContext:       s.connContext,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(debugWriter{s.log}, "control socket: ", 0),
 	}
 	return s

@@ -40,6 +40,7 @@ Usage:
   shunt import-tectia [--best-effort] ssh-broker-config.xml
                                        convert a Tectia configuration to YAML
   shunt version                        print the version
+` + ctlUsage + `
 
 The configuration is /etc/shunt/shunt.yaml, then the user's
 ~/.config/shunt/shunt.yaml, then each --config file, merged.
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdExplain(args, stdout, stderr)
 	case "import-tectia":
 		return cmdImportTectia(args, stdout, stderr)
+	case "status", "flows", "reload", "down", "connect", "disconnect", "close", "auth":
+		return runCtl(cmd, args, stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("shunt version", flag.ContinueOnError)
 		if err := parseFlags(fs, args, stdout, stderr); err != nil || fs.NArg() > 0 {
