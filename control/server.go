@@ -443,7 +443,7 @@ func (s *Server) down(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, Stopping{true})
 }
 
-// profile finds a profile's state: its own entry, else that of one of its
+// profileIn finds a profile's state: its own entry, else that of one of its
 // host-from-application servers.
 func profileIn(st state.Status, name string) (state.Profile, bool) {
 	var found *state.Profile
