@@ -49,7 +49,7 @@ type Profile struct {
 	Received   int64 `json:"received"`
 	Reconnects int   `json:"reconnects"`
 	// Error is the last connection error, one line, without secrets.
-	Error string `json:"error,omitempty"`
+	Error string `json:"error"`
 }
 
 // Flow states.
@@ -66,13 +66,13 @@ type Flow struct {
 	Dst string `json:"dst"` // where it connected
 	// Name is the host name the destination was looked up as, when shunt
 	// knows it.
-	Name string `json:"name,omitempty"`
-	App  string `json:"app,omitempty"` // the executable's path, when looked up
+	Name string `json:"name"`
+	App  string `json:"app"` // the executable's path, when looked up
 	// UID is the application's user, -1 when not looked up.
 	UID     int    `json:"uid"`
-	Rule    string `json:"rule,omitempty"` // e.g. `rule #2 "mail"`; empty when no rule matched
-	Action  string `json:"action"`         // tunnel, direct or block
-	Profile string `json:"profile,omitempty"`
+	Rule    string `json:"rule"`   // e.g. `rule #2 "mail"`; empty when no rule matched
+	Action  string `json:"action"` // tunnel, direct or block
+	Profile string `json:"profile"`
 	// Server is the SSH server of a tunnelled flow, when known.
 	Server string `json:"server,omitempty"`
 	// Sent counts bytes from the application, Received bytes to it.
@@ -115,7 +115,7 @@ type Event struct {
 	Event   string    `json:"event"`
 	Time    time.Time `json:"time"`
 	Flow    *Flow     `json:"flow,omitempty"`
-	Profile *Profile  `json:"profile,omitempty"`
+	Profile *Profile  `json:"profile"`
 	Prompt  *Prompt   `json:"prompt,omitempty"`
 	// Reason says why a flow closed or was refused, in a few words.
 	Reason string `json:"reason,omitempty"`

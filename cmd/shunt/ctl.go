@@ -217,49 +217,19 @@ func (c *ctl) status(args []string) int {
 	}
 }
 
-// statusJSON and the types below are status --json's output: state's
-// types with every field that the contract names present, even when empty.
-type statusJSON struct {
-	Capture  bool           `json:"capture"`
-	Profiles []profileJSON  `json:"profiles"`
-	Flows    []flowJSON     `json:"flows"`
-	Prompts  []state.Prompt `json:"prompts"`
-}
-
-type profileJSON struct {
-	state.Profile
-	Error string `json:"error"`
-}
-
-type flowJSON struct {
-	state.Flow
-	Name    string `json:"name"`
-	App     string `json:"app"`
-	Rule    string `json:"rule"`
-	Profile string `json:"profile"`
-}
-
-func contractFlow(f state.Flow) flowJSON {
-	return flowJSON{Flow: f, Name: f.Name, App: f.App, Rule: f.Rule, Profile: f.Profile}
-}
-
-func contractStatus(st state.Status) statusJSON {
-	out := statusJSON{
-		Capture:  st.Capture,
-		Profiles: make([]profileJSON, len(st.Profiles)),
-		Flows:    make([]flowJSON, len(st.Flows)),
-		Prompts:  st.Prompts,
+// contractStatus is status --json's output: the snapshot, with every list
+// the contract names present, [] when empty.
+func contractStatus(st state.Status) state.Status {
+	if st.Profiles == nil {
+		st.Profiles = []state.Profile{}
 	}
-	if out.Prompts == nil {
-		out.Prompts = []state.Prompt{}
+	if st.Flows == nil {
+		st.Flows = []state.Flow{}
 	}
-	for i, p := range st.Profiles {
-		out.Profiles[i] = profileJSON{Profile: p, Error: p.Error}
+	if st.Prompts == nil {
+		st.Prompts = []state.Prompt{}
 	}
-	for i, f := range st.Flows {
-		out.Flows[i] = contractFlow(f)
-	}
-	return out
+	return st
 }
 
 // printStatus prints the profiles, the prompts waiting for an answer, then
@@ -382,13 +352,12 @@ func (c *ctl) flows(args []string) int {
 			return c.fail("flows", err)
 		}
 		if cf.json {
-			out := make([]flowJSON, len(flows))
-			for i, f := range flows {
-				out[i] = contractFlow(f)
+			if flows == nil {
+				flows = []state.Flow{}
 			}
 			c.printJSON(struct {
-				Flows []flowJSON `json:"flows"`
-			}{out})
+				Flows []state.Flow `json:"flows"`
+			}{flows})
 			return 0
 		}
 		c.printFlows(c.stdout, flows)
@@ -427,14 +396,14 @@ func (c *ctl) flows(args []string) int {
 type flowEventJSON struct {
 	Event string    `json:"event"`
 	Time  time.Time `json:"time"`
-	flowJSON
+	state.Flow
 	Reason string `json:"reason,omitempty"`
 	// Duration is a closed flow's life, in seconds.
 	Duration float64 `json:"duration,omitempty"`
 }
 
 func flowEvent(ev state.Event) flowEventJSON {
-	return flowEventJSON{Event: ev.Event, Time: ev.Time, flowJSON: contractFlow(*ev.Flow), Reason: ev.Reason, Duration: ev.Duration.Seconds()}
+	return flowEventJSON{Event: ev.Event, Time: ev.Time, Flow: *ev.Flow, Reason: ev.Reason, Duration: ev.Duration.Seconds()}
 }
 
 // flowEventLine is a line of flows --follow.
@@ -542,7 +511,7 @@ func (c *ctl) profile(cmd string, args []string) int {
 		return c.fail(cmd, err)
 	}
 	if cf.json {
-		c.printJSON(profileJSON{Profile: p, Error: p.Error})
+		c.printJSON(p)
 		return 0
 	}
 	fmt.Fprintln(c.stdout, profileLine(p))

@@ -172,7 +172,7 @@ func TestCtlStatusJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || !reflect.DeepEqual(st, ctlSample()) {
 		t.Errorf("status --json decodes as %+v, %v\nwant %+v", st, err, ctlSample())
 	}
-	for _, s := range []string{`"sent":5,"received":70000`, `"started":"2026-12-01T10:00:00Z"`, `"id":8,"src":"10.0.0.2:40001","dst":"10.1.0.9:443"`, `"name":"","app":"","rule":"","profile":""`, `"error":""`} {
+	for _, s := range []string{`"sent":5,"received":70000`, `"started":"2026-12-01T10:00:00Z"`, `"id":8,"src":"10.0.0.2:40001","dst":"10.1.0.9:443"`, `"name":"","app":"","uid":-1,"rule":"","action":"direct","profile":""`, `"error":""`} {
 		if !strings.Contains(out, s) {
 			t.Errorf("status --json has no %s: %s", s, out)
 		}
@@ -268,8 +268,8 @@ func TestCtlFlowsFollow(t *testing.T) {
 	}{
 		{false, `10:00:00 open  7 thunderbird (uid 1000) 10.0.0.2:40000 -> imap.corp (10.1.0.5:993): rule #1 "mail": tunnel via office` + "\n" +
 			"10:00:01 close 8 - 10.0.0.2:40001 -> 10.1.0.9:443: direct; sent 2.0 KiB, received 3.0 MiB in 1.5s: closed by the application\n"},
-		{true, `{"event":"open","time":"2026-12-01T10:00:00Z","id":7,"src":"10.0.0.2:40000","dst":"10.1.0.5:993","uid":1000,"action":"tunnel","sent":0,"received":0,"started":"2026-12-01T10:00:00Z","state":"open","name":"imap.corp","app":"/usr/bin/thunderbird","rule":"rule #1 \"mail\"","profile":"office"}` + "\n" +
-			`{"event":"close","time":"2026-12-01T10:00:01.5Z","id":8,"src":"10.0.0.2:40001","dst":"10.1.0.9:443","uid":-1,"action":"direct","sent":2048,"received":3145728,"started":"2026-12-01T10:00:00Z","state":"closed","name":"","app":"","rule":"","profile":"","reason":"closed by the application","duration":1.5}` + "\n"},
+		{true, `{"event":"open","time":"2026-12-01T10:00:00Z","id":7,"src":"10.0.0.2:40000","dst":"10.1.0.5:993","name":"imap.corp","app":"/usr/bin/thunderbird","uid":1000,"rule":"rule #1 \"mail\"","action":"tunnel","profile":"office","sent":0,"received":0,"started":"2026-12-01T10:00:00Z","state":"open"}` + "\n" +
+			`{"event":"close","time":"2026-12-01T10:00:01.5Z","id":8,"src":"10.0.0.2:40001","dst":"10.1.0.9:443","name":"","app":"","uid":-1,"rule":"","action":"direct","profile":"","sent":2048,"received":3145728,"started":"2026-12-01T10:00:00Z","state":"closed","reason":"closed by the application","duration":1.5}` + "\n"},
 	} {
 		b, srv, _ := ctlDaemon(t)
 		c, out, errOut := testCtl(context.Background(), srv.Socket(), "")
