@@ -94,7 +94,10 @@ const (
 type Prompt struct {
 	ID      string `json:"id"`
 	Profile string `json:"profile"`
-	Kind    string `json:"kind"`
+	// Server is the SSH server (host:port) the connection logs in to: the
+	// profile's, or a host-from-application server.
+	Server string `json:"server,omitempty"`
+	Kind   string `json:"kind"`
 	// Message is what to show the user (never an answer).
 	Message string `json:"message"`
 	// Echo tells whether the answer may be shown while typed.
