@@ -35,6 +35,7 @@ var defaultIdentityFiles = []string{"id_ed25519", "id_ecdsa", "id_rsa"}
 // SSH channel, which has no deadlines.
 type handshake struct {
 	link     *link
+	attempt  *attempt
 	conn     *watchedConn
 	server   string
 	route    string // how the server is reached: "direct", "via ..."
@@ -81,18 +82,29 @@ func (h *handshake) finish() bool {
 	return !h.expired.Load()
 }
 
-// ask puts a question to the user, with the handshake's clock stopped.
+// ask puts a question to the user, with the handshake's clock stopped and
+// the link waiting-for-auth.
 func (h *handshake) ask(q Question) (string, error) {
 	pr := h.link.pool.b.opts.Prompter
 	if pr == nil {
 		return "", fmt.Errorf("shunt needs %s for %s but has nobody to ask: run it in a terminal or set SSH_ASKPASS", q.Kind, h.server)
 	}
-	q.Profile, q.Server = h.link.pool.p.Name, h.server
+	q.Profile, q.Server, q.Abandoned = h.link.pool.name, h.server, h.attempt.abandoned
 	h.pause()
 	defer h.resume()
-	ctx, cancel := context.WithTimeout(context.Background(), promptTimeout)
+	h.link.setAsking(1)
+	defer h.link.setAsking(-1)
+	ctx, cancel := context.WithTimeout(h.link.pool.b.ctx, promptTimeout)
 	defer cancel()
-	return pr.Ask(ctx, q)
+	ans, err := pr.Ask(ctx, q)
+	if err != nil {
+		select {
+		case <-h.attempt.abandoned:
+			h.attempt.withdrawn.Store(true)
+		default:
+		}
+	}
+	return ans, err
 }
 
 // authMethods returns the profile's methods in its order; nextMethod

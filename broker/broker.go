@@ -73,18 +73,27 @@ type Options struct {
 	// identity files uses (under sudo, the user who ran sudo, not root:
 	// config.Machine.ActingUser). Empty means os.UserHomeDir.
 	Home string
-	Log  logrus.FieldLogger
+	// Events, when set, is told every change of a profile's connection
+	// state (see Events: Publish must not block).
+	Events Events
+	Log    logrus.FieldLogger
 }
 
 // Broker dials tunnelled connections through its profiles. It implements
 // router.Tunnels.
 type Broker struct {
 	pools map[string]*pool
+	order []*pool // the profiles' pools, in the order New was given them
 	opts  Options
 	log   logrus.FieldLogger
+	// ctx ends when Close is called: prompts still waiting are cancelled.
+	ctx  context.Context
+	stop context.CancelFunc
 
+	// The host-from-application pools, "profile@server", made by DialVia
+	// and forgotten once unused (see pool.unusedCheck).
 	viaMu     sync.Mutex
-	via       map[string]*pool // host-from-application pools, "profile@server"
+	via       map[string]*pool
 	viaClosed bool
 }
 
@@ -98,13 +107,16 @@ func New(profiles []Profile, opts Options) (*Broker, error) {
 		opts.Log = logrus.StandardLogger()
 	}
 	b := &Broker{pools: map[string]*pool{}, opts: opts, log: opts.Log, via: map[string]*pool{}}
+	b.ctx, b.stop = context.WithCancel(context.Background())
 	for i := range profiles {
 		p := profiles[i]
 		p.applyDefaults()
 		if _, dup := b.pools[p.Name]; dup {
 			return nil, fmt.Errorf("profile %q is defined twice", p.Name)
 		}
-		b.pools[p.Name] = newPool(b, &p)
+		pl := newPool(b, &p, p.Name, "")
+		b.pools[p.Name] = pl
+		b.order = append(b.order, pl)
 	}
 	// Jumps must name profiles and must not loop.
 	for name, pl := range b.pools {
@@ -127,7 +139,7 @@ func New(profiles []Profile, opts Options) (*Broker, error) {
 // Start connects the profiles that ask to be connected at start. Failures
 // are logged; the next flow tries again.
 func (b *Broker) Start(ctx context.Context) {
-	for _, pl := range b.pools {
+	for _, pl := range b.order {
 		if pl.p.ConnectOnStart {
 			go func() {
 				if _, err := pl.links[0].get(ctx); err != nil {
@@ -156,7 +168,9 @@ func (b *Broker) Dial(ctx context.Context, profile, addr string) (net.Conn, erro
 // DialVia is Dial through an SSH connection to server itself, made with
 // the profile's port, user, authentication, host-key policy and route
 // (host from application: the flow is encrypted all the way to its
-// destination host). Connections are kept per server, like a profile's.
+// destination host). Connections are kept per server, like a profile's,
+// and forgotten with the server once idle (after the profile's
+// idle_timeout with no channel).
 func (b *Broker) DialVia(ctx context.Context, profile, server, addr string) (net.Conn, error) {
 	base, ok := b.pools[profile]
 	if !ok {
@@ -174,11 +188,14 @@ func (b *Broker) DialVia(ctx context.Context, profile, server, addr string) (net
 		p.Name = key
 		p.Hosts = []string{server}
 		p.ConnectOnStart = false
-		pl = newPool(b, &p)
+		pl = newPool(b, &p, profile, server)
 		b.via[key] = pl
 	}
+	// Counted under viaMu, so that pruneVia never forgets a pool a flow
+	// is about to use.
+	l := pl.acquire()
 	b.viaMu.Unlock()
-	return pl.dial(ctx, addr)
+	return pl.dialOn(ctx, l, addr)
 }
 
 // closeWait bounds how long Close waits for connections to close (x/crypto
@@ -189,6 +206,7 @@ const closeWait = 5 * time.Second
 // time, until x/crypto has let go of them: all are closed at once, so a
 // connection through a jump profile is not left waiting for its jump.
 func (b *Broker) Close() error {
+	b.stop()
 	var closed []<-chan struct{}
 	for _, pl := range b.pools {
 		closed = append(closed, pl.close()...)
@@ -225,32 +243,6 @@ func (e *SetupError) Unwrap() error { return e.Err }
 
 // TunnelSetupFailed marks the error for the router's fallback_direct.
 func (e *SetupError) TunnelSetupFailed() bool { return true }
-
-// Status describes one SSH connection of a profile.
-type Status struct {
-	Profile  string
-	Index    int
-	Up       bool
-	Server   string // the host that answered
-	Channels int
-	// RequestsRefused counts the channel requests the servers sent (sshd's
-	// ClientAliveInterval probes among them), all refused as they came;
-	// StderrDiscarded the stderr bytes they sent on forwarding channels.
-	// Both over the life of the broker.
-	RequestsRefused uint64
-	StderrDiscarded uint64
-}
-
-// Status reports every connection of every profile.
-func (b *Broker) Status() []Status {
-	var out []Status
-	for _, pl := range b.pools {
-		for _, l := range pl.links {
-			out = append(out, l.status())
-		}
-	}
-	return out
-}
 
 // ErrConnectionLost is what reads on a tunnelled connection return when the
 // SSH connection under it died: the flow must be reset, not ended cleanly.

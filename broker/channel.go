@@ -259,6 +259,7 @@ type channelConn struct {
 	ch      ssh.Channel
 	s       *session
 	target  string
+	traffic *traffic // the link's byte counters
 	release func()
 	once    sync.Once
 }
@@ -269,6 +270,9 @@ var _ net.Conn = (*channelConn)(nil)
 // ErrConnectionLost.
 func (c *channelConn) Read(b []byte) (int, error) {
 	n, err := c.ch.Read(b)
+	if n > 0 {
+		c.traffic.received.Add(int64(n))
+	}
 	if err == io.EOF && c.s.lost() {
 		err = ErrConnectionLost
 	}
@@ -278,6 +282,9 @@ func (c *channelConn) Read(b []byte) (int, error) {
 // Write reports a dead connection as ErrConnectionLost too.
 func (c *channelConn) Write(b []byte) (int, error) {
 	n, err := c.ch.Write(b)
+	if n > 0 {
+		c.traffic.sent.Add(int64(n))
+	}
 	if err != nil && c.s.lost() {
 		err = ErrConnectionLost
 	}

@@ -112,7 +112,7 @@ func TestPasswordAuthIsAskedOnce(t *testing.T) {
 	c := mustDial(t, b, "gw", target)
 	c.Close()
 	srv.Drop()
-	waitUntil(t, func() bool { return !b.Status()[0].Up })
+	waitUntil(t, func() bool { return !b.Connections()[0].Up })
 	mustDial(t, b, "gw", target) // reconnects with the remembered password
 	if n := pr.count(Password); n != 1 {
 		t.Fatalf("asked for the password %d times, want 1", n)
@@ -197,7 +197,7 @@ func TestEncryptedKeyAskedOnlyWhenAccepted(t *testing.T) {
 		t.Fatalf("asked %+v, want one question for id_used", pr.asked)
 	}
 	srv.Drop()
-	waitUntil(t, func() bool { return !b.Status()[0].Up })
+	waitUntil(t, func() bool { return !b.Connections()[0].Up })
 	mustDial(t, b, "gw", echoServer(t))
 	if len(pr.asked) != 1 {
 		t.Fatalf("asked again after reconnect: %+v", pr.asked)
@@ -355,7 +355,7 @@ func TestFailoverToSecondHost(t *testing.T) {
 	if !found {
 		t.Fatal("the failover was not logged with the host that answered")
 	}
-	if st := b.Status()[0]; st.Server != fmt.Sprintf("127.0.0.1:%d", srv.Port()) {
+	if st := b.Connections()[0]; st.Server != fmt.Sprintf("127.0.0.1:%d", srv.Port()) {
 		t.Fatalf("status = %+v", st)
 	}
 }
@@ -415,7 +415,7 @@ func TestPoolSpreadsFlows(t *testing.T) {
 	}
 	wg.Wait()
 	close(conns)
-	for _, st := range b.Status() {
+	for _, st := range b.Connections() {
 		if !st.Up || st.Channels != 4 {
 			t.Errorf("connection %d: %+v, want up with 4 channels", st.Index, st)
 		}
@@ -435,11 +435,11 @@ func TestIdleTimeoutClosesConnection(t *testing.T) {
 	b := newBroker(t, Options{Log: log}, p)
 	c := mustDial(t, b, "gw", echoServer(t))
 	time.Sleep(100 * time.Millisecond)
-	if !b.Status()[0].Up {
+	if !b.Connections()[0].Up {
 		t.Fatal("closed while a channel was open")
 	}
 	c.Close()
-	waitUntil(t, func() bool { return !b.Status()[0].Up })
+	waitUntil(t, func() bool { return !b.Connections()[0].Up })
 	waitUntil(t, func() bool {
 		for _, e := range hook.AllEntries() {
 			if e.Message == "closing idle SSH connection" {

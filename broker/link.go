@@ -38,7 +38,19 @@ type link struct {
 	retryAt    time.Time // no attempt before this (backoff)
 	flows      int       // channels open or being opened
 	idle       *time.Timer
+	backoff    *time.Timer // ends the backoff state, for Status
+	asking     int         // prompts the running attempt waits on
+	lost       bool        // the last connection was lost: the next one is a reconnect
 	closed     bool
+
+	// The state as published, and the server (host:port) connected to
+	// or tried, and the way to it; guarded by pool.smu.
+	st, server, route string
+
+	// Channels open, and the bytes they carried (an atomic add per Read
+	// and Write of a channel).
+	channels atomic.Int64
+	traffic  traffic
 
 	// What servers sent that nobody wanted, over all connections:
 	// channel requests (refused) and stderr bytes (discarded).
@@ -52,6 +64,26 @@ type attempt struct {
 	done chan struct{}
 	s    *session
 	err  error
+
+	// waiters counts the callers of get waiting for the attempt; when the
+	// last gives up, abandoned is closed (both guarded by link.mu).
+	waiters   int
+	abandoned chan struct{}
+	gone      bool // abandoned is closed
+	// withdrawn: a prompter withdrew a question because nobody waited
+	// (see Question.Abandoned): not the server's failure.
+	withdrawn atomic.Bool
+}
+
+// leave uncounts a waiter of a; the last one out abandons it.
+func (l *link) leave(a *attempt) {
+	l.mu.Lock()
+	a.waiters--
+	if a.waiters == 0 && !a.gone {
+		a.gone = true
+		close(a.abandoned)
+	}
+	l.mu.Unlock()
 }
 
 // session is one established SSH connection.
@@ -181,9 +213,17 @@ func (l *link) addFlow() {
 // removeFlow uncounts a flow; the last one out starts the idle timer.
 func (l *link) removeFlow() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.flows--
 	l.armIdle()
+	l.mu.Unlock()
+	l.pool.unusedCheck(false)
+}
+
+// closeChannel is a channel's release: it uncounts the channel and its
+// flow.
+func (l *link) closeChannel() {
+	l.channels.Add(-1)
+	l.removeFlow()
 }
 
 // armIdle starts the idle timer if the connection is up and carries no
@@ -201,61 +241,66 @@ func (l *link) armIdle() {
 		idle := l.flows == 0 && l.cur == s
 		if idle {
 			l.cur = nil
+			l.update(nil)
 		}
 		l.mu.Unlock()
 		if idle {
 			l.log.WithField("idle", l.pool.p.IdleTimeout.String()).Info("closing idle SSH connection")
 			s.end()
+			l.pool.unusedCheck(true)
 		}
 	})
 }
 
-func (l *link) status() Status {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := Status{
-		Profile: l.pool.p.Name, Index: l.index, Channels: l.flows,
-		RequestsRefused: l.requestsRefused.Load(), StderrDiscarded: l.stderrDiscarded.Load(),
-	}
-	if l.cur != nil {
-		st.Up, st.Server = true, l.cur.server
-	}
-	return st
-}
-
 // get returns the connection, connecting if there is none. Callers that
 // arrive while an attempt runs (or waits out its backoff) share its result.
+//
+// A caller waits until ctx ends; the attempt goes on without it (a
+// terminal prompt's answer then serves the next flow), but once every
+// caller has given up it is abandoned (Question.Abandoned), and a
+// prompter may withdraw its question. A caller that joined an attempt
+// whose question was withdrawn tries again.
 func (l *link) get(ctx context.Context) (*session, error) {
-	l.mu.Lock()
-	if l.closed {
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return nil, errors.New("broker closed")
+		}
+		if s := l.cur; s != nil {
+			l.mu.Unlock()
+			return s, nil
+		}
+		a := l.connecting
+		if a == nil && l.lastErr != nil && time.Now().Before(l.retryAt) {
+			// Backing off after a failure: refuse at once (the
+			// application sees a refused connection, and a
+			// fallback_direct rule goes direct) instead of holding the
+			// flow for the whole back-off.
+			err := fmt.Errorf("%w (next attempt in %v)", l.lastErr, time.Until(l.retryAt).Round(time.Second))
+			l.mu.Unlock()
+			return nil, err
+		}
+		if a == nil {
+			a = &attempt{done: make(chan struct{}), abandoned: make(chan struct{})}
+			l.connecting = a
+			l.update(nil)
+			go l.connect(a)
+		}
+		a.waiters++
 		l.mu.Unlock()
-		return nil, errors.New("broker closed")
-	}
-	if s := l.cur; s != nil {
-		l.mu.Unlock()
-		return s, nil
-	}
-	a := l.connecting
-	if a == nil && l.lastErr != nil && time.Now().Before(l.retryAt) {
-		// Backing off after a failure: refuse at once (the application
-		// sees a refused connection, and a fallback_direct rule goes
-		// direct) instead of holding the flow for the whole back-off.
-		err := fmt.Errorf("%w (next attempt in %v)", l.lastErr, time.Until(l.retryAt).Round(time.Second))
-		l.mu.Unlock()
-		return nil, err
-	}
-	if a == nil {
-		a = &attempt{done: make(chan struct{})}
-		l.connecting = a
-		go l.connect(a)
-	}
-	l.mu.Unlock()
 
-	select {
-	case <-a.done:
-		return a.s, a.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		select {
+		case <-a.done:
+			l.leave(a)
+			if a.err != nil && a.withdrawn.Load() && ctx.Err() == nil {
+				continue
+			}
+			return a.s, a.err
+		case <-ctx.Done():
+			l.leave(a)
+			return nil, ctx.Err()
+		}
 	}
 }
 
@@ -267,7 +312,7 @@ func (l *link) connect(a *attempt) {
 	closed := l.closed
 	l.mu.Unlock()
 	if !closed {
-		s, err = l.establish()
+		s, err = l.establish(a)
 	}
 	l.mu.Lock()
 	l.connecting = nil
@@ -275,28 +320,60 @@ func (l *link) connect(a *attempt) {
 		s.end()
 		s, err = nil, errors.New("broker closed")
 	}
+	closed = l.closed
+	withdrawn := err != nil && a.withdrawn.Load()
 	l.lastErr = err
-	if err != nil {
+	switch {
+	case err == nil:
+		l.failures = 0
+		l.retryAt = time.Time{}
+		l.cur = s
+		if l.lost {
+			l.lost = false
+			l.pool.reconnects.Add(1)
+		}
+		// Nobody may be left to use it (its flows gave up while, say,
+		// the user typed a password): let it go idle like any other.
+		l.armIdle()
+	case withdrawn:
+		// Nobody answered before every flow gave up: no backoff, the
+		// next flow tries (and asks) again.
+		l.retryAt = time.Time{}
+	default:
 		l.failures++
 		// Exponential backoff with jitter, so many clients of one server
 		// do not retry in step.
 		b := min(backoffMax, backoffMin<<min(l.failures-1, 10))
 		l.retryAt = time.Now().Add(b/2 + rand.N(b/2))
+		if !closed {
+			// The end of the backoff is a change of state too.
+			if l.backoff != nil {
+				l.backoff.Stop()
+			}
+			l.backoff = time.AfterFunc(time.Until(l.retryAt), func() {
+				l.mu.Lock()
+				l.update(nil)
+				l.mu.Unlock()
+			})
+		}
+	}
+	if closed {
+		l.update(nil)
 	} else {
-		l.failures = 0
-		l.retryAt = time.Time{}
-		l.cur = s
-		// Nobody may be left to use it (its flows gave up while, say,
-		// the user typed a password): let it go idle like any other.
-		l.armIdle()
+		l.update(err)
 	}
 	a.s, a.err = s, err
 	l.mu.Unlock()
 	close(a.done)
 	if err != nil {
-		if !closed {
+		switch {
+		case closed:
+		case withdrawn:
+			l.log.WithError(err).Warn("SSH login given up: every flow waiting for it gave up before the prompt was answered; the next flow asks again")
+		default:
 			l.log.WithError(err).Error("SSH connection failed")
 		}
+		l.pool.unusedCheck(false)
 		return
 	}
 	go l.keepalive(s)
@@ -306,7 +383,11 @@ func (l *link) connect(a *attempt) {
 // watch waits for the connection's end and forgets it.
 func (l *link) watch(s *session) {
 	err := s.client.Wait()
-	if l.drop(s) {
+	why := fmt.Errorf("SSH connection to %s lost", s.server)
+	if err != nil {
+		why = fmt.Errorf("SSH connection to %s lost: %w", s.server, err)
+	}
+	if l.drop(s, why) {
 		l.log.WithError(err).Warn("SSH connection lost; its flows are reset, the next flow reconnects")
 	}
 	// Totals of this connection and the profile's earlier ones on it.
@@ -317,22 +398,30 @@ func (l *link) watch(s *session) {
 	}).Debug("SSH connection ended")
 }
 
-// drop forgets the session, so the next flow connects anew, and ends it.
-// It reports whether the session was the link's current one, and the
-// broker is not closing.
-func (l *link) drop(s *session) bool {
+// drop forgets the session, so the next flow connects anew, and ends it;
+// why (the connection was lost) becomes the profile's last error. It
+// reports whether the session was the link's current one, and the broker
+// is not closing.
+func (l *link) drop(s *session, why error) bool {
 	l.mu.Lock()
 	current := l.cur == s
+	closed := l.closed
 	if current {
 		l.cur = nil
 		if l.idle != nil {
 			l.idle.Stop()
 			l.idle = nil
 		}
+		if !closed {
+			l.lost = true
+			l.update(why)
+		}
 	}
-	closed := l.closed
 	l.mu.Unlock()
 	s.end()
+	if current {
+		l.pool.unusedCheck(false)
+	}
 	return current && !closed
 }
 
@@ -360,7 +449,7 @@ func (l *link) keepalive(s *session) {
 					Warn("SSH server stopped answering keepalives; closing the connection, the next flow reconnects")
 				// Replaced at once, whatever x/crypto's goroutines
 				// are blocked on: Close and Wait may never return.
-				l.drop(s)
+				l.drop(s, fmt.Errorf("SSH server %s stopped answering keepalives (silent for %v)", s.server, silent.Round(time.Millisecond)))
 				return
 			}
 			if now.Sub(lastSent) >= p.KeepaliveInterval && !pending.Load() {
@@ -396,7 +485,8 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if s.stderr {
 		go l.discardStderr(ch, addr)
 	}
-	return &channelConn{ch: ch, s: s, target: addr, release: l.removeFlow}, nil
+	l.channels.Add(1)
+	return &channelConn{ch: ch, s: s, target: addr, traffic: &l.traffic, release: l.closeChannel}, nil
 }
 
 // close ends the connection, if any, and returns what is closed once
@@ -409,6 +499,10 @@ func (l *link) close() <-chan struct{} {
 	if l.idle != nil {
 		l.idle.Stop()
 	}
+	if l.backoff != nil {
+		l.backoff.Stop()
+	}
+	l.update(nil)
 	l.mu.Unlock()
 	if s == nil {
 		return nil

@@ -6,8 +6,11 @@ import (
 )
 
 // Prompter asks the user something on the broker's behalf: on a terminal,
-// through SSH_ASKPASS, or through the control socket of a headless shunt.
-// Implementations serialise their questions; answers are never logged.
+// through SSH_ASKPASS, or through the control socket of a headless shunt
+// (prompt.Queue). Ask returns when the user answered or ctx ended (the
+// broker's prompt timeout, or Close). Implementations that share one
+// terminal serialise their questions; answers are never logged. While a
+// connection waits on Ask, its profile's state is state.WaitingForAuth.
 type Prompter interface {
 	Ask(ctx context.Context, q Question) (string, error)
 }
@@ -42,6 +45,8 @@ func (k QuestionKind) String() string {
 
 // Question is one prompt.
 type Question struct {
+	// Profile is the profile whose settings the connection uses (for a
+	// host-from-application server too: Server tells them apart).
 	Profile string
 	Server  string // host:port
 	Kind    QuestionKind
@@ -49,4 +54,11 @@ type Question struct {
 	Text string
 	// Echo is true when the answer may be shown as it is typed.
 	Echo bool
+	// Abandoned is closed once no flow waits for the connection any more
+	// (nil: never). A prompter may withdraw the question then, and
+	// return an error, as prompt.Queue does; or keep asking, as the
+	// terminal does, so that the answer serves the next flow. A login
+	// whose question was withdrawn is not held against the server: the
+	// next flow tries again at once, and asks again.
+	Abandoned <-chan struct{}
 }

@@ -18,14 +18,15 @@ import (
 )
 
 // establish connects to the profile's first host that answers.
-func (l *link) establish() (*session, error) {
+// a is the attempt it makes.
+func (l *link) establish(a *attempt) (*session, error) {
 	p := l.pool.p
 	if len(p.Hosts) == 0 {
 		return nil, fmt.Errorf("profile %s has no host", p.Name)
 	}
 	var failures []error
 	for i, host := range p.Hosts {
-		s, err := l.connectHost(host)
+		s, err := l.connectHost(a, host)
 		if err == nil {
 			if i > 0 {
 				l.log.WithFields(logrus.Fields{"server": s.server, "failed": len(failures)}).Warn("failed over to the next host")
@@ -61,12 +62,13 @@ func (b *Broker) reach(ctx context.Context, p *Profile, host, addr string) (net.
 	return b.opts.Dialer.DialContext(ctx, "tcp", addr)
 }
 
-func (l *link) connectHost(host string) (*session, error) {
+func (l *link) connectHost(a *attempt, host string) (*session, error) {
 	pl := l.pool
 	p := pl.p
 	b := pl.b
 	addr := net.JoinHostPort(host, strconv.Itoa(p.Port))
 	_, how := b.route(p, host)
+	l.setTarget(addr, how)
 	fail := func(stage string, err error) error {
 		return fmt.Errorf("profile %s: %s %s %s: %w", p.Name, stage, addr, how, err)
 	}
@@ -84,7 +86,7 @@ func (l *link) connectHost(host string) (*session, error) {
 	conn := newWatchedConn(newCoalescingConn(raw))
 	// The handshake has no context: bound it by a timer, paused while a
 	// prompt waits for the user.
-	hs := &handshake{link: l, conn: conn, server: addr, route: how, deadline: connectTimeout}
+	hs := &handshake{link: l, attempt: a, conn: conn, server: addr, route: how, deadline: connectTimeout}
 	hs.resume()
 	auth, release := hs.authMethods()
 	defer release()

@@ -86,13 +86,13 @@ func expectRead(t *testing.T, reads <-chan readResult, want string) {
 	}
 }
 
-func statusOf(b *Broker, profile string) Status {
-	for _, st := range b.Status() {
+func statusOf(b *Broker, profile string) Connection {
+	for _, st := range b.Connections() {
 		if st.Profile == profile {
 			return st
 		}
 	}
-	return Status{}
+	return Connection{}
 }
 
 // sshd's ClientAliveInterval probes are want-reply channel requests on an
