@@ -1,5 +1,7 @@
 // Package prompt asks the user the broker's questions: on the terminal, or
-// through an SSH_ASKPASS program, chosen as OpenSSH chooses.
+// through an SSH_ASKPASS program, chosen as OpenSSH chooses; or, in a
+// shunt nobody sits at (the daemon), keeps them pending until they are
+// answered from outside (Queue).
 package prompt
 
 import (
