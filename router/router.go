@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shunt-dev/shunt/state"
 	"github.com/sirupsen/logrus"
 )
 
@@ -66,6 +67,9 @@ type Options struct {
 	// Limits bound the flow set-ups in flight (see limit.go); zero fields
 	// take the defaults.
 	Limits Limits
+	// Events, when set, receives an event as each flow opens and as it
+	// closes or is refused (see Publisher).
+	Events Publisher
 	Log    logrus.FieldLogger
 }
 
@@ -75,6 +79,7 @@ type Router struct {
 	rules atomic.Pointer[Ruleset]
 	opts  Options
 	flows sync.WaitGroup
+	table flowTable
 	setup *limiter
 	// connectWhy says where ConnectTimeout came from, for the log.
 	connectWhy string
@@ -93,6 +98,7 @@ func New(rules []Rule, opts Options) *Router {
 		opts.ConnectTimeout, why = systemConnectTimeout()
 	}
 	r := &Router{opts: opts, DialTimeout: DefaultDialTimeout, setup: newLimiter(opts.Limits), connectWhy: why}
+	r.table.init()
 	r.SetRules(rules)
 	return r
 }
@@ -123,13 +129,16 @@ func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort) (Flow, error) {
 // HandleTCP implements netstack.Handler: decide, dial the upstream, and only
 // then accept the application's connection and join the two. It returns
 // once the flow is set up; the flow runs on (see Join) and Wait waits for it.
+// From its set-up to its end the flow is in the flow table (Flows).
 func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
 	rs := r.rules.Load()
-	fl := &flowLog{r: r}
+	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now()}
 	fl.f, fl.ownerErr = r.flow(rs, src, dst)
 	fl.d = rs.Decide(fl.f)
+	fl.rule = rs.label(fl.d.Index)
 	if fl.d.Action == Block {
 		fl.log(logrus.InfoLevel, nil, "flow blocked: refused")
+		r.refuse(fl, reasonBlocked)
 		return
 	}
 	// The set-up holds a slot from here until the application's handshake
@@ -143,10 +152,10 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept 
 	}
 	if ref := r.setup.acquire(key); ref != nil {
 		r.logRefusal(fl, ref)
+		r.refuse(fl, reasonLimit)
 		return
 	}
 	defer r.releaseSetup(key)
-	fl.start = time.Now()
 	timeout := r.opts.ConnectTimeout
 	if fl.d.Action == Tunnel {
 		timeout = min(r.DialTimeout, timeout)
@@ -154,15 +163,29 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept 
 		fl.log(logrus.DebugLevel, nil, "connecting direct")
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
+	fl.cancel = cancel // CloseFlow cuts the dial short
+	r.table.add(fl)
 	up, err := r.dial(dctx, fl, dst)
 	timedOut := dctx.Err() == context.DeadlineExceeded
 	cancel()
 	if err != nil {
-		if timedOut && ctx.Err() == nil && fl.direct {
+		switch {
+		case fl.resetRequested():
+			fl.log(logrus.InfoLevel, err, "flow refused: reset on request")
+			r.refuse(fl, reasonReset)
+		case timedOut && ctx.Err() == nil && fl.direct.Load():
 			fl.log(logrus.WarnLevel, err, fmt.Sprintf("flow refused: direct connect timed out after %g s, as the application's own would have without shunt (%s)", timeout.Seconds(), r.connectWhy))
-			return
+			r.refuse(fl, reasonTimeout)
+		default:
+			fl.log(logrus.WarnLevel, err, "flow refused: upstream failed")
+			r.refuse(fl, reasonUpstream+err.Error())
 		}
-		fl.log(logrus.WarnLevel, err, "flow refused: upstream failed")
+		return
+	}
+	if fl.resetRequested() {
+		up.Close()
+		fl.log(logrus.InfoLevel, nil, "flow refused: reset on request")
+		r.refuse(fl, reasonReset)
 		return
 	}
 	down, err := accept()
@@ -172,46 +195,54 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept 
 		// the upstream at once, so the server closes its connection.
 		up.Close()
 		fl.log(logrus.WarnLevel, err, "flow dropped: application handshake failed; upstream closed")
+		r.refuse(fl, reasonDropped)
 		return
 	}
 	fl.setup = time.Since(fl.start)
+	if !fl.connected(down, up) {
+		// Reset during the handshake.
+		abort(down)
+		abort(up)
+		fl.log(logrus.InfoLevel, nil, "flow reset on request")
+		r.refuse(fl, reasonReset)
+		return
+	}
+	r.table.opened(fl)
 	fl.log(logrus.InfoLevel, nil, "flow open")
+	// Published before the splice starts, so it comes before the close.
+	r.publish(fl, state.EventOpen, state.FlowOpen, "")
 	r.flows.Add(1)
-	Join(down, up, func(sent, received int64, err error) {
+	startJoin(down, up, &fl.bytes, func(sent, received int64, err error) {
 		defer r.flows.Done()
+		reset := fl.end()
 		fl.sent, fl.received, fl.closed = sent, received, true
-		if err != nil && !errors.Is(err, context.Canceled) {
+		r.table.remove(fl, false)
+		reason := reasonClosed
+		switch {
+		case reset:
+			fl.log(logrus.InfoLevel, nil, "flow reset on request")
+			reason = reasonReset
+		case err != nil && !errors.Is(err, context.Canceled):
 			fl.log(logrus.InfoLevel, err, "flow closed with error")
-			return
+			reason = reasonBroken + err.Error()
+		default:
+			fl.log(logrus.InfoLevel, nil, "flow closed")
 		}
-		fl.log(logrus.InfoLevel, nil, "flow closed")
+		r.publish(fl, state.EventClose, state.FlowClosed, reason)
 	})
 }
 
 // Wait returns when every flow HandleTCP set up has ended.
 func (r *Router) Wait() { r.flows.Wait() }
 
-// flowLog is what the router logs about one flow. The fields are built
-// only for a message that is logged: most flows are logged at a level the
+// log logs a message about the flow. The fields are built only for a
+// message that is logged: most flows are logged at a level the
 // configuration leaves out, and an idle flow should not pin a map of them.
-type flowLog struct {
-	r        *Router
-	f        Flow
-	ownerErr error
-	d        Decision
-	start    time.Time
-	setup    time.Duration
-	closed   bool
-	direct   bool // the upstream is (being) connected direct
-	sent     int64
-	received int64
-}
-
-func (fl *flowLog) log(level logrus.Level, err error, msg string) {
+func (fl *flowEntry) log(level logrus.Level, err error, msg string) {
 	if !levelEnabled(fl.r.opts.Log, level) {
 		return
 	}
-	f := logrus.Fields{"src": fl.f.Src.String(), "dst": fl.f.Dst.String(), "action": fl.d.Action.String()}
+	f := logrus.Fields{"flow": fl.id, "src": fl.f.Src.String(), "dst": fl.f.Dst.String(), "action": fl.d.Action.String()}
 	if o := fl.f.Owner; o != nil {
 		f["app"], f["uid"] = o.Exe, o.UID
 	} else if fl.ownerErr != nil {
@@ -221,7 +252,7 @@ func (fl *flowLog) log(level logrus.Level, err error, msg string) {
 		f["names"] = fl.f.Names
 	}
 	if fl.d.Rule != nil {
-		f["rule"] = fl.d.Rule.Label(fl.d.Index)
+		f["rule"] = fl.rule
 		if fl.d.Action == Tunnel {
 			f["profile"] = fl.d.Rule.Profile
 		}
@@ -257,7 +288,7 @@ func levelEnabled(log logrus.FieldLogger, level logrus.Level) bool {
 // logRefusal logs a flow the set-up limits refused: at debug for each
 // flow, as a warning for the first of a flood and then every
 // limitLogEvery with the count.
-func (r *Router) logRefusal(fl *flowLog, ref *refusal) {
+func (r *Router) logRefusal(fl *flowEntry, ref *refusal) {
 	fl.log(logrus.DebugLevel, ref, "flow refused: too many set-ups in flight")
 	if !ref.warn {
 		return
@@ -276,10 +307,10 @@ func (r *Router) releaseSetup(k setupKey) {
 }
 
 // dial opens the upstream the decision asks for.
-func (r *Router) dial(ctx context.Context, fl *flowLog, dst netip.AddrPort) (net.Conn, error) {
+func (r *Router) dial(ctx context.Context, fl *flowEntry, dst netip.AddrPort) (net.Conn, error) {
 	d := fl.d
 	if d.Action != Tunnel {
-		fl.direct = true
+		fl.direct.Store(true)
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}
 	// With a fallback, the tunnel gets only part of the time, so a silent
@@ -301,7 +332,7 @@ func (r *Router) dial(ctx context.Context, fl *flowLog, dst netip.AddrPort) (net
 	setupFailed := errors.As(err, &se) && se.TunnelSetupFailed() || tctx.Err() != nil
 	if err != nil && d.Rule.FallbackDirect && setupFailed && ctx.Err() == nil {
 		fl.log(logrus.WarnLevel, err, "tunnel cannot be set up: falling back to direct, as the rule allows")
-		fl.direct = true
+		fl.direct.Store(true)
 		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
 	}
 	return up, err

@@ -14,6 +14,7 @@ import (
 // A Ruleset is immutable; Router swaps whole Rulesets.
 type Ruleset struct {
 	rules        []Rule
+	labels       []string // Label of each rule, made once for the flow table
 	alwaysDirect []string
 
 	prefixes *bart.Table[[]int32] // destination prefix → rules naming it
@@ -28,6 +29,7 @@ type Ruleset struct {
 func Compile(rules []Rule, alwaysDirect ...string) *Ruleset {
 	rs := &Ruleset{
 		rules:        slices.Clone(rules),
+		labels:       make([]string, len(rules)),
 		alwaysDirect: slices.Clone(alwaysDirect),
 		owner:        len(alwaysDirect) > 0,
 		prefixes:     &bart.Table[[]int32]{},
@@ -37,6 +39,7 @@ func Compile(rules []Rule, alwaysDirect ...string) *Ruleset {
 	for i := range rs.rules {
 		r := &rs.rules[i]
 		idx := int32(i)
+		rs.labels[i] = r.Label(i)
 		rs.owner = rs.owner || r.needsOwner()
 		if r.AnyDestination() {
 			rs.open = append(rs.open, idx)
@@ -72,6 +75,14 @@ func appendOnce(s []int32, i int32) []int32 {
 
 // Rules returns the rules (do not modify them).
 func (rs *Ruleset) Rules() []Rule { return rs.rules }
+
+// label is rule i's Label, "" for -1 (no rule).
+func (rs *Ruleset) label(i int) string {
+	if i < 0 {
+		return ""
+	}
+	return rs.labels[i]
+}
 
 // NeedsOwner reports whether decisions look at the flow's process or user,
 // so the caller knows whether to look them up.

@@ -69,24 +69,38 @@ func Splice(a, b net.Conn) (aToB, bToA int64, err error) {
 // runs once both directions have ended and both connections are closed.
 // When a is a pollReader, a→b runs only while a has data: an idle flow
 // costs one goroutine (waiting on b), not two.
-func Join(a, b net.Conn, done func(aToB, bToA int64, err error)) {
+func Join(a, b net.Conn, done func(aToB, bToA int64, err error)) { startJoin(a, b, nil, done) }
+
+// byteCounts are the bytes a join has copied each way so far. The copy
+// adds to them as it writes (one atomic add per chunk), so they can be
+// read while the flow runs; at the end they equal what done is given.
+type byteCounts struct {
+	aToB, bToA atomic.Int64
+}
+
+// startJoin is Join, counting into n (or into counts of its own when n
+// is nil).
+func startJoin(a, b net.Conn, n *byteCounts, done func(aToB, bToA int64, err error)) {
 	j := &join{a: a, b: b, done: done}
+	if n == nil {
+		n = &j.own
+	}
 	j.left.Store(2)
 	var p *pump
 	if pr, ok := a.(pollReader); ok {
-		p = &pump{src: pr, srcConn: a, dst: b, end: func(n int64, err error) {
+		p = &pump{src: pr, srcConn: a, dst: b, n: &n.aToB, end: func(n int64, err error) {
 			j.aToB, j.errAB = n, err
 			j.finish()
 		}}
 		p.start()
 	} else {
 		go func() {
-			j.aToB, j.errAB = copyHalf(b, a)
+			j.aToB, j.errAB = copyHalf(b, a, &n.aToB)
 			j.finish()
 		}()
 	}
 	go func() {
-		j.bToA, j.errBA = copyHalf(a, b)
+		j.bToA, j.errBA = copyHalf(a, b, &n.bToA)
 		if p != nil {
 			// The pump may be idle on a connection this direction
 			// just reset or half-closed: let it look.
@@ -104,6 +118,7 @@ type join struct {
 	left         atomic.Int32
 	aToB, bToA   int64
 	errAB, errBA error
+	own          byteCounts // when the caller does not count
 }
 
 func (j *join) finish() {
@@ -137,7 +152,7 @@ type pump struct {
 	end     func(n int64, err error)
 	state   atomic.Int32
 	stop    func()
-	n       int64
+	n       *atomic.Int64 // bytes written to dst
 }
 
 func (p *pump) start() {
@@ -176,7 +191,7 @@ func (p *pump) run() {
 			bufPool.Put(bp)
 			p.state.Store(pumpEnded)
 			p.stop()
-			n, err := endHalf(p.dst, p.srcConn, p.n, err)
+			n, err := endHalf(p.dst, p.srcConn, p.n.Load(), err)
 			p.end(n, err)
 			return
 		}
@@ -195,7 +210,7 @@ func (p *pump) drain(buf []byte) (ended bool, err error) {
 		nr, rerr := p.src.TryRead(buf)
 		if nr > 0 {
 			nw, werr := p.dst.Write(buf[:nr])
-			p.n += int64(nw)
+			p.n.Add(int64(nw))
 			if werr != nil {
 				return true, werr
 			}
@@ -215,11 +230,11 @@ func (p *pump) drain(buf []byte) (ended bool, err error) {
 	}
 }
 
-// copyHalf copies src to dst. On EOF it closes dst's write half and src's
-// read half; on an error it resets both connections, which ends the other
-// direction too.
-func copyHalf(dst, src net.Conn) (int64, error) {
-	n, err := copyAdaptive(dst, src)
+// copyHalf copies src to dst, adding what it writes to count. On EOF it
+// closes dst's write half and src's read half; on an error it resets both
+// connections, which ends the other direction too.
+func copyHalf(dst, src net.Conn, count *atomic.Int64) (int64, error) {
+	n, err := copyAdaptive(dst, src, count)
 	return endHalf(dst, src, n, err)
 }
 
@@ -260,8 +275,9 @@ const smallBufSize = 1 << 10
 // copyAdaptive is io.Copy with a buffer that fits the traffic: reads start
 // small, switch to a pooled 64 KiB buffer when a read fills the small one
 // (bulk data: fewer, larger SSH packets), and give it back when reads turn
-// short again (the flow went quiet).
-func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
+// short again (the flow went quiet). Each write is added to count as it
+// is done, for readers while the copy runs.
+func copyAdaptive(dst io.Writer, src io.Reader, count *atomic.Int64) (int64, error) {
 	small := make([]byte, smallBufSize)
 	var big *[]byte
 	defer func() {
@@ -279,6 +295,7 @@ func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			written += int64(nw)
+			count.Add(int64(nw))
 			if werr != nil {
 				return written, werr
 			}

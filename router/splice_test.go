@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/net/nettest"
@@ -151,9 +152,10 @@ func (r *scriptedReader) Read(p []byte) (int, error) {
 func TestCopyAdaptiveBuffer(t *testing.T) {
 	r := &scriptedReader{chunks: []int{100, smallBufSize, 60000, 30000, 200, 100}}
 	var sink bytes.Buffer
-	n, err := copyAdaptive(&sink, r)
-	if err != nil || n != int64(sink.Len()) {
-		t.Fatalf("copied %d, %v", n, err)
+	var count atomic.Int64
+	n, err := copyAdaptive(&sink, r, &count)
+	if err != nil || n != int64(sink.Len()) || count.Load() != n {
+		t.Fatalf("copied %d (counted %d), %v", n, count.Load(), err)
 	}
 	want := []int{smallBufSize, smallBufSize, spliceBufSize, spliceBufSize, spliceBufSize, smallBufSize, smallBufSize}
 	if fmt.Sprint(r.offered) != fmt.Sprint(want) {

@@ -70,8 +70,8 @@ type Flow struct {
 	App  string `json:"app"` // the executable's path, when looked up
 	// UID is the application's user, -1 when not looked up.
 	UID     int    `json:"uid"`
-	Rule    string `json:"rule"`   // e.g. `rule #2 "mail"`; empty when no rule matched
-	Action  string `json:"action"` // tunnel, direct or block
+	Rule    string `json:"rule"`   // e.g. `#2 "mail"`, as logs name it; empty when no rule matched
+	Action  string `json:"action"` // tunnel, direct or block; direct for a tunnel rule's flow that fell back
 	Profile string `json:"profile"`
 	// Server is the SSH server of a tunnelled flow, when known.
 	Server string `json:"server,omitempty"`
