@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/shunt-dev/shunt/internal/sshdefaults"
 )
 
 // Profile is how to reach and log in to one SSH server.
@@ -94,13 +96,9 @@ func ParseHostKeyPolicy(s string) (HostKeyPolicy, error) {
 	return Strict, fmt.Errorf("unknown host key policy %q: use strict, accept-new or ask", s)
 }
 
-// DefaultCiphers prefers AES-GCM: it has assembly in Go on amd64 and
-// arm64, and is several times faster than Go's chacha20-poly1305.
-var DefaultCiphers = []string{
-	"aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
-	"chacha20-poly1305@openssh.com",
-	"aes128-ctr", "aes192-ctr", "aes256-ctr",
-}
+// DefaultCiphers are the ciphers of a profile that names none (AES-GCM
+// first); config applies ssh_config's relative Ciphers lists to the same.
+var DefaultCiphers = sshdefaults.Ciphers
 
 // Defaults for profiles that leave a setting out.
 const (

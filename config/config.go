@@ -19,9 +19,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v3"
 	"go4.org/netipx"
-
-	"github.com/shunt-dev/shunt/broker"
-	"github.com/shunt-dev/shunt/router"
 )
 
 // Defaults.
@@ -269,9 +266,10 @@ type Destination struct {
 	scalar
 }
 
-// Port is a port or an inclusive range "lo-hi", as written.
+// Port is a port or an inclusive range "lo-hi", as written; a single port
+// has Lo == Hi.
 type Port struct {
-	Range router.PortRange
+	Lo, Hi uint16
 	scalar
 }
 
@@ -424,7 +422,7 @@ func (p *Port) UnmarshalYAML(n *yaml.Node) error {
 		p.err = bad
 		return nil
 	}
-	p.Range = router.PortRange{Lo: uint16(l), Hi: uint16(h)}
+	p.Lo, p.Hi = uint16(l), uint16(h)
 	return nil
 }
 
@@ -796,12 +794,12 @@ func (c *Config) validate() error {
 		for j, f := range p.KnownHosts {
 			p.KnownHosts[j] = c.expandHome(f)
 		}
-		if _, err := broker.ParseHostKeyPolicy(p.HostKeyPolicy); err != nil {
+		if _, err := hostKeyPolicy(p.HostKeyPolicy); err != nil {
 			errorAt(p.File, p.Line, "profile %q: %v", p.Name, err)
 		}
 		for _, m := range p.AuthMethods {
 			switch m {
-			case broker.AuthPublicKey, broker.AuthKeyboardInteractive, broker.AuthPassword:
+			case AuthPublicKey, AuthKeyboardInteractive, AuthPassword:
 			default:
 				errorAt(p.File, p.Line, "profile %q: unknown auth method %q: use publickey, keyboard-interactive or password", p.Name, m)
 			}
@@ -810,7 +808,7 @@ func (c *Config) validate() error {
 			errorAt(p.File, p.Line, "profile %q has both proxy and jump: the jump profile reaches the server; set the proxy on that profile instead", p.Name)
 		}
 		if p.Proxy != "" {
-			if _, err := broker.ParseProxy(p.Proxy); err != nil {
+			if err := checkProxy(p.Proxy); err != nil {
 				errorAt(p.File, p.Line, "profile %q: %v", p.Name, err)
 			}
 		}
@@ -846,7 +844,7 @@ func (c *Config) validate() error {
 		if r.Proxy == "" {
 			errorAt(r.File, r.Line, "proxy rule #%d has no proxy: write a socks4://, socks4a://, socks5:// or http:// URL, or direct", i+1)
 		} else if r.Proxy != "direct" {
-			if _, err := broker.ParseProxy(r.Proxy); err != nil {
+			if err := checkProxy(r.Proxy); err != nil {
 				errorAt(r.File, r.Line, "proxy rule #%d: %v", i+1, err)
 			}
 		}
@@ -886,21 +884,22 @@ func (c *Config) validate() error {
 				errorAt(r.File, p.Line, "%s: %v", label, p.err)
 			}
 		}
-		action, err := router.ParseAction(r.Action)
+		err := checkAction(r.Action)
 		if r.Action == "" {
 			errorAt(r.File, r.Line, "%s has no action: add action: tunnel, direct or block", label)
 		} else if err != nil {
 			errorAt(r.File, r.Line, "%s: %v", label, err)
 		}
+		tunnel := r.Action == ActionTunnel
 		switch {
-		case action == router.Tunnel && r.Profile == "":
+		case tunnel && r.Profile == "":
 			errorAt(r.File, r.Line, "%s tunnels but names no profile: add profile: with one of %s", label, listOr(names))
-		case action == router.Tunnel && !profiles[r.Profile]:
+		case tunnel && !profiles[r.Profile]:
 			errorAt(r.File, r.Line, "%s: unknown profile %q: use one of %s", label, r.Profile, listOr(names))
-		case action != router.Tunnel && r.Profile != "" && err == nil:
+		case !tunnel && r.Profile != "" && err == nil:
 			errorAt(r.File, r.Line, "%s: profile is only used with action: tunnel; remove it or change the action", label)
 		}
-		if action != router.Tunnel && err == nil && (r.HostFromApplication || r.FallbackDirect) {
+		if !tunnel && err == nil && (r.HostFromApplication || r.FallbackDirect) {
 			errorAt(r.File, r.Line, "%s: host_from_application and fallback_direct only apply to action: tunnel", label)
 		}
 	}
@@ -912,43 +911,6 @@ func listOr(names []string) string {
 		return "the profiles (none is defined: add one under profiles:)"
 	}
 	return strings.Join(names, ", ")
-}
-
-// RouterRules converts the rules for the router.
-func (c *Config) RouterRules() []router.Rule {
-	out := make([]router.Rule, 0, len(c.Rules))
-	for _, r := range c.Rules {
-		rr := router.Rule{
-			Name: r.Name, Profile: r.Profile, Applications: r.Applications,
-			HostFromApplication: r.HostFromApplication, FallbackDirect: r.FallbackDirect,
-		}
-		if r.File != "" {
-			rr.Source = fmt.Sprintf("%s:%d", r.File, r.Line)
-		}
-		rr.Action, _ = router.ParseAction(r.Action)
-		anyDest := false
-		for _, d := range r.Destinations {
-			anyDest = anyDest || d.Any
-			rr.Destinations = append(rr.Destinations, d.Prefixes...)
-			if d.Host != "" {
-				rr.Hosts = append(rr.Hosts, d.Host)
-			}
-			if d.Domain != "" {
-				rr.Domains = append(rr.Domains, d.Domain)
-			}
-		}
-		if anyDest {
-			rr.Destinations, rr.Hosts, rr.Domains = nil, nil, nil
-		}
-		for _, p := range r.Ports {
-			rr.Ports = append(rr.Ports, p.Range)
-		}
-		for _, u := range r.Users {
-			rr.Users = append(rr.Users, u.UID)
-		}
-		out = append(out, rr)
-	}
-	return out
 }
 
 // Hosts lists the host names the rules name, each once.

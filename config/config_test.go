@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-
-	"github.com/shunt-dev/shunt/router"
 )
 
 const example = `profiles:
@@ -51,20 +49,15 @@ func TestParseExample(t *testing.T) {
 	if len(c.Problems) > 0 {
 		t.Errorf("problems: %v", c.Problems)
 	}
-	wantRules := []router.Rule{
-		{
-			Name: "mail", Source: "shunt.yaml:9",
-			Destinations: []netip.Prefix{
-				netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("fd00::/64"),
-			},
-			Ports:   []router.PortRange{{Lo: 25, Hi: 25}, {Lo: 110, Hi: 110}, {Lo: 143, Hi: 143}, {Lo: 993, Hi: 995}},
-			Action:  router.Tunnel,
-			Profile: "paper",
-		},
-		{Source: "shunt.yaml:14", Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
+	// The engine turns these into the router's rules (engine.RouterRules).
+	if got := rulePrefixes(c.Rules[0]); got != "[10.1.0.0/24 10.1.2.3/32 fd00::/64]" {
+		t.Errorf("rule 1 destinations = %s", got)
 	}
-	if d := diff(wantRules, c.RouterRules()); d != "" {
-		t.Errorf("rules (-want +got):\n%s", d)
+	if got := rulePorts(c.Rules[0]); got != "[25 110 143 993-995]" {
+		t.Errorf("rule 1 ports = %s", got)
+	}
+	if r := c.Rules[1]; r.Action != ActionBlock || rulePorts(r) != "[23]" || r.File != "shunt.yaml" || r.Line != 14 {
+		t.Errorf("rule 2 = %s %s at %s:%d", r.Action, rulePorts(r), r.File, r.Line)
 	}
 	if d := diff(TUN{Name: "shunt7", MTU: 9000, Line: 17, File: "shunt.yaml"}, c.TUN); d != "" {
 		t.Errorf("tun (-want +got):\n%s", d)
@@ -181,9 +174,9 @@ func TestV4MappedDestinationIsUnmapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := c.RouterRules()[0].Destinations
-	if got[0] != netip.MustParsePrefix("10.0.0.0/8") || got[1] != netip.MustParsePrefix("10.1.2.3/32") {
-		t.Fatalf("destinations = %v", got)
+	d := c.Rules[0].Destinations
+	if d[0].Prefixes[0] != netip.MustParsePrefix("10.0.0.0/8") || d[1].Prefixes[0] != netip.MustParsePrefix("10.1.2.3/32") {
+		t.Fatalf("destinations = %v, %v", d[0].Prefixes, d[1].Prefixes)
 	}
 }
 
@@ -207,24 +200,59 @@ always_direct_applications: [ssh]
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := c.RouterRules()
+	r := c.Rules
 	want := "[10.0.0.5/32 10.0.0.6/31 10.0.0.8/29 10.0.0.16/30 10.0.0.20/32 fd00::1/128 fd00::2/127 10.9.0.0/16]"
-	if got := fmt.Sprint(r[0].Destinations); got != want {
+	if got := rulePrefixes(r[0]); got != want {
 		t.Errorf("prefixes = %s, want %s", got, want)
 	}
-	if fmt.Sprint(r[0].Hosts) != "[mail.corp.example]" || fmt.Sprint(r[0].Domains) != "[*.corp.example]" {
-		t.Errorf("hosts %v, domains %v", r[0].Hosts, r[0].Domains)
+	var hosts, domains []string
+	for _, d := range r[0].Destinations {
+		if d.Host != "" {
+			hosts = append(hosts, d.Host)
+		}
+		if d.Domain != "" {
+			domains = append(domains, d.Domain)
+		}
 	}
-	if fmt.Sprint(r[0].Applications) != "[thunderbird /usr/bin/mutt]" || fmt.Sprint(r[0].Users) != "[0 1234]" {
-		t.Errorf("applications %v, users %v", r[0].Applications, r[0].Users)
+	if fmt.Sprint(hosts) != "[mail.corp.example]" || fmt.Sprint(domains) != "[*.corp.example]" {
+		t.Errorf("hosts %v, domains %v", hosts, domains)
+	}
+	var uids []uint32
+	for _, u := range r[0].Users {
+		uids = append(uids, u.UID)
+	}
+	if fmt.Sprint(r[0].Applications) != "[thunderbird /usr/bin/mutt]" || fmt.Sprint(uids) != "[0 1234]" {
+		t.Errorf("applications %v, users %v", r[0].Applications, uids)
 	}
 	if !r[0].HostFromApplication || !r[0].FallbackDirect {
 		t.Error("flags lost")
 	}
-	if len(r[1].Destinations) != 0 {
-		t.Errorf("any must clear the other destinations: %v", r[1].Destinations)
+	if d := r[1].Destinations; len(d) != 2 || !d[0].Any || d[1].Any {
+		t.Errorf("any is not recorded as any: %+v", d)
 	}
 	if fmt.Sprint(c.Hosts()) != "[mail.corp.example]" || fmt.Sprint(c.AlwaysDirectApplications) != "[ssh]" {
 		t.Errorf("hosts %v, always direct %v", c.Hosts(), c.AlwaysDirectApplications)
 	}
+}
+
+// rulePrefixes lists the networks of a rule's destinations, in order.
+func rulePrefixes(r Rule) string {
+	var out []netip.Prefix
+	for _, d := range r.Destinations {
+		out = append(out, d.Prefixes...)
+	}
+	return fmt.Sprint(out)
+}
+
+// rulePorts lists a rule's ports as "25" and "993-995".
+func rulePorts(r Rule) string {
+	var out []string
+	for _, p := range r.Ports {
+		if p.Lo == p.Hi {
+			out = append(out, fmt.Sprint(p.Lo))
+		} else {
+			out = append(out, fmt.Sprintf("%d-%d", p.Lo, p.Hi))
+		}
+	}
+	return fmt.Sprint(out)
 }

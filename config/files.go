@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/shunt-dev/shunt/broker"
 )
 
 // Problem is something wrong with a file the configuration names, as
@@ -62,9 +60,9 @@ func (c *Config) mayReadAsRoot(err error) bool {
 func (c *Config) checkIdentities(p *Profile, fatal, warnAt func(string, int, string, ...any)) {
 	methods := p.AuthMethods
 	if len(methods) == 0 {
-		methods = []string{broker.AuthPublicKey, broker.AuthKeyboardInteractive, broker.AuthPassword}
+		methods = DefaultAuthMethods
 	}
-	if !slices.Contains(methods, broker.AuthPublicKey) {
+	if !slices.Contains(methods, AuthPublicKey) {
 		if len(p.IdentityFiles) > 0 {
 			warnAt(p.File, p.lineOf("identity_files", -1), "profile %q: its identity files are never used: auth_methods has no publickey", p.Name)
 		}
@@ -106,7 +104,7 @@ func (c *Config) checkIdentities(p *Profile, fatal, warnAt func(string, int, str
 		others = append(others, "the ssh-agent's keys")
 	}
 	for _, m := range methods {
-		if m != broker.AuthPublicKey {
+		if m != AuthPublicKey {
 			others = append(others, m)
 		}
 	}
@@ -159,7 +157,7 @@ func (c *Config) checkKeyMode(p *Profile, f string, line int, warnAt func(string
 }
 
 func (c *Config) checkKnownHosts(p *Profile, fatal, warnAt func(string, int, string, ...any)) {
-	policy, err := broker.ParseHostKeyPolicy(p.HostKeyPolicy)
+	policy, err := hostKeyPolicy(p.HostKeyPolicy)
 	if err != nil {
 		return // reported already
 	}
@@ -199,7 +197,7 @@ func (c *Config) checkKnownHosts(p *Profile, fatal, warnAt func(string, int, str
 	for _, f := range missing {
 		line := missingAt[f]
 		switch {
-		case policy == broker.Strict && len(found) == 0:
+		case policy == PolicyStrict && len(found) == 0:
 			if f != missing[0] {
 				continue // one error says it all
 			}
@@ -210,10 +208,10 @@ func (c *Config) checkKnownHosts(p *Profile, fatal, warnAt func(string, int, str
 			fatal(p.File, line, "profile %q: known_hosts %s: with host_key_policy strict%s, every connection to %s will be refused. "+
 				"Add the server's host key with: %s (and check that the fingerprints ssh-keygen -lf %s prints are the server's), or set host_key_policy: accept-new",
 				p.Name, files, defaultNote(p.HostKeyPolicy), hosts, keyscan(p, first), first)
-		case f == first && policy == broker.AcceptNew:
+		case f == first && policy == PolicyAcceptNew:
 			warnAt(p.File, line, "profile %q: known_hosts file %s does not exist yet: with host_key_policy accept-new, the host key %s first offers is trusted unchecked and recorded there. To check it first: %s",
 				p.Name, f, hosts, keyscan(p, f))
-		case f == first && policy == broker.Ask:
+		case f == first && policy == PolicyAsk:
 			warnAt(p.File, line, "profile %q: known_hosts file %s does not exist yet: with host_key_policy ask, you are asked to confirm the host key of %s at the first connection, and it is recorded there. To fetch it now: %s",
 				p.Name, f, hosts, keyscan(p, f))
 		default:

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-
-	"github.com/shunt-dev/shunt/broker"
 )
 
 // GlobalFile is the machine's configuration, written by its administrator.
@@ -111,11 +109,11 @@ func LoadLayers(l Layers) (*Loaded, error) {
 
 // strictness orders host-key policies, most secure first.
 func strictness(policy string) int {
-	p, _ := broker.ParseHostKeyPolicy(policy)
+	p, _ := hostKeyPolicy(policy)
 	switch p {
-	case broker.Strict:
+	case PolicyStrict:
 		return 0
-	case broker.Ask:
+	case PolicyAsk:
 		return 1
 	}
 	return 2

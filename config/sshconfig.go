@@ -12,7 +12,7 @@ import (
 
 	"github.com/kevinburke/ssh_config"
 
-	"github.com/shunt-dev/shunt/broker"
+	"github.com/shunt-dev/shunt/internal/sshdefaults"
 )
 
 // DefaultSSHConfigFiles are OpenSSH's client configurations, the user's
@@ -167,9 +167,9 @@ func (c *Config) applySSHConfig(p *Profile) error {
 		case "", "yes":
 		case "accept-new", "no", "off":
 			// "no" would accept changed keys too; shunt never does.
-			p.HostKeyPolicy = broker.AcceptNew.String()
+			p.HostKeyPolicy = PolicyAcceptNew
 		case "ask":
-			p.HostKeyPolicy = broker.Ask.String()
+			p.HostKeyPolicy = PolicyAsk
 		default:
 			bad("StrictHostKeyChecking", v, "yes, accept-new, no or ask")
 		}
@@ -288,7 +288,7 @@ func splitHostPortLoose(s string) (string, string, error) {
 // to the defaults, -list to remove from them, ^list to put first.
 func cipherList(v string) []string {
 	list := strings.Split(strings.TrimLeft(v, "+-^"), ",")
-	def := broker.DefaultCiphers
+	def := sshdefaults.Ciphers
 	switch v[0] {
 	case '+':
 		return append(append([]string{}, def...), list...)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/router"
 )
 
@@ -161,8 +162,11 @@ func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc
 		return e, nil
 	}
 
-	rules := cfg.RouterRules()
-	rs := router.Compile(rules, cfg.AlwaysDirectApplications...)
+	plan, err := engine.Convert(cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	rules, rs := plan.Rules, plan.Ruleset
 	capture(e, rules, answers, f.Dst.Addr())
 	d, steps := rs.Explain(f.Flow)
 	e.Steps = steps
@@ -183,7 +187,7 @@ func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc
 	} else {
 		e.Decision.Server = fmt.Sprintf("%s@%s port %d", p.User, strings.Join(p.Host, " or "), p.Port)
 	}
-	route, err := broker.Route(brokerProfiles(cfg.Config), brokerProxyRules(cfg.Config), p.Name, server)
+	route, err := broker.Route(plan.Profiles, plan.ProxyRules, p.Name, server)
 	if err != nil {
 		route = "no route: " + err.Error()
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/netstack"
 	"github.com/shunt-dev/shunt/platform"
 	"github.com/shunt-dev/shunt/resolver"
@@ -237,7 +238,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "warning: %s\n", p)
 		}
 	}
-	rs := router.Compile(cfg.RouterRules(), cfg.AlwaysDirectApplications...)
+	plan, err := engine.Convert(cfg.Config)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	rs := plan.Ruleset
 	for _, sh := range rs.Shadowed() {
 		fmt.Fprintf(stderr, "warning: %s\n", sh)
 	}
@@ -434,8 +440,11 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	if runtime.GOOS == "linux" && os.Geteuid() != 0 {
 		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
 	}
-	rules := cfg.RouterRules()
-	ruleset := router.Compile(rules, cfg.AlwaysDirectApplications...)
+	plan, err := engine.Convert(cfg)
+	if err != nil {
+		return err
+	}
+	rules, ruleset := plan.Rules, plan.Ruleset
 	for _, sh := range ruleset.Shadowed() {
 		log.Warn(sh.String())
 	}
@@ -446,7 +455,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	var network *platform.Network
 	var networkMu sync.Mutex
 	var res *resolver.Resolver
-	res, err := resolver.New(cfg.Hosts(), resolver.Options{Dialer: bypass, Log: log, OnChange: func() {
+	res, err = resolver.New(cfg.Hosts(), resolver.Options{Dialer: bypass, Log: log, OnChange: func() {
 		networkMu.Lock()
 		defer networkMu.Unlock()
 		if network == nil {
@@ -463,7 +472,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	defer res.Close()
 	captured := ruleset.Captured(res.Addrs)
 	pcfg := platform.DefaultConfig(cfg.TUN.Name, captured)
-	logPlan(log, cfg, rules, captured, res.Addrs)
+	logPlan(log, plan, captured, res.Addrs)
 
 	if err := platform.Prepare(pcfg, log); err != nil {
 		return err
@@ -510,11 +519,11 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 		}
 	}()
 
-	b, err := broker.New(brokerProfiles(cfg), broker.Options{
+	b, err := broker.New(plan.Profiles, broker.Options{
 		Dialer:      bypass,
 		AgentSocket: os.Getenv("SSH_AUTH_SOCK"),
 		Prompter:    prompt.FromEnv(os.Getenv, prompt.HasTTY()),
-		ProxyRules:  brokerProxyRules(cfg),
+		ProxyRules:  plan.ProxyRules,
 		Home:        cfg.Account().Home,
 		Log:         log,
 	})
@@ -577,9 +586,10 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 // matches nothing; "any" is said, never implied), ports, applications,
 // users, and for tunnel rules the way to the SSH server. resolved gives a
 // host name's current addresses.
-func logPlan(log logrus.FieldLogger, cfg *config.Config, rules []router.Rule, captured []netip.Prefix, resolved func(host string) []netip.Addr) {
+func logPlan(log logrus.FieldLogger, plan *engine.Plan, captured []netip.Prefix, resolved func(host string) []netip.Addr) {
+	cfg, rules := plan.Config, plan.Rules
 	log.Infof("capturing %s via %s", prefixes(captured), cfg.TUN.Name)
-	profiles, proxyRules := brokerProfiles(cfg), brokerProxyRules(cfg)
+	profiles, proxyRules := plan.Profiles, plan.ProxyRules
 	for i := range rules {
 		r := &rules[i]
 		f := logrus.Fields{"rule": r.Label(i), "action": r.Action.String()}
@@ -641,58 +651,6 @@ func logPlan(log logrus.FieldLogger, cfg *config.Config, rules []router.Rule, ca
 		log.WithFields(f).Info("rule")
 	}
 	log.Info("everything else is left alone; captured flows that no rule matches go direct")
-}
-
-// brokerProfiles converts validated profiles for the broker.
-func brokerProfiles(cfg *config.Config) []broker.Profile {
-	out := make([]broker.Profile, len(cfg.Profiles))
-	for i, p := range cfg.Profiles {
-		policy, _ := broker.ParseHostKeyPolicy(p.HostKeyPolicy)
-		bp := broker.Profile{
-			Name:              p.Name,
-			Hosts:             p.Host,
-			Port:              p.Port,
-			User:              p.User,
-			AuthMethods:       p.AuthMethods,
-			IdentityFiles:     p.IdentityFiles,
-			IdentitiesOnly:    p.IdentitiesOnly,
-			CertificateFiles:  p.CertificateFiles,
-			KnownHosts:        p.KnownHosts,
-			HostKeyPolicy:     policy,
-			Ciphers:           p.Ciphers,
-			KeepaliveInterval: p.KeepaliveInterval.D,
-			KeepaliveCount:    p.KeepaliveCount,
-			IdleTimeout:       p.IdleTimeout.D,
-			Connections:       p.Connections,
-			Jump:              p.Jump,
-			ConnectOnStart:    p.ConnectOnStart,
-		}
-		if p.Proxy != "" {
-			bp.Proxy, _ = broker.ParseProxy(p.Proxy)
-		}
-		out[i] = bp
-	}
-	return out
-}
-
-// brokerProxyRules converts validated proxy rules for the broker.
-func brokerProxyRules(cfg *config.Config) []broker.ProxyRule {
-	out := make([]broker.ProxyRule, len(cfg.ProxyRules))
-	for i, r := range cfg.ProxyRules {
-		for _, d := range r.Destinations {
-			if p, err := netip.ParsePrefix(d); err == nil {
-				out[i].Networks = append(out[i].Networks, p.Masked())
-			} else if a, err := netip.ParseAddr(d); err == nil {
-				out[i].Networks = append(out[i].Networks, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-			} else {
-				out[i].Hosts = append(out[i].Hosts, d)
-			}
-		}
-		if r.Proxy != "direct" {
-			out[i].Proxy, _ = broker.ParseProxy(r.Proxy)
-		}
-	}
-	return out
 }
 
 // ownerAdapter gives the router platform's owner lookup.

@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/shunt-dev/shunt/config"
-	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/engine"
 )
 
 // The start-up plan names every rule's destinations, host names (with
@@ -52,9 +52,12 @@ rules:
 		}
 		return nil
 	}
-	rules := cfg.RouterRules()
+	plan, err := engine.Convert(cfg.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
 	log, hook := test.NewNullLogger()
-	logPlan(log, cfg.Config, rules, router.Compile(rules).Captured(resolved), resolved)
+	logPlan(log, plan, plan.Captured(resolved), resolved)
 
 	var lines []string
 	for _, e := range hook.AllEntries() {
