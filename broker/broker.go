@@ -15,6 +15,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -89,6 +90,8 @@ type Broker struct {
 	// ctx ends when Close is called: prompts still waiting are cancelled.
 	ctx  context.Context
 	stop context.CancelFunc
+	// proxyRules replace opts.ProxyRules once SetProxyRules is called.
+	proxyRules atomic.Pointer[[]ProxyRule]
 
 	// The host-from-application pools, "profile@server", made by DialVia
 	// and forgotten once unused (see pool.unusedCheck).

@@ -45,8 +45,20 @@ func (l *link) establish(a *attempt) (*session, error) {
 // through, if any, and the way in words, for errors: "direct", "via
 // socks5://proxy:1080 (proxy rule 2)", "via jump profile bastion".
 func (b *Broker) route(p *Profile, host string) (proxy *url.URL, how string) {
-	h := hopTo(p, b.opts.ProxyRules, host)
+	h := hopTo(p, b.currentProxyRules(), host)
 	return h.proxy, h.String()
+}
+
+// SetProxyRules replaces the proxy rules: connections made from then on
+// follow them; connections already up are kept.
+func (b *Broker) SetProxyRules(rules []ProxyRule) { b.proxyRules.Store(&rules) }
+
+// currentProxyRules are the proxy rules in force.
+func (b *Broker) currentProxyRules() []ProxyRule {
+	if r := b.proxyRules.Load(); r != nil {
+		return *r
+	}
+	return b.opts.ProxyRules
 }
 
 // reach opens the transport to addr: through the jump profile, a proxy, or

@@ -107,6 +107,10 @@ func New(rules []Rule, opts Options) *Router {
 // new flows see the new rules.
 func (r *Router) SetRules(rules []Rule) { r.rules.Store(Compile(rules, r.opts.AlwaysDirect...)) }
 
+// SetRuleset is SetRules with the always-direct applications rs was
+// compiled with, in place of Options.AlwaysDirect.
+func (r *Router) SetRuleset(rs *Ruleset) { r.rules.Store(rs) }
+
 // Rules returns the rules in force.
 func (r *Router) Rules() []Rule { return r.rules.Load().Rules() }
 

@@ -1,0 +1,222 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/shunt-dev/shunt/broker"
+	"github.com/shunt-dev/shunt/broker/prompt"
+	"github.com/shunt-dev/shunt/platform"
+	"github.com/shunt-dev/shunt/resolver"
+	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/tun"
+)
+
+// Deps are what the engine runs on. A nil field means the operating
+// system's implementation; tests pass doubles (engine/enginetest,
+// router/routertest, broker/prompt/prompttest, tun.NewMemory).
+//
+// The engine takes over Device and Capture in New: it closes them in Close,
+// and in New or Start when they fail.
+type Deps struct {
+	// Device is the TUN device, open already. Nil: Start opens the
+	// configured one (tun.Open), after the OS capture's clean-up.
+	Device tun.Device
+	// Capture routes the captured destinations to the device. Nil: the
+	// OS's routes and policy rules (platform.Prepare and platform.Setup).
+	Capture Capture
+	// Owners opens the lookup of the process and user behind each flow.
+	// It is called in Start, and in Reload, only while the rules name
+	// applications or users. Nil: platform.NewOwnerLookup.
+	Owners func(logrus.FieldLogger) (OwnerLookup, error)
+	// Prompter asks for passphrases, passwords and host keys. Nil: the
+	// terminal or SSH_ASKPASS, as ssh(1) chooses from the environment
+	// (prompt.FromEnv).
+	Prompter broker.Prompter
+	// Dialer makes the connections that must not be captured: to SSH
+	// servers and proxies, and the direct flows. Nil: a dialer whose
+	// sockets carry platform.DefaultMark (platform.BypassDialer).
+	Dialer Dialer
+	// Resolve starts watching the rules' host names: it returns once each
+	// has been asked once, and calls onChange whenever an answer changes.
+	// Nil: the system's name servers, asked through the bypass dialer
+	// (resolver.New).
+	Resolve func(hosts []string, onChange func()) (Resolver, error)
+	// Getenv reads the environment: SSH_AUTH_SOCK (the agent), and for
+	// the default Prompter SSH_ASKPASS and friends. Nil: os.Getenv.
+	Getenv func(string) string
+	// Log receives everything the engine and its parts log. Nil: a new
+	// logrus logger on stderr.
+	Log logrus.FieldLogger
+}
+
+// Capture points the captured destinations at the TUN device, and keeps
+// shunt's own connections out of the capture.
+type Capture interface {
+	// Up captures routes to device, which is open and named so by then.
+	Up(device string, routes []netip.Prefix) error
+	// SetRoutes makes the captured destinations exactly routes. Only the
+	// difference changes: a destination captured before and after is
+	// never unrouted, not even for a moment.
+	SetRoutes(routes []netip.Prefix) error
+	// Close removes what Up installed. The engine calls it once, also
+	// when Up was never called or failed.
+	Close() error
+}
+
+// Dialer opens connections that bypass the capture (the router's direct
+// dialer and the broker's way to SSH servers).
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// OwnerLookup finds the process and user behind a flow, as the router
+// asks (router.Owners).
+type OwnerLookup interface {
+	Lookup(src, dst netip.AddrPort) (router.Owner, error)
+	// Close lets go of what the lookup holds (a netlink socket).
+	Close() error
+}
+
+// Resolver keeps the addresses of the rules' host names.
+type Resolver interface {
+	// Addrs are host's addresses, from its last answer.
+	Addrs(host string) []netip.Addr
+	// Names are the watched host names that resolve to addr.
+	Names(addr netip.Addr) []string
+	// Close stops watching.
+	Close()
+}
+
+// withDefaults fills the nil fields with the operating system's
+// implementations; osc is set when the capture is the OS's, whose
+// clean-up of a crashed run must come before the device is created.
+func (d Deps) withDefaults() (_ Deps, osc *osCapture) {
+	if d.Log == nil {
+		d.Log = logrus.New()
+	}
+	if d.Getenv == nil {
+		d.Getenv = os.Getenv
+	}
+	bypass := platform.BypassDialer(platform.DefaultMark)
+	if d.Dialer == nil {
+		d.Dialer = bypass
+	}
+	if d.Prompter == nil {
+		// FromEnv's nil (no terminal, no askpass) must stay a nil
+		// interface: nobody can be asked.
+		if p := prompt.FromEnv(d.Getenv, prompt.HasTTY()); p != nil {
+			d.Prompter = p
+		}
+	}
+	if d.Owners == nil {
+		d.Owners = func(log logrus.FieldLogger) (OwnerLookup, error) {
+			ol, err := platform.NewOwnerLookup(log)
+			if err != nil {
+				return nil, err
+			}
+			return platformOwners{ol}, nil
+		}
+	}
+	if d.Resolve == nil {
+		log := d.Log
+		d.Resolve = func(hosts []string, onChange func()) (Resolver, error) {
+			r, err := resolver.New(hosts, resolver.Options{Dialer: bypass, Log: log, OnChange: onChange})
+			if err != nil {
+				return nil, err
+			}
+			r.Start()
+			return r, nil
+		}
+	}
+	if d.Capture == nil {
+		osc = &osCapture{log: d.Log}
+		d.Capture = osc
+	}
+	return d, osc
+}
+
+// platformOwners gives the router platform's owner lookup.
+type platformOwners struct{ platform.OwnerLookup }
+
+func (a platformOwners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
+	o, err := a.OwnerLookup.Lookup(src, dst)
+	if err != nil {
+		return router.Owner{}, err
+	}
+	return router.Owner{UID: o.UID, Exe: o.Exe, Name: o.Name}, nil
+}
+
+// Close closes the lookup where it holds something to close (Linux's
+// netlink socket); platform.OwnerLookup itself promises no Close.
+func (a platformOwners) Close() error {
+	if c, ok := a.OwnerLookup.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// osCapture is the operating system's capture: platform's routes in a
+// table of their own and the policy rules that select it.
+type osCapture struct {
+	log logrus.FieldLogger
+
+	mu      sync.Mutex
+	network *platform.Network
+}
+
+// prepare runs before the device is created: it refuses a device name in
+// use (another shunt) and removes what a crashed run left behind.
+func (c *osCapture) prepare(device string) error {
+	return platform.Prepare(platform.DefaultConfig(device, nil), c.log)
+}
+
+func (c *osCapture) Up(device string, routes []netip.Prefix) error {
+	n, err := platform.Setup(platform.DefaultConfig(device, routes), c.log)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.network = n
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *osCapture) SetRoutes(routes []netip.Prefix) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.network == nil {
+		return fmt.Errorf("capture is not up")
+	}
+	return c.network.SetRoutes(routes)
+}
+
+func (c *osCapture) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.network == nil {
+		return nil
+	}
+	err := c.network.Close()
+	c.network = nil
+	return err
+}
+
+// The pieces fit: the router handles the stack's flows, the broker opens
+// the router's tunnels, and the engine's adapters stand in for the
+// owner lookup and the names while Reload swaps them.
+var (
+	_ router.Tunnels = (*broker.Broker)(nil)
+	_ router.Owners  = (*owners)(nil)
+	_ router.Names   = (*names)(nil)
+	_ Capture        = (*osCapture)(nil)
+	_ Resolver       = (*resolver.Resolver)(nil)
+	_ OwnerLookup    = platformOwners{}
+)

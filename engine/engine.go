@@ -1,0 +1,481 @@
+// Package engine assembles shunt's data path from a loaded configuration:
+// the TUN device, gVisor's stack (netstack), the rules (router), the SSH
+// connections (broker), the capture (routes to the device) and the
+// resolver of the rules' host names. shunt up runs one; tests run one on
+// an in-memory device without root.
+//
+// New builds it, Start opens the device and routes to it, Reload swaps the
+// configuration while flows run, Close removes everything. What New and
+// Start opened is closed again when a later step fails.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/shunt-dev/shunt/broker"
+	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/internal/errs"
+	"github.com/shunt-dev/shunt/netstack"
+	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/tun"
+)
+
+// flowsGrace bounds how long Close waits for the flows' last log lines
+// once the stack has reset them.
+const flowsGrace = 2 * time.Second
+
+// Engine is a running shunt.
+type Engine struct {
+	deps      Deps
+	log       logrus.FieldLogger
+	osCapture *osCapture // the OS's capture, when deps.Capture is it
+
+	// The router and the broker outlive reloads; the live state (status,
+	// flows) is read from them.
+	router *router.Router
+	broker *broker.Broker
+
+	plan     atomic.Pointer[Plan]
+	names    names
+	owners   owners
+	runCtx   context.Context
+	cancel   context.CancelFunc
+	hurry    chan struct{}
+	hurryNow sync.Once
+
+	// mu orders Start, Reload and Close.
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	dev     tun.Device
+	stack   *netstack.Stack
+
+	// routesMu guards the capture: the resolver's callbacks change the
+	// routes too, and Hurry removes them while Close may wait elsewhere.
+	routesMu  sync.Mutex
+	captureUp bool
+	removed   bool
+	removeErr error
+	removedCh chan struct{}
+}
+
+// New builds an engine for cfg, a loaded configuration, on deps. Nothing
+// is opened, routed or connected until Start. It takes over deps.Device and
+// deps.Capture, and closes them if it fails.
+func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
+	deps, osc := deps.withDefaults()
+	defer func() {
+		if err != nil {
+			// Nothing else is open yet.
+			if deps.Device != nil {
+				deps.Device.Close()
+			}
+			deps.Capture.Close()
+		}
+	}()
+	plan, err := Convert(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		deps:      deps,
+		log:       deps.Log,
+		osCapture: osc,
+		hurry:     make(chan struct{}),
+		removedCh: make(chan struct{}),
+		dev:       deps.Device,
+	}
+	e.runCtx, e.cancel = context.WithCancel(context.Background())
+	e.plan.Store(plan)
+	e.broker, err = broker.New(plan.Profiles, broker.Options{
+		Dialer:      deps.Dialer,
+		AgentSocket: deps.Getenv("SSH_AUTH_SOCK"),
+		Prompter:    deps.Prompter,
+		ProxyRules:  plan.ProxyRules,
+		Home:        cfg.Account().Home,
+		Log:         e.log,
+	})
+	if err != nil {
+		e.cancel()
+		return nil, err
+	}
+	e.router = router.New(plan.Rules, router.Options{
+		Tunnels:      e.broker,
+		Direct:       deps.Dialer,
+		Owners:       &e.owners,
+		Names:        &e.names,
+		AlwaysDirect: cfg.AlwaysDirectApplications,
+		Log:          e.log,
+	})
+	return e, nil
+}
+
+// Plan is the configuration in force, converted.
+func (e *Engine) Plan() *Plan { return e.plan.Load() }
+
+// Start captures: it resolves the rules' host names, opens the owner
+// lookup if rules need it, opens the device, routes the captured
+// destinations to it, and starts the stack. It returns once flows are
+// handled; ctx bounds only the start itself. If a step fails, or ctx ends,
+// everything is closed again, as by Close, and Start returns the error.
+func (e *Engine) Start(ctx context.Context) (err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.closed:
+		return errors.New("engine closed")
+	case e.started:
+		return errors.New("engine started already")
+	}
+	e.started = true
+	defer func() {
+		if err != nil {
+			e.closeLocked()
+		}
+	}()
+	plan := e.plan.Load()
+	cfg := plan.Config
+	if runtime.GOOS == "linux" && (e.dev == nil || e.osCapture != nil) && os.Geteuid() != 0 {
+		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
+	}
+	for _, sh := range plan.Ruleset.Shadowed() {
+		e.log.Warn(sh.String())
+	}
+	if err := e.openOwners(plan); err != nil {
+		return err
+	}
+	// Host names in rules: resolve them before routing, and route again
+	// whenever their answers change.
+	res, err := e.deps.Resolve(cfg.Hosts(), e.updateRoutes)
+	if err != nil {
+		return err
+	}
+	e.names.set(res)
+	plan.Log(e.log, res.Addrs)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	if e.osCapture != nil {
+		if err := e.osCapture.prepare(cfg.TUN.Name); err != nil {
+			return err
+		}
+	}
+	if e.dev == nil {
+		if e.dev, err = tun.Open(cfg.TUN.Name, cfg.TUN.MTU); err != nil {
+			return fmt.Errorf("%w (shunt needs /dev/net/tun and root)", err)
+		}
+	}
+	name, err := e.dev.Name()
+	if err != nil {
+		name = cfg.TUN.Name
+	}
+	e.routesMu.Lock()
+	if !e.removed {
+		// The routes as of now: an answer may have changed meanwhile.
+		err = e.deps.Capture.Up(name, e.plan.Load().Captured(e.names.addrs))
+		e.captureUp = err == nil
+	} else {
+		err = errors.New("stopping")
+	}
+	e.routesMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	e.broker.Start(e.runCtx)
+	if e.stack, err = netstack.New(e.dev, e.router, netstack.Options{MTU: cfg.TUN.MTU, Log: e.log}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// openOwners opens the owner lookup when plan's rules need one and none is
+// open.
+func (e *Engine) openOwners(plan *Plan) error {
+	if !plan.Ruleset.NeedsOwner() || e.owners.get() != nil {
+		return nil
+	}
+	ol, err := e.deps.Owners(e.log)
+	if err != nil {
+		return fmt.Errorf("rules name applications or users, but their flows cannot be traced to processes here: %w", err)
+	}
+	e.owners.set(ol)
+	return nil
+}
+
+// Err delivers the device's error if it fails while the engine runs (the
+// TUN removed under it). Nil before Start.
+func (e *Engine) Err() <-chan error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stack == nil {
+		return nil
+	}
+	return e.stack.Err()
+}
+
+// updateRoutes routes what the plan in force captures with the answers in
+// force. Only the difference changes (Capture.SetRoutes).
+func (e *Engine) updateRoutes() {
+	if err := e.setRoutes(); err != nil {
+		e.log.WithError(err).Error("updating routes after a DNS change")
+	}
+}
+
+func (e *Engine) setRoutes() error {
+	e.routesMu.Lock()
+	defer e.routesMu.Unlock()
+	if !e.captureUp {
+		return nil
+	}
+	return e.deps.Capture.SetRoutes(e.plan.Load().Captured(e.names.addrs))
+}
+
+// Reload puts cfg, a loaded configuration, in force: the rules, the
+// always-direct applications and the proxy rules are swapped at once, the
+// rules' host names are resolved again, and the routes change by
+// difference (a destination captured before and after stays routed). Flows
+// already running go on as they were decided; new flows follow cfg.
+//
+// A configuration that does not convert, or that changes what cannot
+// change while shunt runs (profiles, the TUN device), is refused as a
+// whole, with every error at its file and line: the old one stays in
+// force. Log settings are read at start only.
+func (e *Engine) Reload(cfg *config.Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("engine closed")
+	}
+	old := e.plan.Load()
+	plan, err := Convert(cfg)
+	if err != nil {
+		return err
+	}
+	if err := fixed(old, plan); err != nil {
+		return err
+	}
+	if !e.started {
+		e.router.SetRuleset(plan.Ruleset)
+		e.broker.SetProxyRules(plan.ProxyRules)
+		e.plan.Store(plan)
+		return nil
+	}
+	if err := e.openOwners(plan); err != nil {
+		return err
+	}
+	res, err := e.deps.Resolve(cfg.Hosts(), e.updateRoutes)
+	if err != nil {
+		return err
+	}
+	if cfg.Log.Level != old.Config.Log.Level {
+		e.log.WithField("level", cfg.Log.Level).Warn("log.level changes take effect at the next start")
+	}
+	for _, sh := range plan.Ruleset.Shadowed() {
+		e.log.Warn(sh.String())
+	}
+	e.router.SetRuleset(plan.Ruleset)
+	e.broker.SetProxyRules(plan.ProxyRules)
+	e.plan.Store(plan)
+	if replaced := e.names.set(res); replaced != nil {
+		replaced.Close()
+	}
+	e.log.Info("configuration reloaded")
+	plan.Log(e.log, res.Addrs)
+	if err := e.setRoutes(); err != nil {
+		return fmt.Errorf("the new rules are in force, but routing their destinations failed: %w", err)
+	}
+	return nil
+}
+
+// fixed refuses what cannot change while shunt runs, yet: the profiles and
+// the TUN device. Each change is an error at its file and line.
+func fixed(old, plan *Plan) error {
+	var errList []error
+	at := func(file string, line int, format string, args ...any) {
+		errList = append(errList, &config.Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+	const restart = "profiles cannot change while shunt runs yet: restart shunt to use the new profiles"
+	was := map[string]broker.Profile{}
+	for _, p := range old.Profiles {
+		was[p.Name] = p
+	}
+	is := map[string]bool{}
+	for i, p := range plan.Profiles {
+		is[p.Name] = true
+		cp := plan.Config.Profiles[i]
+		switch o, ok := was[p.Name]; {
+		case !ok:
+			at(cp.File, cp.Line, "profile %q is new: %s", p.Name, restart)
+		case !sameProfile(o, p):
+			at(cp.File, cp.Line, "profile %q changed: %s", p.Name, restart)
+		}
+	}
+	for _, p := range old.Profiles {
+		if !is[p.Name] {
+			at(plan.Config.Path, 0, "profile %q was removed: %s", p.Name, restart)
+		}
+	}
+	ot, nt := old.Config.TUN, plan.Config.TUN
+	if ot.Name != nt.Name || ot.MTU != nt.MTU {
+		at(nt.File, nt.Line, "tun changed (name %s, mtu %d, in force: name %s, mtu %d): the device is made at start; restart shunt to change it", nt.Name, nt.MTU, ot.Name, ot.MTU)
+	}
+	return errs.Join(errList...)
+}
+
+// sameProfile reports whether a profile is unchanged.
+func sameProfile(a, b broker.Profile) bool { return reflect.DeepEqual(a, b) }
+
+// Explain says what the engine does with a flow now: whether its
+// destination is captured, which rule decides it and why, and how a tunnel
+// reaches its SSH server.
+func (e *Engine) Explain(f router.Flow) Explanation {
+	return e.plan.Load().Explain(f, e.names.addrs)
+}
+
+// Hurry removes the capture at once, without waiting for open flows, and
+// cuts short the waits of Close, running or to come: a second stop
+// signal. It may be called from any goroutine, any number of times.
+func (e *Engine) Hurry() {
+	e.hurryNow.Do(func() { close(e.hurry) })
+	e.removeCapture()
+}
+
+// Removed is closed once the capture is removed (by Close or Hurry), or
+// once Close finds none to remove: after it, no route points at the device.
+func (e *Engine) Removed() <-chan struct{} { return e.removedCh }
+
+// removeCapture removes the routes and policy rules, once.
+func (e *Engine) removeCapture() {
+	e.routesMu.Lock()
+	defer e.routesMu.Unlock()
+	if e.removed {
+		return
+	}
+	e.removed = true
+	e.removeErr = e.deps.Capture.Close()
+	e.captureUp = false
+	close(e.removedCh)
+	if e.removeErr != nil {
+		e.removeErr = fmt.Errorf("removing routes: %w", e.removeErr)
+	}
+	e.log.Debug("routes and policy rules removed")
+}
+
+// Close stops the engine and removes everything, in order: the stack
+// (which resets the flows and closes the device), the owner lookup, the
+// SSH connections, the capture, the resolver. It waits a moment for the
+// flows' last log lines, unless Hurry was called. A second Close does
+// nothing.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closeLocked()
+}
+
+func (e *Engine) closeLocked() error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	e.cancel()
+	var errList []error
+	if e.stack != nil {
+		e.stack.Close()
+		// Closing the stack reset the flows; give their last log lines
+		// a moment.
+		flowsDone := make(chan struct{})
+		go func() { e.router.Wait(); close(flowsDone) }()
+		select {
+		case <-flowsDone:
+		case <-e.hurry:
+		case <-time.After(flowsGrace):
+		}
+		e.log.Debug("network stack and TUN device closed")
+	} else if e.dev != nil {
+		errList = append(errList, e.dev.Close())
+	}
+	if ol := e.owners.get(); ol != nil {
+		errList = append(errList, ol.Close())
+	}
+	errList = append(errList, e.broker.Close())
+	e.removeCapture()
+	errList = append(errList, e.removeErr)
+	if r := e.names.set(nil); r != nil {
+		r.Close()
+	}
+	return errs.Join(errList...)
+}
+
+// owners stands in for the owner lookup, which Start and Reload open.
+type owners struct{ p atomic.Pointer[ownerBox] }
+
+type ownerBox struct{ OwnerLookup }
+
+func (o *owners) set(ol OwnerLookup) { o.p.Store(&ownerBox{ol}) }
+
+func (o *owners) get() OwnerLookup {
+	if b := o.p.Load(); b != nil {
+		return b.OwnerLookup
+	}
+	return nil
+}
+
+// errNoOwnerLookup: the router asked before Start opened the lookup.
+var errNoOwnerLookup = errors.New("no owner lookup open")
+
+func (o *owners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
+	ol := o.get()
+	if ol == nil {
+		return router.Owner{}, errNoOwnerLookup
+	}
+	return ol.Lookup(src, dst)
+}
+
+// names stands in for the resolver, which Reload replaces.
+type names struct{ p atomic.Pointer[resolverBox] }
+
+type resolverBox struct{ Resolver }
+
+// set puts r in force and returns the resolver it replaces (nil: none).
+func (n *names) set(r Resolver) Resolver {
+	var b *resolverBox
+	if r != nil {
+		b = &resolverBox{r}
+	}
+	if old := n.p.Swap(b); old != nil {
+		return old.Resolver
+	}
+	return nil
+}
+
+// addrs are host's addresses by the resolver in force.
+func (n *names) addrs(host string) []netip.Addr {
+	if b := n.p.Load(); b != nil {
+		return b.Addrs(host)
+	}
+	return nil
+}
+
+// Names implements router.Names.
+func (n *names) Names(addr netip.Addr) []string {
+	if b := n.p.Load(); b != nil {
+		return b.Resolver.Names(addr)
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/shunt-dev/shunt/broker"
+	"github.com/shunt-dev/shunt/router"
+)
+
+// Explanation is what shunt does with a flow, as the data path decides it.
+type Explanation struct {
+	// Captured: the destination is routed to the TUN device, so shunt sees
+	// the flow and the rules decide it; otherwise it takes the host's
+	// normal route whatever the rules say. A loopback destination never
+	// is (the kernel delivers it locally).
+	Captured bool
+	Loopback bool
+	// Prefix is the captured route the destination is in, and CaptureRule
+	// the label of the tunnel or block rule whose destinations route it.
+	Prefix      netip.Prefix
+	CaptureRule string
+
+	// Decision is the rules' verdict on the flow once captured (the same
+	// function the router calls), and Steps why each rule up to the match
+	// does or does not match.
+	Decision router.Decision
+	Steps    []router.Step
+
+	// For a tunnel: the profile, its SSH server ("alice@gw port 22"; the
+	// destination itself for a host-from-application rule), and how the
+	// broker reaches it (broker.Route), or "no route: " and why not.
+	Profile string
+	Server  string
+	Route   string
+}
+
+// Explain decides f by the plan; resolved gives a host name's addresses
+// (nil: none has any), for the routes and the rules that name hosts.
+func (p *Plan) Explain(f router.Flow, resolved func(host string) []netip.Addr) Explanation {
+	var e Explanation
+	p.capture(&e, f.Dst.Addr().Unmap(), resolved)
+	e.Decision, e.Steps = p.Ruleset.Explain(f)
+	d := e.Decision
+	if d.Rule == nil || d.Action != router.Tunnel {
+		return e
+	}
+	var prof broker.Profile
+	for _, bp := range p.Profiles {
+		if bp.Name == d.Rule.Profile {
+			prof = bp
+		}
+	}
+	e.Profile = prof.Name
+	server := ""
+	if d.Rule.HostFromApplication {
+		server = f.Dst.Addr().Unmap().String()
+		e.Server = fmt.Sprintf("%s@%s port %d", prof.User, server, prof.Port)
+	} else {
+		e.Server = fmt.Sprintf("%s@%s port %d", prof.User, strings.Join(prof.Hosts, " or "), prof.Port)
+	}
+	route, err := broker.Route(p.Profiles, p.ProxyRules, d.Rule.Profile, server)
+	if err != nil {
+		route = "no route: " + err.Error()
+	}
+	e.Route = route
+	return e
+}
+
+// capture finds whether the kernel routes addr to the TUN device, and
+// which rule's destinations make it do so.
+func (p *Plan) capture(e *Explanation, addr netip.Addr, resolved func(host string) []netip.Addr) {
+	if addr.IsLoopback() {
+		e.Loopback = true
+		return
+	}
+	for i := range p.Rules {
+		if p.Rules[i].Action == router.Direct {
+			continue
+		}
+		for _, pfx := range router.Compile(p.Rules[i : i+1]).Captured(resolved) {
+			if pfx.Contains(addr) {
+				e.Captured, e.Prefix, e.CaptureRule = true, pfx, p.Rules[i].Label(i)
+				return
+			}
+		}
+	}
+}
