@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/router"
@@ -166,32 +165,16 @@ func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc
 	if err != nil {
 		return nil, err
 	}
-	rules, rs := plan.Rules, plan.Ruleset
-	capture(e, rules, answers, f.Dst.Addr())
-	d, steps := rs.Explain(f.Flow)
-	e.Steps = steps
+	ex := plan.Explain(f.Flow, func(h string) []netip.Addr { return answers[h] })
+	describeCapture(e, ex, f.Dst.Addr())
+	e.Steps = ex.Steps
+	d := ex.Decision
 	e.Decision.Action, e.Decision.Why = d.Action.String(), d.Why
 	if d.Rule == nil {
 		return e, nil
 	}
 	e.Decision.Index, e.Decision.Rule = d.Index+1, d.Rule.Label(d.Index)
-	if d.Action != router.Tunnel {
-		return e, nil
-	}
-	p, _ := cfg.Profile(d.Rule.Profile)
-	e.Decision.Profile = p.Name
-	server := ""
-	if d.Rule.HostFromApplication {
-		server = e.Flow.Address
-		e.Decision.Server = fmt.Sprintf("%s@%s port %d", p.User, server, p.Port)
-	} else {
-		e.Decision.Server = fmt.Sprintf("%s@%s port %d", p.User, strings.Join(p.Host, " or "), p.Port)
-	}
-	route, err := broker.Route(plan.Profiles, plan.ProxyRules, p.Name, server)
-	if err != nil {
-		route = "no route: " + err.Error()
-	}
-	e.Decision.Route = route
+	e.Decision.Profile, e.Decision.Server, e.Decision.Route = ex.Profile, ex.Server, ex.Route
 	return e, nil
 }
 
@@ -205,28 +188,20 @@ func lookupError(err error) string {
 	return err.Error()
 }
 
-// capture says whether the kernel routes addr to the TUN device, and
-// which rule's destinations make it do so.
-func capture(e *explanation, rules []router.Rule, answers map[string][]netip.Addr, addr netip.Addr) {
+// describeCapture says whether the kernel routes addr to the TUN device,
+// and which rule's destinations make it do so.
+func describeCapture(e *explanation, ex engine.Explanation, addr netip.Addr) {
 	c := &e.Capture
-	resolved := func(h string) []netip.Addr { return answers[h] }
-	if addr.IsLoopback() {
+	addr = addr.Unmap()
+	switch {
+	case ex.Loopback:
 		c.Why = fmt.Sprintf("%s is a loopback address: the kernel delivers it locally, never to the TUN device %s", addr, c.Device)
-		return
+	case ex.Captured:
+		c.Captured, c.Prefix, c.Rule = true, ex.Prefix.String(), ex.CaptureRule
+		c.Why = fmt.Sprintf("%s is in %s, routed to the TUN device %s by rule %s", addr, ex.Prefix, c.Device, c.Rule)
+	default:
+		c.Why = fmt.Sprintf("no tunnel or block rule routes %s to the TUN device %s: the flow takes the host's normal route, and shunt never sees it", addr, c.Device)
 	}
-	for i := range rules {
-		if rules[i].Action == router.Direct {
-			continue
-		}
-		for _, p := range router.Compile(rules[i : i+1]).Captured(resolved) {
-			if p.Contains(addr) {
-				c.Captured, c.Prefix, c.Rule = true, p.String(), rules[i].Label(i)
-				c.Why = fmt.Sprintf("%s is in %s, routed to the TUN device %s by rule %s", addr, p, c.Device, c.Rule)
-				return
-			}
-		}
-	}
-	c.Why = fmt.Sprintf("no tunnel or block rule routes %s to the TUN device %s: the flow takes the host's normal route, and shunt never sees it", addr, c.Device)
 }
 
 // flowAsked is the flow to decide and the host it was asked for.

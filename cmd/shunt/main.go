@@ -9,27 +9,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/shunt-dev/shunt/broker"
-	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/engine"
-	"github.com/shunt-dev/shunt/netstack"
-	"github.com/shunt-dev/shunt/platform"
-	"github.com/shunt-dev/shunt/resolver"
-	"github.com/shunt-dev/shunt/router"
-	"github.com/shunt-dev/shunt/tun"
 )
 
 const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
@@ -433,240 +424,50 @@ func (s *stopSignals) release() {
 	s.cancel()
 }
 
-// up runs the capture until ctx ends, then removes everything it set up;
-// sd.hurry removes the routes and policy rules at once and cuts the waits
-// short.
+// up runs the engine until ctx ends or the device fails, then removes
+// everything it set up; sd.hurry removes the routes and policy rules at
+// once and cuts the waits short, and sd.removed is closed once they are
+// gone.
 func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logger) error {
-	if runtime.GOOS == "linux" && os.Geteuid() != 0 {
-		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
-	}
-	plan, err := engine.Convert(cfg)
+	e, err := engine.New(cfg, engine.Deps{Log: log})
 	if err != nil {
 		return err
 	}
-	rules, ruleset := plan.Rules, plan.Ruleset
-	for _, sh := range ruleset.Shadowed() {
-		log.Warn(sh.String())
-	}
-	bypass := platform.BypassDialer(platform.DefaultMark)
-
-	// Host names in rules: resolve them before routing, and route again
-	// whenever their answers change.
-	var network *platform.Network
-	var networkMu sync.Mutex
-	var res *resolver.Resolver
-	res, err = resolver.New(cfg.Hosts(), resolver.Options{Dialer: bypass, Log: log, OnChange: func() {
-		networkMu.Lock()
-		defer networkMu.Unlock()
-		if network == nil {
-			return
-		}
-		if err := network.SetRoutes(ruleset.Captured(res.Addrs)); err != nil {
-			log.WithError(err).Error("updating routes after a DNS change")
-		}
-	}})
-	if err != nil {
-		return err
-	}
-	res.Start()
-	defer res.Close()
-	captured := ruleset.Captured(res.Addrs)
-	pcfg := platform.DefaultConfig(cfg.TUN.Name, captured)
-	logPlan(log, plan, captured, res.Addrs)
-
-	if err := platform.Prepare(pcfg, log); err != nil {
-		return err
-	}
-	dev, err := tun.Open(cfg.TUN.Name, cfg.TUN.MTU)
-	if err != nil {
-		return fmt.Errorf("%w (shunt needs /dev/net/tun and root)", err)
-	}
-	networkMu.Lock()
-	network, err = platform.Setup(pcfg, log)
-	if err == nil {
-		// An answer that changed while the device was being set up.
-		err = network.SetRoutes(ruleset.Captured(res.Addrs))
-	}
-	networkMu.Unlock()
-	if err != nil {
-		dev.Close()
-		return err
-	}
-	var removeOnce sync.Once
-	removeNetwork := func() {
-		removeOnce.Do(func() {
-			networkMu.Lock()
-			err := network.Close()
-			network = nil
-			networkMu.Unlock()
-			close(sd.removed)
-			if err != nil {
-				log.WithError(err).Error("removing routes")
-			}
-			log.Debug("routes and policy rules removed")
-		})
-	}
-	defer removeNetwork()
 	upDone := make(chan struct{})
 	defer close(upDone)
 	go func() {
-		// A hurried shutdown removes them first, whatever else the
-		// tear-down waits for.
 		select {
 		case <-sd.hurry:
-			removeNetwork()
+			e.Hurry()
 		case <-upDone:
 		}
 	}()
-
-	b, err := broker.New(plan.Profiles, broker.Options{
-		Dialer:      bypass,
-		AgentSocket: os.Getenv("SSH_AUTH_SOCK"),
-		Prompter:    prompt.FromEnv(os.Getenv, prompt.HasTTY()),
-		ProxyRules:  plan.ProxyRules,
-		Home:        cfg.Account().Home,
-		Log:         log,
-	})
-	if err != nil {
-		dev.Close()
-		return err
-	}
-	defer b.Close()
-	b.Start(ctx)
-	var owners router.Owners
-	if ruleset.NeedsOwner() {
-		ol, err := platform.NewOwnerLookup(log)
-		if err != nil {
-			return fmt.Errorf("rules name applications or users, but their flows cannot be traced to processes here: %w", err)
-		}
-		if c, ok := ol.(io.Closer); ok {
-			defer c.Close()
-		}
-		owners = ownerAdapter{ol}
-	}
-	r := router.New(rules, router.Options{
-		Tunnels:      b,
-		Direct:       bypass,
-		Owners:       owners,
-		Names:        res,
-		AlwaysDirect: cfg.AlwaysDirectApplications,
-		Log:          log,
-	})
-	stack, err := netstack.New(dev, r, netstack.Options{MTU: cfg.TUN.MTU, Log: log})
-	if err != nil {
-		dev.Close()
-		return err
-	}
-	defer func() {
-		stack.Close()
-		// Closing the stack reset the flows; give their last log lines
-		// a moment.
-		flowsDone := make(chan struct{})
-		go func() { r.Wait(); close(flowsDone) }()
+	go func() {
 		select {
-		case <-flowsDone:
-		case <-sd.hurry:
-		case <-time.After(2 * time.Second):
+		case <-e.Removed():
+			close(sd.removed)
+		case <-upDone:
 		}
-		log.Debug("network stack and TUN device closed")
 	}()
+	if err := e.Start(ctx); err != nil {
+		// Start closed what it had opened.
+		if ctx.Err() != nil {
+			log.Info("stopping: start-up cut short; what was set up is removed")
+			return nil
+		}
+		return err
+	}
 	log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C or SIGTERM stops it")
 
+	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("stopping: removing routes, policy rules and the TUN device")
-		return nil
-	case err := <-stack.Err():
-		return fmt.Errorf("TUN device failed: %w", err)
+	case err := <-e.Err():
+		runErr = fmt.Errorf("TUN device failed: %w", err)
 	}
-}
-
-// logPlan logs what shunt captures and each rule as it is matched: its
-// destinations (a rule that names only host names that do not resolve yet
-// matches nothing; "any" is said, never implied), ports, applications,
-// users, and for tunnel rules the way to the SSH server. resolved gives a
-// host name's current addresses.
-func logPlan(log logrus.FieldLogger, plan *engine.Plan, captured []netip.Prefix, resolved func(host string) []netip.Addr) {
-	cfg, rules := plan.Config, plan.Rules
-	log.Infof("capturing %s via %s", prefixes(captured), cfg.TUN.Name)
-	profiles, proxyRules := plan.Profiles, plan.ProxyRules
-	for i := range rules {
-		r := &rules[i]
-		f := logrus.Fields{"rule": r.Label(i), "action": r.Action.String()}
-		if r.Source != "" {
-			f["source"] = r.Source
-		}
-		if r.AnyDestination() {
-			f["destinations"] = "any"
-		}
-		if len(r.Destinations) > 0 {
-			f["destinations"] = prefixes(r.Destinations)
-		}
-		if len(r.Hosts) > 0 {
-			hosts := make([]string, len(r.Hosts))
-			for j, h := range r.Hosts {
-				var addrs []netip.Addr
-				if resolved != nil {
-					addrs = resolved(h)
-				}
-				if len(addrs) == 0 {
-					hosts[j] = h + " (does not resolve yet: matches nothing until it does)"
-				} else {
-					hosts[j] = h + " (" + prefixes(addrs) + ")"
-				}
-			}
-			f["hosts"] = strings.Join(hosts, ", ")
-		}
-		if len(r.Domains) > 0 {
-			f["domains"] = strings.Join(r.Domains, ", ")
-		}
-		if len(r.Ports) > 0 {
-			f["ports"] = prefixes(r.Ports)
-		}
-		if len(r.Applications) > 0 {
-			f["applications"] = strings.Join(r.Applications, ", ")
-		}
-		if len(r.Users) > 0 {
-			users := make([]string, len(r.Users))
-			for j, uid := range r.Users {
-				users[j] = fmt.Sprint(uid)
-				// The name, as written, beside the uid it stands for.
-				if i < len(cfg.Rules) && j < len(cfg.Rules[i].Users) {
-					if raw := cfg.Rules[i].Users[j].Raw; raw != users[j] {
-						users[j] = fmt.Sprintf("%s (uid %d)", raw, uid)
-					}
-				}
-			}
-			f["users"] = strings.Join(users, ", ")
-		}
-		if r.Action == router.Tunnel {
-			if r.HostFromApplication {
-				f["via"] = r.Profile + ": SSH to each destination itself"
-			} else if route, err := broker.Route(profiles, proxyRules, r.Profile, ""); err != nil {
-				f["via"] = r.Profile + ": " + err.Error()
-			} else {
-				f["via"] = r.Profile + ": " + route
-			}
-		}
-		log.WithFields(f).Info("rule")
+	if err := e.Close(); err != nil {
+		log.Error(err)
 	}
-	log.Info("everything else is left alone; captured flows that no rule matches go direct")
+	return runErr
 }
-
-// ownerAdapter gives the router platform's owner lookup.
-type ownerAdapter struct{ platform.OwnerLookup }
-
-func (a ownerAdapter) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
-	o, err := a.OwnerLookup.Lookup(src, dst)
-	if err != nil {
-		return router.Owner{}, err
-	}
-	return router.Owner{UID: o.UID, Exe: o.Exe, Name: o.Name}, nil
-}
-
-// The pieces fit: the router handles the stack's flows and the broker
-// opens the router's tunnels.
-var (
-	_ netstack.Handler = (*router.Router)(nil)
-	_ router.Tunnels   = (*broker.Broker)(nil)
-)
