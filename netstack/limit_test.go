@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shunt-dev/shunt/netstack/netstacktest"
 	"github.com/shunt-dev/shunt/router"
 	"github.com/shunt-dev/shunt/tun"
 	"github.com/sirupsen/logrus"
@@ -20,11 +21,11 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-func startStackOpts(t *testing.T, h Handler, opts Options) (*Stack, *appHost, *tun.Memory) {
+func startStackOpts(t *testing.T, h Handler, opts Options) (*Stack, *netstacktest.AppHost, *tun.Memory) {
 	t.Helper()
 	opts.MTU = 1500
 	dev := tun.NewMemory(opts.MTU, 8)
-	app := newAppHost(t, dev, opts.MTU)
+	app := netstacktest.NewAppHost(t, dev, opts.MTU)
 	s, err := New(dev, h, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestSYNsOverLimitRefused(t *testing.T) {
 		pending.Add(1)
 		go func() {
 			defer pending.Done()
-			c, err := app.dial(ctx, netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), uint16(1000+i)))
+			c, err := app.Dial(ctx, netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), uint16(1000+i)))
 			if err == nil {
 				c.Close()
 			}
@@ -64,7 +65,7 @@ func TestSYNsOverLimitRefused(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer dcancel()
-	_, err := app.dial(dctx, netip.MustParseAddrPort("10.1.2.3:25"))
+	_, err := app.Dial(dctx, netip.MustParseAddrPort("10.1.2.3:25"))
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("connect over MaxInFlight = %v, want connection refused", err)
 	}
@@ -213,7 +214,7 @@ func TestOneDestinationDoesNotBlockOthers(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c, err := app.dial(ctx, blackholed)
+				c, err := app.Dial(ctx, blackholed)
 				switch {
 				case err == nil:
 					c.Close()
@@ -238,7 +239,7 @@ func TestOneDestinationDoesNotBlockOthers(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer dcancel()
-	c, err := app.dial(dctx, netip.MustParseAddrPort("10.1.2.4:25"))
+	c, err := app.Dial(dctx, netip.MustParseAddrPort("10.1.2.4:25"))
 	if err != nil {
 		t.Fatalf("a flow to another destination: %v", err)
 	}

@@ -31,7 +31,7 @@ func acceptedConn(t *testing.T, mtu int) (app net.Conn, flow *conn) {
 	}), mtu)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	app, err := host.dial(ctx, netip.MustParseAddrPort("10.9.8.7:80"))
+	app, err := host.Dial(ctx, netip.MustParseAddrPort("10.9.8.7:80"))
 	if err != nil {
 		t.Fatal(err)
 	}

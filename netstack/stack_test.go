@@ -9,104 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shunt-dev/shunt/netstack/netstacktest"
 	"github.com/shunt-dev/shunt/tun"
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
-
-var (
-	appAddr4 = netip.MustParseAddr("192.0.2.1")
-	appAddr6 = netip.MustParseAddr("2001:db8::1")
-)
-
-// appHost is a second gVisor stack standing in for the machine's kernel: its
-// packets go into the in-memory TUN, and what the stack under test writes
-// comes back to it.
-type appHost struct {
-	s *stack.Stack
-}
-
-func newAppHost(t *testing.T, dev *tun.Memory, mtu int) *appHost {
-	t.Helper()
-	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
-	})
-	ep := channel.New(1024, uint32(mtu), "")
-	if err := s.CreateNIC(1, ep); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []netip.Addr{appAddr4, appAddr6} {
-		proto := ipv4.ProtocolNumber
-		if a.Is6() {
-			proto = ipv6.ProtocolNumber
-		}
-		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddrFromSlice(a.AsSlice()).WithPrefix()}
-		if err := s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.SetRouteTable([]tcpip.Route{
-		{Destination: header.IPv4EmptySubnet, NIC: 1},
-		{Destination: header.IPv6EmptySubnet, NIC: 1},
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { // app host → TUN
-		defer func() { done <- struct{}{} }()
-		for {
-			pkt := ep.ReadContext(ctx)
-			if pkt == nil {
-				return
-			}
-			b := pkt.ToView().AsSlice()
-			dev.Inject(b)
-			pkt.DecRef()
-		}
-	}()
-	go func() { // TUN → app host
-		defer func() { done <- struct{}{} }()
-		for {
-			select {
-			case b := <-dev.Outbound():
-				proto := ipv4.ProtocolNumber
-				if header.IPVersion(b) == header.IPv6Version {
-					proto = ipv6.ProtocolNumber
-				}
-				pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
-				ep.InjectInbound(proto, pkt)
-				pkt.DecRef()
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
-		s.Close()
-		s.Wait()
-	})
-	return &appHost{s: s}
-}
-
-func (h *appHost) dial(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
-	proto := ipv4.ProtocolNumber
-	if dst.Addr().Is6() {
-		proto = ipv6.ProtocolNumber
-	}
-	return gonet.DialContextTCP(ctx, h.s, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(dst.Addr().AsSlice()), Port: dst.Port()}, proto)
-}
 
 // handlerFunc adapts a function to Handler.
 type handlerFunc func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error))
@@ -115,15 +24,15 @@ func (f handlerFunc) HandleTCP(ctx context.Context, src, dst netip.AddrPort, acc
 	f(ctx, src, dst, accept)
 }
 
-func startStack(t *testing.T, h Handler) (*Stack, *appHost) {
+func startStack(t *testing.T, h Handler) (*Stack, *netstacktest.AppHost) {
 	t.Helper()
 	return startStackMTU(t, h, 1500)
 }
 
-func startStackMTU(t *testing.T, h Handler, mtu int) (*Stack, *appHost) {
+func startStackMTU(t *testing.T, h Handler, mtu int) (*Stack, *netstacktest.AppHost) {
 	t.Helper()
 	dev := tun.NewMemory(mtu, 8)
-	app := newAppHost(t, dev, mtu)
+	app := netstacktest.NewAppHost(t, dev, mtu)
 	s, err := New(dev, h, Options{MTU: mtu})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +61,7 @@ func TestEchoThroughStack(t *testing.T) {
 		t.Run(dst.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := app.dial(ctx, dst)
+			c, err := app.Dial(ctx, dst)
 			if err != nil {
 				t.Fatalf("dial %v: %v", dst, err)
 			}
@@ -161,8 +70,8 @@ func TestEchoThroughStack(t *testing.T) {
 			if f.dst != dst {
 				t.Errorf("handler saw dst %v, want %v", f.dst, dst)
 			}
-			if want := appAddr4; dst.Addr().Is6() {
-				want = appAddr6
+			if want := netstacktest.Addr4; dst.Addr().Is6() {
+				want = netstacktest.Addr6
 				if f.src.Addr() != want {
 					t.Errorf("handler saw src %v, want %v", f.src, want)
 				}
@@ -188,7 +97,7 @@ func TestRejectedFlowIsRefused(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:25"))
+	_, err := app.Dial(ctx, netip.MustParseAddrPort("10.1.2.3:25"))
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("dial = %v, want connection refused", err)
 	}
@@ -209,7 +118,7 @@ func TestDialBeforeAccept(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
+		c, err := app.Dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
 		if err == nil {
 			c.Close()
 		}
@@ -236,7 +145,7 @@ func TestUDPGetsPortUnreachable(t *testing.T) {
 		if a.Is6() {
 			proto = ipv6.ProtocolNumber
 		}
-		c, err := gonet.DialUDP(app.s, nil, &tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: 53}, proto)
+		c, err := gonet.DialUDP(app.Stack(), nil, &tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: 53}, proto)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +177,7 @@ func TestCloseEndsFlows(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
+	c, err := app.Dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +205,7 @@ func TestAbortResets(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := app.dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
+	c, err := app.Dial(ctx, netip.MustParseAddrPort("10.1.2.3:80"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,11 +228,11 @@ func TestPortReuseAfterServerClose(t *testing.T) {
 		c.Write([]byte("bye"))
 		c.Close() // close first, like a one-shot server
 	}))
-	local := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(appAddr4.AsSlice()), Port: 40001}
+	local := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(netstacktest.Addr4.AsSlice()), Port: 40001}
 	remote := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(netip.MustParseAddr("10.1.2.3").AsSlice()), Port: 80}
 	for i := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		c, err := gonet.DialTCPWithBind(ctx, app.s, local, remote, ipv4.ProtocolNumber)
+		c, err := gonet.DialTCPWithBind(ctx, app.Stack(), local, remote, ipv4.ProtocolNumber)
 		cancel()
 		if err != nil {
 			t.Fatalf("connection %d from the same port: %v", i+1, err)

@@ -14,52 +14,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/shunt-dev/shunt/router/routertest"
 )
-
-// hangingDialer is a tunnel and direct dialer whose dials to the addresses
-// in hang block until the flow's dial context ends (a destination that
-// never answers); other dials give an echo connection at once.
-type hangingDialer struct {
-	hang    func(addr string) bool
-	pending atomic.Int32
-	dialled atomic.Int32
-	mu      sync.Mutex
-	up      []*trackedConn
-}
-
-type trackedConn struct {
-	net.Conn
-	closed atomic.Bool
-}
-
-func (c *trackedConn) Close() error { c.closed.Store(true); return c.Conn.Close() }
-
-func (d *hangingDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d.dialled.Add(1)
-	if d.hang(addr) {
-		d.pending.Add(1)
-		defer d.pending.Add(-1)
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
-	a, b := net.Pipe()
-	go func() { io.Copy(b, b); b.Close() }()
-	c := &trackedConn{Conn: a}
-	d.mu.Lock()
-	d.up = append(d.up, c)
-	d.mu.Unlock()
-	return c, nil
-}
-
-func (d *hangingDialer) Dial(ctx context.Context, profile, addr string) (net.Conn, error) {
-	return d.dial(ctx, addr)
-}
-func (d *hangingDialer) DialVia(ctx context.Context, profile, server, addr string) (net.Conn, error) {
-	return d.dial(ctx, addr)
-}
-func (d *hangingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return d.dial(ctx, addr)
-}
 
 // appConn is the application's side for accept: it sends a line, reads it
 // back and closes.
@@ -80,7 +37,7 @@ var src = netip.MustParseAddrPort("192.0.2.1:5000")
 // to another destination of the same profile is set up while they hang.
 func TestLimitOneDestinationFloods(t *testing.T) {
 	blackholed := netip.MustParseAddrPort("10.1.0.7:9")
-	d := &hangingDialer{hang: func(addr string) bool { return addr == blackholed.String() }}
+	d := &routertest.Dialer{Hang: func(c routertest.Call) bool { return c.Addr == blackholed.String() }}
 	log, hook := test.NewNullLogger()
 	r := New([]Rule{{Name: "internal", Destinations: pfx("10.1.0.0/24"), Action: Tunnel, Profile: "gw"}},
 		Options{Tunnels: d, Direct: d, Log: log})
@@ -100,9 +57,9 @@ func TestLimitOneDestinationFloods(t *testing.T) {
 	}
 	share := int32(DefaultMaxSetupsPerDestination)
 	waitUntil(t, "the flows over the destination's share to be refused", func() bool {
-		return returned.Load() == flood-share && d.pending.Load() == share
+		return returned.Load() == flood-share && d.Pending() == int(share)
 	})
-	if n := d.dialled.Load(); n != share {
+	if n := len(d.Calls()); n != int(share) {
 		t.Errorf("%d dials to the blackholed destination, want %d: refused flows must not be dialled", n, share)
 	}
 
@@ -112,7 +69,7 @@ func TestLimitOneDestinationFloods(t *testing.T) {
 	if !ok {
 		t.Fatal("a flow to another destination was not set up while one destination's set-ups hang")
 	}
-	if n := d.pending.Load(); n != share {
+	if n := d.Pending(); n != int(share) {
 		t.Errorf("%d set-ups to the blackholed destination pending after the other flow, want %d", n, share)
 	}
 	if accepted.Load() != 0 {
@@ -150,13 +107,13 @@ func TestLimitOneDestinationFloods(t *testing.T) {
 
 // The upstream of a flow whose application handshake fails is closed.
 func TestHandshakeFailureClosesUpstream(t *testing.T) {
-	d := &hangingDialer{hang: func(string) bool { return false }}
+	d := &routertest.Dialer{}
 	log, _ := test.NewNullLogger()
 	r := New([]Rule{{Name: "all", Action: Tunnel, Profile: "gw"}}, Options{Tunnels: d, Direct: d, Log: log})
 	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.7:25"), func() (net.Conn, error) {
 		return nil, fmt.Errorf("netstack: 192.0.2.1:5000 did not complete the handshake")
 	})
-	if len(d.up) != 1 || !d.up[0].closed.Load() {
+	if up := d.Conns(); len(up) != 1 || !up[0].Closed() {
 		t.Fatal("the upstream of a flow whose handshake failed was not closed")
 	}
 	if n := r.setup.inFlight(); n != 0 {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/shunt-dev/shunt/router/routertest"
 )
 
 var (
@@ -141,16 +143,6 @@ type setupErr struct{}
 func (setupErr) Error() string           { return "profile p: connect to SSH server gw:22 direct: refused" }
 func (setupErr) TunnelSetupFailed() bool { return true }
 
-type failingTunnels struct {
-	fakeDialer
-	err error
-}
-
-func (f *failingTunnels) Dial(ctx context.Context, profile, addr string) (net.Conn, error) {
-	f.dials = append(f.dials, profile+"/"+addr)
-	return nil, f.err
-}
-
 func TestFallbackDirectAndAlwaysDirect(t *testing.T) {
 	accept := func() (net.Conn, error) {
 		a, b := net.Pipe()
@@ -170,22 +162,29 @@ func TestFallbackDirectAndAlwaysDirect(t *testing.T) {
 		{"always direct app", setupErr{}, mutt, []string{"mutt"}, "direct/10.1.1.1:25"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &failingTunnels{err: tt.err}
+			// Tunnels fail with tt.err; direct dials work.
+			f := &routertest.Dialer{Fail: func(c routertest.Call) error {
+				if c.Profile != "" {
+					return tt.err
+				}
+				return nil
+			}}
 			log, _ := test.NewNullLogger()
 			r := New(rules, Options{Tunnels: f, Direct: f, Owners: fakeOwners{tt.owner}, AlwaysDirect: tt.always, Log: log})
 			r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), accept)
-			if last := f.dials[len(f.dials)-1]; last != tt.wantLast {
-				t.Errorf("dials %v, want the last to be %s", f.dials, tt.wantLast)
+			dials := f.Dials()
+			if last := dials[len(dials)-1]; last != tt.wantLast {
+				t.Errorf("dials %v, want the last to be %s", dials, tt.wantLast)
 			}
-			if tt.always != nil && len(f.dials) != 1 {
-				t.Errorf("an always-direct app touched the tunnel: %v", f.dials)
+			if tt.always != nil && len(dials) != 1 {
+				t.Errorf("an always-direct app touched the tunnel: %v", dials)
 			}
 		})
 	}
 }
 
 func TestHostFromApplication(t *testing.T) {
-	f := &fakeDialer{}
+	f := &routertest.Dialer{}
 	log, _ := test.NewNullLogger()
 	r := New([]Rule{{Action: Tunnel, Profile: "p", HostFromApplication: true}}, Options{Tunnels: f, Direct: f, Log: log})
 	r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), func() (net.Conn, error) {
@@ -193,8 +192,8 @@ func TestHostFromApplication(t *testing.T) {
 		go func() { a.Close() }()
 		return b, nil
 	})
-	if len(f.dials) != 1 || f.dials[0] != "p@10.1.1.1/10.1.1.1:25" {
-		t.Fatalf("dials = %v, want an SSH connection to 10.1.1.1 itself", f.dials)
+	if dials := f.Dials(); len(dials) != 1 || dials[0] != "p@10.1.1.1/10.1.1.1:25" {
+		t.Fatalf("dials = %v, want an SSH connection to 10.1.1.1 itself", dials)
 	}
 }
 
@@ -227,7 +226,7 @@ func BenchmarkDecide(b *testing.B) {
 
 // Swapping rules leaves running flows alone and applies to new ones.
 func TestSetRulesWhileFlowsRun(t *testing.T) {
-	f := &fakeDialer{}
+	f := &routertest.Dialer{}
 	log, _ := test.NewNullLogger()
 	r := New([]Rule{{Destinations: pfx("10.0.0.0/8"), Action: Tunnel, Profile: "p"}}, Options{Tunnels: f, Direct: f, Log: log})
 	app, flowSide := net.Pipe()

@@ -10,33 +10,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/shunt-dev/shunt/router/routertest"
 )
 
-type fakeDialer struct {
-	dials []string
-	err   error
-}
-
-func (f *fakeDialer) dial(what string) (net.Conn, error) {
-	f.dials = append(f.dials, what)
-	if f.err != nil {
-		return nil, f.err
-	}
-	a, b := net.Pipe()
-	go func() { io.Copy(b, b); b.Close() }() // echo
-	return a, nil
-}
-
-func (f *fakeDialer) Dial(ctx context.Context, profile, addr string) (net.Conn, error) {
-	return f.dial(profile + "/" + addr)
-}
-
-func (f *fakeDialer) DialVia(ctx context.Context, profile, server, addr string) (net.Conn, error) {
-	return f.dial(profile + "@" + server + "/" + addr)
-}
-
-func (f *fakeDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return f.dial("direct/" + addr)
+// failing is a Fail for routertest.Dialer: every dial fails with err (none
+// when err is nil).
+func failing(err error) func(routertest.Call) error {
+	return func(routertest.Call) error { return err }
 }
 
 func TestHandleTCP(t *testing.T) {
@@ -58,7 +39,7 @@ func TestHandleTCP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.dst, func(t *testing.T) {
-			f := &fakeDialer{err: tt.dialErr}
+			f := &routertest.Dialer{Fail: failing(tt.dialErr)}
 			log, hook := test.NewNullLogger()
 			r := New(rules, Options{Tunnels: f, Direct: f, Log: log})
 			accepted := false
@@ -78,8 +59,8 @@ func TestHandleTCP(t *testing.T) {
 				t.Errorf("accepted = %v, want %v", accepted, tt.wantAccept)
 			}
 			var dialed string
-			if len(f.dials) > 0 {
-				dialed = f.dials[0]
+			if dials := f.Dials(); len(dials) > 0 {
+				dialed = dials[0]
 			}
 			if dialed != tt.wantDial {
 				t.Errorf("dialed %q, want %q", dialed, tt.wantDial)

@@ -87,6 +87,10 @@ type Options struct {
 	// ServerVersion replaces x/crypto's identification string
 	// ("SSH-2.0-Go"), e.g. to pass for OpenSSH.
 	ServerVersion string
+	// Dial, when set, connects direct-tcpip channels to their targets
+	// ("host:port" as the client asked); nil means net.Dial. A test
+	// sends flows for addresses no machine has to a listener of its own.
+	Dial func(network, addr string) (net.Conn, error)
 	// Forwarded, when set, runs for every accepted direct-tcpip channel,
 	// in a goroutine of its own, while the channel relays to its target:
 	// a test misbehaves on the channel there (requests, stderr data).
@@ -332,7 +336,11 @@ func (s *Server) forward(nc ssh.NewChannel, gone <-chan struct{}) {
 		return
 	}
 	target := net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port)))
-	up, err := net.Dial("tcp", target)
+	dial := s.opts.Dial
+	if dial == nil {
+		dial = net.Dial
+	}
+	up, err := dial("tcp", target)
 	if err != nil {
 		nc.Reject(ssh.ConnectionFailed, "connect failed: "+err.Error())
 		return
@@ -364,7 +372,9 @@ func (s *Server) forward(nc ssh.NewChannel, gone <-chan struct{}) {
 		close(done)
 	}()
 	io.Copy(up, ch)
-	up.(*net.TCPConn).CloseWrite()
+	if cw, ok := up.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 	select {
 	case <-done:
 	case <-gone:
