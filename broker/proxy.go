@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,30 +15,14 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
+
+	"github.com/shunt-dev/shunt/internal/proxyurl"
 )
 
 // ParseProxy parses a proxy URL: socks4://host:port, socks4a://host:port,
-// socks5://[user:pass@]host:port or http://[user:pass@]host:port.
-func ParseProxy(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		// Neither the text nor url's error goes in the message: both
-		// would show a password.
-		return nil, errors.New("proxy URL is malformed: write scheme://[user:password@]host:port (percent-encode special characters in the password)")
-	}
-	// The messages name the scheme and the host only: a URL that parsed
-	// other than meant ("http:/user:secret@proxy", "socks5://u:p@h#x")
-	// holds the password in a part that Redacted does not hide.
-	switch u.Scheme {
-	case "socks4", "socks4a", "socks5", "http":
-	default:
-		return nil, fmt.Errorf("proxy URL has the unknown scheme %q: write socks4://, socks4a://, socks5:// or http://, then [user:password@]host:port", u.Scheme)
-	}
-	if u.Hostname() == "" || u.Port() == "" || u.Path != "" || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("proxy URL %s://%s is not of the form %s://[user:password@]host:port, e.g. %s://proxy.example:1080", u.Scheme, u.Host, u.Scheme, u.Scheme)
-	}
-	return u, nil
-}
+// socks5://[user:pass@]host:port or http://[user:pass@]host:port. Its
+// errors never show a password.
+func ParseProxy(s string) (*url.URL, error) { return proxyurl.Parse(s) }
 
 // dialProxy connects to target through the proxy p, reaching the proxy
 // with d. Names are resolved by the proxy, except with socks4, which

@@ -1,9 +1,9 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
+
+	"github.com/shunt-dev/shunt/internal/proxyurl"
 )
 
 // The words the configuration uses for actions, host-key policies and
@@ -49,21 +49,8 @@ func hostKeyPolicy(s string) (string, error) {
 	return PolicyStrict, fmt.Errorf("unknown host key policy %q: use strict, accept-new or ask", s)
 }
 
-// checkProxy checks a proxy URL: socks4, socks4a, socks5 or http, with a
-// host and a port. Neither the text nor url's own error goes in a message
-// about a malformed URL: both would show a password.
+// checkProxy checks a proxy URL as the broker will parse it.
 func checkProxy(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("proxy URL is malformed: write scheme://[user:password@]host:port (percent-encode special characters in the password)")
-	}
-	switch u.Scheme {
-	case "socks4", "socks4a", "socks5", "http":
-	default:
-		return fmt.Errorf("proxy %q: unknown scheme %q: use socks4, socks4a, socks5 or http", u.Redacted(), u.Scheme)
-	}
-	if u.Hostname() == "" || u.Port() == "" {
-		return fmt.Errorf("proxy %q: give host and port, e.g. %s://proxy.example:1080", u.Redacted(), u.Scheme)
-	}
-	return nil
+	_, err := proxyurl.Parse(s)
+	return err
 }

@@ -231,8 +231,8 @@ func TestConvertReportsEveryError(t *testing.T) {
 	for _, want := range []string{
 		`c.yaml:10: rule #1: unknown action "drop"`,
 		`c.yaml:2: profile "p": unknown host key policy "trust"`,
-		`c.yaml:5: profile "q": proxy "ftp://x:1": unknown scheme "ftp"`,
-		`c.yaml:8: proxy rule #1: proxy "gopher://x:70": unknown scheme "gopher"`,
+		`c.yaml:5: profile "q": proxy URL has the unknown scheme "ftp"`,
+		`c.yaml:8: proxy rule #1: proxy URL has the unknown scheme "gopher"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)

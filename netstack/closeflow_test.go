@@ -27,7 +27,7 @@ func TestCloseFlowThroughStack(t *testing.T) {
 	defer cancel()
 	var conns []net.Conn
 	for _, dst := range []string{"10.1.2.3:25", "10.1.2.3:26"} {
-		c, err := app.dial(ctx, netip.MustParseAddrPort(dst))
+		c, err := app.Dial(ctx, netip.MustParseAddrPort(dst))
 		if err != nil {
 			t.Fatalf("dial %s: %v", dst, err)
 		}
@@ -65,7 +65,7 @@ func TestCloseFlowThroughStack(t *testing.T) {
 	// Reset while the upstream dial hangs: the connect is refused.
 	dialed := make(chan error, 1)
 	go func() {
-		c, err := app.dial(ctx, hang)
+		c, err := app.Dial(ctx, hang)
 		if err == nil {
 			c.Close()
 		}

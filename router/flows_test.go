@@ -17,9 +17,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/shunt-dev/shunt/events"
-	"github.com/shunt-dev/shunt/state"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/shunt-dev/shunt/events"
+	"github.com/shunt-dev/shunt/router/routertest"
+	"github.com/shunt-dev/shunt/state"
 )
 
 // loopUpstreams is a tunnel and direct dialer whose connections are
@@ -340,7 +342,7 @@ func TestFlowBytesBulkWhileRead(t *testing.T) {
 // the totals and reset flows: the race detector watches, and at the end
 // every flow is accounted for.
 func TestFlowTableConcurrent(t *testing.T) {
-	d := &hangingDialer{hang: func(string) bool { return false }}
+	d := &routertest.Dialer{}
 	var bus events.Bus
 	sub := bus.Subscribe(1)
 	defer sub.Close()
@@ -489,7 +491,7 @@ func TestCloseFlowResets(t *testing.T) {
 // application's handshake is never completed (netstack then sends it a
 // RST), and the dial is cut short.
 func TestCloseFlowDuringSetup(t *testing.T) {
-	d := &hangingDialer{hang: func(string) bool { return true }}
+	d := &routertest.Dialer{Hang: func(routertest.Call) bool { return true }}
 	var bus events.Bus
 	sub := bus.Subscribe(10)
 	defer sub.Close()
@@ -501,7 +503,7 @@ func TestCloseFlowDuringSetup(t *testing.T) {
 		r.HandleTCP(context.Background(), src, ap("10.1.0.7:25"), func() (net.Conn, error) { accepted = true; return appConn() })
 		returned <- accepted
 	}()
-	waitUntil(t, "the flow to wait for its upstream", func() bool { return d.pending.Load() == 1 })
+	waitUntil(t, "the flow to wait for its upstream", func() bool { return d.Pending() == 1 })
 	f := r.Flows()
 	if len(f) != 1 || f[0].State != state.FlowSettingUp {
 		t.Fatalf("Flows() = %+v, want one flow being set up", f)
@@ -573,7 +575,7 @@ func TestFlowEvents(t *testing.T) {
 	}
 
 	// An upstream that fails: a close event with its error.
-	f := &fakeDialer{err: errors.New("ssh: connect failed")}
+	f := &routertest.Dialer{Fail: failing(errors.New("ssh: connect failed"))}
 	r = New(flowRules, Options{Tunnels: f, Direct: f, Log: log, Events: &bus})
 	r.HandleTCP(context.Background(), src, ap("10.1.0.5:993"), appConn)
 	if e := <-sub.C(); e.Event != state.EventClose || e.Reason != reasonUpstream+"ssh: connect failed" {
