@@ -77,7 +77,10 @@ type Options struct {
 	// Events, when set, is told every change of a profile's connection
 	// state (see Events: Publish must not block).
 	Events Events
-	Log    logrus.FieldLogger
+	// Timings, when set, is told how long each SSH connection and each
+	// channel took to set up (see Timings: it must not block).
+	Timings Timings
+	Log     logrus.FieldLogger
 }
 
 // Broker dials tunnelled connections through its profiles. It implements

@@ -471,6 +471,7 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &SetupError{Err: err}
 	}
+	start := time.Now()
 	ch, err := l.openDirect(ctx, s, addr)
 	if err != nil {
 		var oce *ssh.OpenChannelError
@@ -482,6 +483,7 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		return nil, fmt.Errorf("profile %s: open channel to %s: %w", l.pool.p.Name, addr, err)
 	}
+	l.channelOpenTook(time.Since(start))
 	if s.stderr {
 		go l.discardStderr(ch, addr)
 	}

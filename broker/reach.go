@@ -139,11 +139,13 @@ func (l *link) connectHost(a *attempt, host string) (*session, error) {
 		return nil, fail("SSH login as "+p.User+" to", err)
 	}
 	hs.remember()
+	took := time.Since(start)
+	l.handshakeTook(took)
 	l.log.WithFields(logrus.Fields{
 		"server":    addr,
 		"route":     how,
 		"user":      p.User,
-		"handshake": time.Since(start).Round(time.Millisecond).String(),
+		"handshake": took.Round(time.Millisecond).String(),
 		"version":   string(sc.ServerVersion()),
 	}).Info("SSH connection up")
 	return newSession(l, ssh.NewClient(sc, chans, reqs), conn, addr), nil
