@@ -47,6 +47,8 @@ type Config struct {
 	AlwaysDirectApplications []string `yaml:"always_direct_applications"`
 	TUN                      TUN      `yaml:"tun"`
 	Log                      Log      `yaml:"log"`
+	// Metrics is the Prometheus endpoint, off by default.
+	Metrics Metrics `yaml:"metrics"`
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
@@ -610,6 +612,7 @@ func decode(path string, data []byte) (*Config, error) {
 		}
 	})
 	c.TUN.File, c.Log.File = path, path
+	c.Metrics.File = path
 	return c, errors.Join(errs...)
 }
 
@@ -737,6 +740,7 @@ func (c *Config) validate() error {
 	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {
 		errorAt(c.Log.File, c.Log.Line, "log.level %q is not a level: use panic, fatal, error, warn, info, debug or trace", c.Log.Level)
 	}
+	c.validateMetrics(errorAt)
 
 	profiles := map[string]bool{}
 	var names []string

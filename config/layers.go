@@ -186,6 +186,9 @@ func merge(configs []*Config, global string) (*Config, []string, []error) {
 		if c.Log.Level != "" {
 			m.Log = c.Log
 		}
+		if c.Metrics.Listen != "" {
+			m.Metrics = c.Metrics
+		}
 	}
 	return m, notes, errs
 }
