@@ -25,7 +25,9 @@ import (
 
 	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/events"
 	"github.com/shunt-dev/shunt/internal/errs"
+	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/netstack"
 	"github.com/shunt-dev/shunt/router"
 	"github.com/shunt-dev/shunt/tun"
@@ -45,6 +47,10 @@ type Engine struct {
 	// flows) is read from them.
 	router *router.Router
 	broker *broker.Broker
+	// events carries the router's and the broker's events; timings are
+	// the broker's latency histograms (see Metrics).
+	events  events.Bus
+	timings *metrics.Timings
 
 	plan     atomic.Pointer[Plan]
 	names    names
@@ -98,12 +104,15 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 	}
 	e.runCtx, e.cancel = context.WithCancel(context.Background())
 	e.plan.Store(plan)
+	e.timings = newTimings(plan.Profiles)
 	e.broker, err = broker.New(plan.Profiles, broker.Options{
 		Dialer:      deps.Dialer,
 		AgentSocket: deps.Getenv("SSH_AUTH_SOCK"),
 		Prompter:    deps.Prompter,
 		ProxyRules:  plan.ProxyRules,
 		Home:        cfg.Account().Home,
+		Events:      &e.events,
+		Timings:     e.timings,
 		Log:         e.log,
 	})
 	if err != nil {
@@ -116,6 +125,7 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		Owners:       &e.owners,
 		Names:        &e.names,
 		AlwaysDirect: cfg.AlwaysDirectApplications,
+		Events:       &e.events,
 		Log:          e.log,
 	})
 	return e, nil
