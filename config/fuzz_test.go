@@ -16,6 +16,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("rules:\n  - action: block\n    ports: [25, 110\n  - action: direct\n")
 	f.Add("profiles:\n  - name: p\n    ssh_config: alias\n    identity_files: [~/.ssh/id, /k]\n    known_hosts: [/a, /b]\nrules:\n  - action: tunnel\n    profile: p\n    users: [alice, nobody]\n")
 	f.Add("log: &a\n  level: *a\n---\nx: [\n")
+	f.Add("metrics:\n  listen: \"[::1]:9559\"\nrules:\n  - action: block\n")
 	if b, err := os.ReadFile("../examples/mail.yaml"); err == nil {
 		f.Add(string(b))
 	}
