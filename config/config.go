@@ -36,6 +36,17 @@ const (
 	MaxMTU = 65520
 	// DefaultSSHPort is the port of a profile that names none.
 	DefaultSSHPort = 22
+	// DefaultControlSocket is the control socket's path when
+	// control.socket names none (control.DefaultSocket).
+	DefaultControlSocket = "/run/shunt/shunt.sock"
+	// DefaultShutdownGrace is shutdown_grace when not set.
+	DefaultShutdownGrace = 5 * time.Second
+)
+
+// Log formats.
+const (
+	LogText = "text"
+	LogJSON = "json"
 )
 
 // Config is one configuration file.
@@ -49,6 +60,12 @@ type Config struct {
 	Log                      Log      `yaml:"log"`
 	// Metrics is the Prometheus endpoint, off by default.
 	Metrics Metrics `yaml:"metrics"`
+	Control                  Control  `yaml:"control"`
+	// ShutdownGrace is how long running flows may go on once shunt
+	// stops (SIGTERM, shunt down) before they are reset.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// shutdownGraceFile is the file ShutdownGrace was written in.
+	shutdownGraceFile string
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
@@ -237,10 +254,36 @@ type TUN struct {
 // Log configures logging.
 type Log struct {
 	Level string `yaml:"level"`
+	// Format is text (logrus's TextFormatter) or json (JSONFormatter).
+	Format string `yaml:"format"`
 
 	Line int    `yaml:"-"`
 	File string `yaml:"-"`
 }
+
+// Control configures the control socket (shunt status, reload, ...).
+type Control struct {
+	// Socket is the socket's path; DefaultControlSocket when not set.
+	Socket string `yaml:"socket"`
+	// Group names the group (a name or a gid) whose members may use the
+	// socket besides root and shunt's own user; empty: none.
+	Group string `yaml:"group"`
+
+	Line int    `yaml:"-"`
+	File string `yaml:"-"`
+}
+
+// UnmarshalYAML records the line of the section.
+func (c *Control) UnmarshalYAML(n *yaml.Node) error {
+	type plain Control
+	c.Line = n.Line
+	return n.Decode((*plain)(c))
+}
+
+// maxSocketPath is the longest path a Unix socket address holds
+// (sun_path is 108 bytes on Linux, 104 on the BSDs and macOS, with its
+// terminating NUL).
+const maxSocketPath = 103
 
 // UnmarshalYAML records the line of the section.
 func (t *TUN) UnmarshalYAML(n *yaml.Node) error {
@@ -611,7 +654,7 @@ func decode(path string, data []byte) (*Config, error) {
 			c.ProxyRules[i].Line = line
 		}
 	})
-	c.TUN.File, c.Log.File = path, path
+	c.TUN.File, c.Log.File, c.Control.File, c.shutdownGraceFile = path, path, path, path
 	c.Metrics.File = path
 	return c, errors.Join(errs...)
 }
@@ -741,6 +784,33 @@ func (c *Config) validate() error {
 		errorAt(c.Log.File, c.Log.Line, "log.level %q is not a level: use panic, fatal, error, warn, info, debug or trace", c.Log.Level)
 	}
 	c.validateMetrics(errorAt)
+	switch c.Log.Format {
+	case "":
+		c.Log.Format = LogText
+	case LogText, LogJSON:
+	default:
+		errorAt(c.Log.File, c.Log.Line, "log.format %q is not a format: use text or json", c.Log.Format)
+	}
+	if c.Control.Socket == "" {
+		c.Control.Socket = DefaultControlSocket
+	}
+	switch s := c.Control.Socket; {
+	case !strings.HasPrefix(s, "/"):
+		errorAt(c.Control.File, c.Control.Line, "control.socket %q is not an absolute path: write e.g. %s", s, DefaultControlSocket)
+	case len(s) > maxSocketPath:
+		errorAt(c.Control.File, c.Control.Line, "control.socket %q is %d bytes long, more than a Unix socket's address holds (%d): choose a shorter path", s, len(s), maxSocketPath)
+	}
+	if strings.ContainsAny(c.Control.Group, " \t:") {
+		errorAt(c.Control.File, c.Control.Line, "control.group %q is not a group: write a group name or a gid", c.Control.Group)
+	}
+	switch g := &c.ShutdownGrace; {
+	case g.err != nil:
+		errorAt(c.shutdownGraceFile, g.Line, "shutdown_grace: %v", g.err)
+	case g.D < 0:
+		errorAt(c.shutdownGraceFile, g.Line, "shutdown_grace cannot be never: write how long running flows may go on when shunt stops, e.g. 5s, or 0s to reset them at once")
+	case !g.Set:
+		g.D = DefaultShutdownGrace
+	}
 
 	profiles := map[string]bool{}
 	var names []string

@@ -62,7 +62,7 @@ func TestParseExample(t *testing.T) {
 	if d := diff(TUN{Name: "shunt7", MTU: 9000, Line: 17, File: "shunt.yaml"}, c.TUN); d != "" {
 		t.Errorf("tun (-want +got):\n%s", d)
 	}
-	if d := diff(Log{Level: "debug", Line: 20, File: "shunt.yaml"}, c.Log); d != "" {
+	if d := diff(Log{Level: "debug", Format: LogText, Line: 20, File: "shunt.yaml"}, c.Log); d != "" {
 		t.Errorf("log (-want +got):\n%s", d)
 	}
 }
@@ -84,7 +84,7 @@ func TestDefaults(t *testing.T) {
 	if d := diff(TUN{Name: DefaultTUNName, MTU: DefaultMTU, File: "d.yaml"}, c.TUN); d != "" {
 		t.Errorf("tun defaults (-want +got):\n%s", d)
 	}
-	if d := diff(Log{Level: "info", File: "d.yaml"}, c.Log); d != "" {
+	if d := diff(Log{Level: "info", Format: LogText, File: "d.yaml"}, c.Log); d != "" {
 		t.Errorf("log defaults (-want +got):\n%s", d)
 	}
 }

@@ -54,8 +54,8 @@ type Loaded struct {
 //     more secure policy wins;
 //   - if the global file defines rules (or proxy rules), later layers'
 //     are ignored; otherwise the last layer that defines them wins;
-//   - always_direct_applications add up; tun and log settings of later
-//     layers override earlier ones.
+//   - always_direct_applications add up; tun, log and control settings
+//     and shutdown_grace of later layers override earlier ones.
 func LoadLayers(l Layers) (*Loaded, error) {
 	out := &Loaded{}
 	m := l.Machine.withDefaults()
@@ -184,7 +184,19 @@ func merge(configs []*Config, global string) (*Config, []string, []error) {
 			m.TUN.MTU, m.TUN.File, m.TUN.Line = c.TUN.MTU, c.TUN.File, c.TUN.Line
 		}
 		if c.Log.Level != "" {
-			m.Log = c.Log
+			m.Log.Level, m.Log.File, m.Log.Line = c.Log.Level, c.Log.File, c.Log.Line
+		}
+		if c.Log.Format != "" {
+			m.Log.Format, m.Log.File, m.Log.Line = c.Log.Format, c.Log.File, c.Log.Line
+		}
+		if c.Control.Socket != "" {
+			m.Control.Socket, m.Control.File, m.Control.Line = c.Control.Socket, c.Control.File, c.Control.Line
+		}
+		if c.Control.Group != "" {
+			m.Control.Group, m.Control.File, m.Control.Line = c.Control.Group, c.Control.File, c.Control.Line
+		}
+		if c.ShutdownGrace.Set {
+			m.ShutdownGrace, m.shutdownGraceFile = c.ShutdownGrace, c.shutdownGraceFile
 		}
 		if c.Metrics.Listen != "" {
 			m.Metrics = c.Metrics
