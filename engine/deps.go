@@ -13,6 +13,7 @@ import (
 
 	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/broker/prompt"
+	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/platform"
 	"github.com/shunt-dev/shunt/resolver"
 	"github.com/shunt-dev/shunt/router"
@@ -38,8 +39,14 @@ type Deps struct {
 	Owners func(logrus.FieldLogger) (OwnerLookup, error)
 	// Prompter asks for passphrases, passwords and host keys. Nil: the
 	// terminal or SSH_ASKPASS, as ssh(1) chooses from the environment
-	// (prompt.FromEnv).
+	// (prompt.FromEnv), and where there is neither, a prompt.Queue whose
+	// prompts Status lists and Answer answers. A *prompt.Queue given here
+	// is used so too (its Events set to the engine's bus, if unset).
 	Prompter broker.Prompter
+	// Load reads the configuration again, from the files it was read
+	// from at start, for Backend.Reload (the control socket's reload).
+	// Nil: the engine cannot reload by itself.
+	Load func() (*config.Config, error)
 	// Dialer makes the connections that must not be captured: to SSH
 	// servers and proxies, and the direct flows. Nil: a dialer whose
 	// sockets carry platform.DefaultMark (platform.BypassDialer).

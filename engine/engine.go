@@ -24,8 +24,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/shunt-dev/shunt/broker"
+	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
-	"github.com/shunt-dev/shunt/events"
 	"github.com/shunt-dev/shunt/internal/errs"
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/netstack"
@@ -47,10 +47,9 @@ type Engine struct {
 	// flows) is read from them.
 	router *router.Router
 	broker *broker.Broker
-	// events carries the router's and the broker's events; timings are
-	// the broker's latency histograms (see Metrics).
-	events  events.Bus
+	// timings are the broker's latency histograms (see Metrics).
 	timings *metrics.Timings
+	live    live // status, events, prompts and the stop (live.go)
 
 	plan     atomic.Pointer[Plan]
 	names    names
@@ -105,13 +104,25 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 	e.runCtx, e.cancel = context.WithCancel(context.Background())
 	e.plan.Store(plan)
 	e.timings = newTimings(plan.Profiles)
+	e.live.init()
+	// Nobody at a terminal and no askpass: the prompts wait in a queue
+	// for an answer from outside (shunt auth).
+	if deps.Prompter == nil {
+		deps.Prompter = &prompt.Queue{}
+	}
+	if q, ok := deps.Prompter.(*prompt.Queue); ok {
+		if q.Events == nil {
+			q.Events = &e.live.bus
+		}
+		e.live.queue = q
+	}
 	e.broker, err = broker.New(plan.Profiles, broker.Options{
 		Dialer:      deps.Dialer,
 		AgentSocket: deps.Getenv("SSH_AUTH_SOCK"),
 		Prompter:    deps.Prompter,
 		ProxyRules:  plan.ProxyRules,
 		Home:        cfg.Account().Home,
-		Events:      &e.events,
+		Events:      &e.live.bus,
 		Timings:     e.timings,
 		Log:         e.log,
 	})
@@ -125,7 +136,7 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		Owners:       &e.owners,
 		Names:        &e.names,
 		AlwaysDirect: cfg.AlwaysDirectApplications,
-		Events:       &e.events,
+		Events:       &e.live.bus,
 		Log:          e.log,
 	})
 	return e, nil
@@ -208,7 +219,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 
 	e.broker.Start(e.runCtx)
-	if e.stack, err = netstack.New(e.dev, e.router, netstack.Options{MTU: cfg.TUN.MTU, Log: e.log}); err != nil {
+	if e.stack, err = netstack.New(e.dev, &gate{r: e.router, stopping: &e.live.stopping, log: e.log}, netstack.Options{MTU: cfg.TUN.MTU, Log: e.log}); err != nil {
 		return err
 	}
 	return nil
@@ -429,6 +440,7 @@ func (e *Engine) closeLocked() error {
 	if r := e.names.set(nil); r != nil {
 		r.Close()
 	}
+	e.live.closeSubs()
 	return errs.Join(errList...)
 }
 

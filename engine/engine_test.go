@@ -35,6 +35,9 @@ import (
 
 const mtu = 1500
 
+// worldPassword is the SSH server's password.
+const worldPassword = "open sesame"
+
 // world is an engine's surroundings, all in this process: an application
 // host on an in-memory TUN, an SSH server (brokertest) whose forwarded
 // channels reach an echo listener, a capture that records the routes, a
@@ -79,6 +82,7 @@ func newWorld(t *testing.T) *world {
 	os.WriteFile(filepath.Join(w.dir, "id"), pem.EncodeToMemory(block), 0o600)
 	w.srv = brokertest.NewWithOptions(t, brokertest.Options{
 		Authorized: []ssh.PublicKey{key.PublicKey()},
+		Password:   worldPassword, // for profiles that log in with one
 		Dial: func(network, addr string) (net.Conn, error) {
 			w.mu.Lock()
 			w.targets = append(w.targets, addr)

@@ -16,15 +16,10 @@ func (e *Engine) Metrics() *metrics.Collector {
 		Flows:       routerTotals{e.router},
 		Connections: brokerConnections{e.broker},
 		Profiles:    e.broker,
-		Events:      &e.events,
+		Events:      &e.live.bus,
 		Timings:     e.timings,
 	})
 }
-
-// Events is the engine's event bus: flows opened and closed, connection
-// states. Subscribe to it for `flows --follow`; nobody subscribed costs
-// the data path one atomic load per event.
-func (e *Engine) Events() *events.Bus { return &e.events }
 
 // newTimings are the latency histograms of the broker's profiles.
 func newTimings(profiles []broker.Profile) *metrics.Timings {
