@@ -50,9 +50,24 @@ func TestMain(m *testing.M) {
 
 // shunt is a running `shunt up`.
 type shunt struct {
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	done chan error
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	done   chan error
+	socket string // its control socket
+}
+
+// socketConfig is a configuration file that puts the control socket in
+// a directory of the test's own (never the machine's default, which
+// another shunt may hold), and the socket's path.
+func socketConfig(t *testing.T) (socket, file string) {
+	t.Helper()
+	dir := t.TempDir()
+	socket = filepath.Join(dir, "shunt.sock")
+	file = filepath.Join(dir, "control.yaml")
+	if err := os.WriteFile(file, []byte("control:\n  socket: "+socket+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return socket, file
 }
 
 func startShunt(t *testing.T, topo *topology, config string) *shunt {
@@ -68,7 +83,9 @@ func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *
 		t.Fatal(err)
 	}
 	s := &shunt{log: &syncBuffer{}, done: make(chan error, 1)}
-	s.cmd = topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", path)
+	var ctl string
+	s.socket, ctl = socketConfig(t)
+	s.cmd = topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)
 	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK="), env...) // never a developer's agent
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

@@ -153,7 +153,8 @@ func startShuntPiped(t *testing.T, topo *topology, config string) (*exec.Cmd, <-
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", path)
+	_, ctl := socketConfig(t)
+	cmd := topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)
 	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
 	cmd.Stdout, cmd.Stderr = w, w // *os.File: the child writes to the pipe itself
 	if err := cmd.Start(); err != nil {

@@ -14,12 +14,15 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/engine"
 )
 
@@ -27,6 +30,7 @@ const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
 
 Usage:
   shunt up [--config FILE]...          capture and tunnel until interrupted (needs root)
+  shunt daemon [--config FILE]...      the same without a terminal: as a service (see shunt.service)
   shunt check [--config FILE]...       validate the configuration
   shunt explain [flags] DEST[:PORT]    show which rule a flow matches, and why
   shunt import-tectia [--best-effort] ssh-broker-config.xml
@@ -53,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "up":
 		return cmdUp(args, stdout, stderr)
+	case "daemon":
+		return cmdDaemon(args, stdout, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
 	case "explain":
@@ -283,12 +289,22 @@ func prefixes[T fmt.Stringer](ps []T) string {
 }
 
 func cmdUp(args []string, stdout, stderr io.Writer) int {
+	return cmdRun("up", false, args, stdout, stderr)
+}
+
+func cmdDaemon(args []string, stdout, stderr io.Writer) int {
+	return cmdRun("daemon", true, args, stdout, stderr)
+}
+
+// cmdRun runs shunt up, or shunt daemon (headless: nobody is asked at a
+// terminal, prompts wait for shunt auth).
+func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer) int {
 	var pprofAddr string
-	cf, rest, err := parseConfigFlags("up", args, stdout, stderr, func(fs *flag.FlagSet) {
+	cf, rest, err := parseConfigFlags(name, args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&pprofAddr, "pprof", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060)")
 	})
 	if err != nil || len(rest) > 0 {
-		return usageExit(err, stderr, "usage: shunt up [--config FILE]... [--pprof ADDR]")
+		return usageExit(err, stderr, "usage: shunt "+name+" [--config FILE]... [--pprof ADDR]")
 	}
 	loaded, err := cf.load()
 	if err != nil {
@@ -303,25 +319,13 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigpipe, syscall.SIGPIPE)
 	defer signal.Stop(sigpipe)
 	cfg := loaded.Config
-	log := logrus.New()
-	log.Out = stderr
-	log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00"}
-	log.Level, _ = logrus.ParseLevel(cfg.Log.Level)
+	log := newLogger(stderr, cfg.Log)
 	for _, l := range loaded.Layers {
 		if l.Found {
 			log.WithField("file", l.Path).Infof("read %s", layerRole(l.Role))
 		}
 	}
-	for _, n := range loaded.Notes {
-		log.Info(n)
-	}
-	for _, p := range loaded.Problems {
-		if p.Fatal {
-			log.Error(p.String())
-		} else {
-			log.Warn(p.String())
-		}
-	}
+	logLoaded(log, loaded)
 	procs, fromEnv := limitProcs(os.Getenv)
 	how := "half of them by default; the GOMAXPROCS environment variable chooses"
 	if fromEnv {
@@ -337,11 +341,48 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 
 	stop := catchStopSignals(log)
 	defer stop.release()
-	if err := up(stop.ctx, stop.shutdown, cfg, log); err != nil {
+	o := upOptions{headless: headless, load: func() (*config.Config, error) {
+		l, err := cf.load()
+		if err != nil {
+			return nil, err
+		}
+		logLoaded(log, l)
+		return l.Config, nil
+	}}
+	if err := up(stop.ctx, stop.shutdown, cfg, log, o); err != nil {
 		log.Error(err)
 		return 1
 	}
 	return 0
+}
+
+// newLogger logs to w as cfg says: text or JSON, from its level on.
+func newLogger(w io.Writer, cfg config.Log) *logrus.Logger {
+	log := logrus.New()
+	log.Out = w
+	const stamp = "2006-01-02T15:04:05.000Z07:00"
+	if cfg.Format == config.LogJSON {
+		log.Formatter = &logrus.JSONFormatter{TimestampFormat: stamp}
+	} else {
+		log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: stamp}
+	}
+	log.Level, _ = logrus.ParseLevel(cfg.Level)
+	return log
+}
+
+// logLoaded logs what loading the configuration noted, and the problems
+// of the files it names.
+func logLoaded(log logrus.FieldLogger, l *config.Loaded) {
+	for _, n := range l.Notes {
+		log.Info(n)
+	}
+	for _, p := range l.Problems {
+		if p.Fatal {
+			log.Error(p.String())
+		} else {
+			log.Warn(p.String())
+		}
+	}
 }
 
 // layerRole names a configuration layer's role in a sentence.
@@ -424,13 +465,49 @@ func (s *stopSignals) release() {
 	s.cancel()
 }
 
-// up runs the engine until ctx ends or the device fails, then removes
-// everything it set up; sd.hurry removes the routes and policy rules at
-// once and cuts the waits short, and sd.removed is closed once they are
-// gone.
-func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logger) error {
-	e, err := engine.New(cfg, engine.Deps{Log: log})
+// upOptions are how up runs the engine.
+type upOptions struct {
+	// headless: nobody is at a terminal (shunt daemon). Prompts go to
+	// SSH_ASKPASS if it is set, else wait for shunt auth.
+	headless bool
+	// load reads the configuration again (SIGHUP, shunt reload).
+	load func() (*config.Config, error)
+	// notify tells systemd; nil: newNotifier.
+	notify *notifier
+}
+
+// up runs the engine until ctx ends, shunt down asks, or the device
+// fails, then stops it (engine.Stop: new flows refused, running ones
+// given shutdown_grace) and removes everything it set up; sd.hurry
+// removes the routes and policy rules at once and cuts the waits short,
+// and sd.removed is closed once they are gone. It serves the control
+// socket meanwhile, and refuses to start without it (another shunt
+// runs), except where there are none (Windows). SIGHUP reloads.
+func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logger, o upOptions) error {
+	sys := o.notify
+	if sys == nil {
+		sys = newNotifier(log)
+	}
+	deps := engine.Deps{Log: log, Load: o.load}
+	if o.headless {
+		// Never the terminal, even if there is one.
+		if p := prompt.FromEnv(os.Getenv, false); p != nil {
+			deps.Prompter = p
+		} else {
+			deps.Prompter = &prompt.Queue{}
+		}
+	}
+	e, err := engine.New(cfg, deps)
 	if err != nil {
+		return err
+	}
+	be := &served{Backend: e.Control(), sys: sys, log: log}
+	srv, err := control.NewServer(control.Options{Socket: cfg.Control.Socket, Group: cfg.Control.Group, Backend: be, Log: log})
+	switch {
+	case errors.Is(err, control.ErrUnsupported):
+		log.Warn(err)
+	case err != nil:
+		e.Close()
 		return err
 	}
 	upDone := make(chan struct{})
@@ -449,7 +526,27 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 		case <-upDone:
 		}
 	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: reading the configuration again")
+				be.Reload(ctx)
+			case <-upDone:
+				return
+			}
+		}
+	}()
+	closeServer := func() {
+		if srv != nil {
+			srv.Close()
+		}
+	}
 	if err := e.Start(ctx); err != nil {
+		closeServer()
 		// Start closed what it had opened.
 		if ctx.Err() != nil {
 			log.Info("stopping: start-up cut short; what was set up is removed")
@@ -457,17 +554,68 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 		}
 		return err
 	}
-	log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C or SIGTERM stops it")
+	sys.ready()
+	go sys.watchdog(watchdogInterval(log), e.Alive, upDone)
+	log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C, SIGTERM or shunt down stops it")
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-		log.Info("stopping: removing routes, policy rules and the TUN device")
+	case <-e.Stopping():
+		log.Info("stopping: shunt down asked for it")
 	case err := <-e.Err():
 		runErr = fmt.Errorf("TUN device failed: %w", err)
 	}
-	if err := e.Close(); err != nil {
+	sys.stopping()
+	stopCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sd.hurry:
+			cancel()
+		case <-stopCtx.Done():
+		}
+	}()
+	if err := e.Stop(stopCtx); err != nil {
 		log.Error(err)
 	}
+	// Last: shunt down waits for the socket to go, and by now the
+	// routes are gone.
+	closeServer()
 	return runErr
 }
+
+// served is the engine as the control socket serves it, with reloads
+// logged and told to systemd (a reload by SIGHUP goes through it too).
+type served struct {
+	control.Backend
+	sys *notifier
+	log logrus.FieldLogger
+	mu  sync.Mutex // one reload at a time
+}
+
+// Reload reads the configuration again; a configuration with errors is
+// refused, every problem logged at its file and line, the old one kept.
+func (s *served) Reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sys.reloading()
+	defer s.sys.ready()
+	err := s.Backend.Reload(ctx)
+	if err != nil {
+		s.log.Error("the configuration was refused; the old one stays in force:")
+		for _, line := range problemList(err) {
+			s.log.Error(line)
+		}
+	}
+	return err
+}
+
+// problemList is one line a problem.
+func problemList(err error) []string {
+	var b strings.Builder
+	printConfigError(&b, err)
+	return strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+}
+
+var _ control.Backend = (*served)(nil)
