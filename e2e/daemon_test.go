@@ -478,4 +478,3 @@ func TestDaemon(t *testing.T) {
 		}
 	})
 }
-
