@@ -135,7 +135,11 @@ func (s *shunt) status(t *testing.T, topo *topology) daemonStatus {
 }
 
 // notifySocket listens as systemd does for a service's notifications.
-func notifySocket(t *testing.T) (path string, states <-chan string) {
+// Before it reads any, it fills the socket's queue, so that the service's
+// first notification (READY=1) blocks its sender until read starts
+// reading: whatever the service does before it then happens before it
+// could have said it.
+func notifySocket(t *testing.T) (path string, read func() <-chan string) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "notify.sock")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -143,19 +147,38 @@ func notifySocket(t *testing.T) (path string, states <-chan string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	ch := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				close(ch)
-				return
-			}
-			ch <- string(buf[:n])
+	filler, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	filled := 0
+	for ; filled < 10000; filled++ {
+		filler.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := filler.Write([]byte("FILLER")); err != nil {
+			break
 		}
-	}()
-	return path, ch
+	}
+	if filled == 0 || filled == 10000 {
+		t.Fatalf("the notify socket's queue took %d datagrams: it cannot be filled", filled)
+	}
+	return path, func() <-chan string {
+		ch := make(chan string, 64)
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, err := c.Read(buf)
+				if err != nil {
+					close(ch)
+					return
+				}
+				if s := string(buf[:n]); s != "FILLER" {
+					ch <- s
+				}
+			}
+		}()
+		return ch
+	}
 }
 
 // waitState waits for a notification that starts with prefix.
@@ -269,15 +292,19 @@ func TestDaemon(t *testing.T) {
 		}
 	}
 	writeConfig(daemonConfig(topo, sd, user, socket, ""))
-	notify, states := notifySocket(t)
+	notify, readStates := notifySocket(t)
 	sh := startDaemon(t, topo, path, socket, "NOTIFY_SOCKET="+notify)
+	var states <-chan string
 
 	t.Run("READY once the routes are in place", func(t *testing.T) {
+		// The queue is full: a READY=1 sent before the routes would
+		// hold shunt there, and they would never come.
+		waitFor(t, "the routes, while READY=1 cannot be sent", func() bool {
+			out, _ := topo.client.command("ip", "route", "show", "table", "21352").CombinedOutput()
+			return strings.Contains(string(out), "172.31.2.0/24")
+		})
+		states = readStates()
 		waitState(t, states, "READY=1", sh)
-		out := topo.client.exec(t, "ip", "route", "show", "table", "21352")
-		if !strings.Contains(out, "172.31.2.0/24") {
-			t.Fatalf("READY=1 came, and table 21352 holds %q: no route to the captured network yet", out)
-		}
 		if st := sh.status(t, topo); !st.Capture {
 			t.Error("status says the capture is off after READY")
 		}
