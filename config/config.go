@@ -60,7 +60,7 @@ type Config struct {
 	Log                      Log      `yaml:"log"`
 	// Metrics is the Prometheus endpoint, off by default.
 	Metrics Metrics `yaml:"metrics"`
-	Control                  Control  `yaml:"control"`
+	Control Control `yaml:"control"`
 	// ShutdownGrace is how long running flows may go on once shunt
 	// stops (SIGTERM, shunt down) before they are reset.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`

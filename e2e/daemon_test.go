@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +51,8 @@ log:
   format: json
 control:
   socket: %s
+metrics:
+  listen: 127.0.0.1:9559   # the client namespace's own loopback
 shutdown_grace: 60s
 `, gatewayAddr, sd.clientKey, sd.knownHosts, gatewayAddr, user, sd.knownHosts, portPassword, rules, topo.tunName(), socket)
 }
@@ -409,6 +412,45 @@ func TestDaemon(t *testing.T) {
 			t.Errorf("flow a after shunt close: %v, want ECONNRESET", err)
 		}
 		roundTripConn(t, b, "b still")
+	})
+
+	t.Run("the metrics endpoint counts the test's flows", func(t *testing.T) {
+		out, err := topo.client.command("curl", "-sS", "--max-time", "20", "http://127.0.0.1:9559/metrics").Output()
+		if err != nil {
+			t.Fatalf("curl /metrics: %v", err)
+		}
+		sample := func(name string, labels ...string) float64 {
+			for _, line := range strings.Split(string(out), "\n") {
+				if !strings.HasPrefix(line, name+"{") {
+					continue
+				}
+				all := true
+				for _, l := range labels {
+					all = all && strings.Contains(line, l)
+				}
+				if all {
+					v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+					return v
+				}
+			}
+			return -1
+		}
+		// The transfer, the two flows of "close one flow" and the echo
+		// checks went through rule "internal" on profile gw; one was
+		// reset, all have ended.
+		gw := []string{`profile="gw"`, `action="tunnel"`, `rule="#`, `internal\"`}
+		if n := sample("shunt_flows_opened_total", gw...); n < 3 {
+			t.Errorf("shunt_flows_opened_total for gw = %v, want at least 3\n%s", n, out)
+		}
+		if n := sample("shunt_flow_bytes_total", append(gw, `direction="received"`)...); n < 64<<20 {
+			t.Errorf("shunt_flow_bytes_total received for gw = %v, want the 64 MiB transfer at least", n)
+		}
+		if n := sample("shunt_ssh_connections", `profile="gw"`, `state="connected"`); n != 1 {
+			t.Errorf("shunt_ssh_connections connected for gw = %v, want 1", n)
+		}
+		if strings.Contains(string(out), internalAddr) || strings.Contains(string(out), gatewayAddr) {
+			t.Error("an address appears in the metrics")
+		}
 	})
 
 	t.Run("shunt auth answers a password prompt", func(t *testing.T) {

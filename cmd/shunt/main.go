@@ -24,6 +24,7 @@ import (
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/engine"
+	"github.com/shunt-dev/shunt/metrics"
 )
 
 const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
@@ -509,6 +510,17 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	case err != nil:
 		e.Close()
 		return err
+	}
+	if l := cfg.Metrics.Listen; l != "" {
+		ms, err := metrics.Listen(l, e.Metrics(), log)
+		if err != nil {
+			if srv != nil {
+				srv.Close()
+			}
+			e.Close()
+			return err
+		}
+		defer ms.Close()
 	}
 	upDone := make(chan struct{})
 	defer close(upDone)
