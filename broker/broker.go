@@ -86,10 +86,10 @@ type Options struct {
 // Broker dials tunnelled connections through its profiles. It implements
 // router.Tunnels.
 type Broker struct {
-	pools map[string]*pool
-	order []*pool // the profiles' pools, in the order New was given them
-	opts  Options
-	log   logrus.FieldLogger
+	// set is the profiles in force and their pools; SetProfiles swaps it.
+	set  atomic.Pointer[profileSet]
+	opts Options
+	log  logrus.FieldLogger
 	// ctx ends when Close is called: prompts still waiting are cancelled.
 	ctx  context.Context
 	stop context.CancelFunc
@@ -98,9 +98,15 @@ type Broker struct {
 
 	// The host-from-application pools, "profile@server", made by DialVia
 	// and forgotten once unused (see pool.unusedCheck).
+	// viaMu also orders SetProfiles with DialVia and Close.
 	viaMu     sync.Mutex
 	via       map[string]*pool
 	viaClosed bool
+	startCtx  context.Context // Start's, for profiles SetProfiles adds; guarded by viaMu
+
+	// Pools SetProfiles replaced or removed, draining (see pool.retire).
+	retiredMu sync.Mutex
+	retired   []*pool
 }
 
 // New returns a broker for profiles. Nothing connects until Start or the
@@ -112,48 +118,45 @@ func New(profiles []Profile, opts Options) (*Broker, error) {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
 	}
-	b := &Broker{pools: map[string]*pool{}, opts: opts, log: opts.Log, via: map[string]*pool{}}
+	b := &Broker{opts: opts, log: opts.Log, via: map[string]*pool{}}
 	b.ctx, b.stop = context.WithCancel(context.Background())
-	for i := range profiles {
-		p := profiles[i]
-		p.applyDefaults()
-		if _, dup := b.pools[p.Name]; dup {
-			return nil, fmt.Errorf("profile %q is defined twice", p.Name)
-		}
-		pl := newPool(b, &p, p.Name, "")
-		b.pools[p.Name] = pl
-		b.order = append(b.order, pl)
+	checked, err := checkProfiles(profiles)
+	if err != nil {
+		return nil, err
 	}
-	// Jumps must name profiles and must not loop.
-	for name, pl := range b.pools {
-		seen := map[string]bool{name: true}
-		chain := []string{name}
-		for j := pl.p.Jump; j != ""; j = b.pools[j].p.Jump {
-			if _, ok := b.pools[j]; !ok {
-				return nil, fmt.Errorf("profile %q jumps through unknown profile %q", chain[len(chain)-1], j)
-			}
-			chain = append(chain, j)
-			if seen[j] {
-				return nil, fmt.Errorf("profiles jump in a loop: %s", strings.Join(chain, " → "))
-			}
-			seen[j] = true
-		}
+	set := &profileSet{pools: map[string]*pool{}}
+	for _, p := range checked.order {
+		pl := newPool(b, p, p.Name, "")
+		set.pools[p.Name] = pl
+		set.order = append(set.order, pl)
 	}
+	b.set.Store(set)
 	return b, nil
 }
 
 // Start connects the profiles that ask to be connected at start. Failures
 // are logged; the next flow tries again.
+// Profiles SetProfiles adds later connect then, with ctx too.
 func (b *Broker) Start(ctx context.Context) {
-	for _, pl := range b.order {
-		if pl.p.ConnectOnStart {
-			go func() {
-				if _, err := pl.links[0].get(ctx); err != nil {
-					pl.log.WithField(logrus.ErrorKey, briefly(err)).Warn("connect on start failed; the first flow tries again")
-				}
-			}()
-		}
+	b.viaMu.Lock()
+	b.startCtx = ctx
+	b.viaMu.Unlock()
+	for _, pl := range b.set.Load().order {
+		pl.connectOnStart(ctx)
 	}
+}
+
+// connectOnStart connects the pool if its profile asks to be connected at
+// start.
+func (pl *pool) connectOnStart(ctx context.Context) {
+	if !pl.p.ConnectOnStart {
+		return
+	}
+	go func() {
+		if _, err := pl.links[0].get(ctx); err != nil {
+			pl.log.WithField(logrus.ErrorKey, briefly(err)).Warn("connect on start failed; the first flow tries again")
+		}
+	}()
 }
 
 // Dial opens a direct-tcpip channel to addr ("host:port", resolved by the
@@ -161,14 +164,20 @@ func (b *Broker) Start(ctx context.Context) {
 // by the server is a *ChannelError. The connection's reads fail with
 // ErrConnectionLost (not io.EOF) when the SSH connection under it dies.
 func (b *Broker) Dial(ctx context.Context, profile, addr string) (net.Conn, error) {
-	pl, ok := b.pools[profile]
-	if !ok {
-		return nil, fmt.Errorf("no connection profile %q", profile)
+	for {
+		pl, ok := b.set.Load().pools[profile]
+		if !ok {
+			return nil, fmt.Errorf("no connection profile %q", profile)
+		}
+		if len(pl.p.Hosts) == 0 {
+			return nil, fmt.Errorf("profile %q has no host: only host-from-application rules can use it", profile)
+		}
+		if l := pl.acquire(); l != nil {
+			return pl.dialOn(ctx, l, addr)
+		}
+		// SetProfiles retired the pool just now: the set in force has
+		// its successor, or no such profile.
 	}
-	if len(pl.p.Hosts) == 0 {
-		return nil, fmt.Errorf("profile %q has no host: only host-from-application rules can use it", profile)
-	}
-	return pl.dial(ctx, addr)
 }
 
 // DialVia is Dial through an SSH connection to server itself, made with
@@ -178,15 +187,18 @@ func (b *Broker) Dial(ctx context.Context, profile, addr string) (net.Conn, erro
 // and forgotten with the server once idle (after the profile's
 // idle_timeout with no channel).
 func (b *Broker) DialVia(ctx context.Context, profile, server, addr string) (net.Conn, error) {
-	base, ok := b.pools[profile]
-	if !ok {
-		return nil, fmt.Errorf("no connection profile %q", profile)
-	}
 	key := profile + "@" + server
+	// The profile is looked up under viaMu, so that SetProfiles, which
+	// retires the servers of changed profiles, sees the pool made here.
 	b.viaMu.Lock()
 	if b.viaClosed {
 		b.viaMu.Unlock()
 		return nil, errors.New("broker closed")
+	}
+	base, ok := b.set.Load().pools[profile]
+	if !ok {
+		b.viaMu.Unlock()
+		return nil, fmt.Errorf("no connection profile %q", profile)
 	}
 	pl, ok := b.via[key]
 	if !ok {
@@ -214,15 +226,18 @@ const closeWait = 5 * time.Second
 func (b *Broker) Close() error {
 	b.stop()
 	var closed []<-chan struct{}
-	for _, pl := range b.pools {
-		closed = append(closed, pl.close()...)
-	}
 	b.viaMu.Lock()
 	b.viaClosed = true
+	for _, pl := range b.set.Load().order {
+		closed = append(closed, pl.close()...)
+	}
 	for _, pl := range b.via {
 		closed = append(closed, pl.close()...)
 	}
 	b.viaMu.Unlock()
+	for _, pl := range b.retiredPools() {
+		closed = append(closed, pl.close()...)
+	}
 	deadline := time.NewTimer(closeWait)
 	defer deadline.Stop()
 	left := len(closed)

@@ -228,15 +228,24 @@ func (l *link) closeChannel() {
 
 // armIdle starts the idle timer if the connection is up and carries no
 // flow. Call with l.mu held.
+//
+// A retired pool's connection closes at once: idle_timeout keeps
+// connections for flows to come, and a retired pool takes none.
 func (l *link) armIdle() {
-	if l.flows > 0 || l.cur == nil || l.pool.p.IdleTimeout < 0 {
+	if l.flows > 0 || l.cur == nil {
+		return
+	}
+	d := l.pool.p.IdleTimeout
+	if l.pool.retired.Load() {
+		d = 0
+	} else if d < 0 {
 		return
 	}
 	if l.idle != nil {
 		l.idle.Stop()
 	}
 	s := l.cur
-	l.idle = time.AfterFunc(l.pool.p.IdleTimeout, func() {
+	l.idle = time.AfterFunc(d, func() {
 		l.mu.Lock()
 		idle := l.flows == 0 && l.cur == s
 		if idle {

@@ -29,6 +29,10 @@ type pool struct {
 
 	mu    sync.Mutex  // serialises pick-and-count, so concurrent flows spread
 	prune *time.Timer // forgets an unused host-from-application pool; guarded by mu
+	// retired: SetProfiles replaced or removed the profile; the pool
+	// takes no new flow and closes its connections as their last channel
+	// ends (set under mu).
+	retired atomic.Bool
 
 	// The state as Status shows it, guarded by smu (as are the links' st,
 	// server and route). smu is taken under a link's mu, never the other
@@ -69,10 +73,14 @@ func newPool(b *Broker, p *Profile, name, via string) *pool {
 	return pl
 }
 
-// acquire picks the least loaded connection and counts the flow on it.
+// acquire picks the least loaded connection and counts the flow on it;
+// nil when the pool is retired.
 func (pl *pool) acquire() *link {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
+	if pl.retired.Load() {
+		return nil
+	}
 	best := pl.links[0]
 	bestLoad := best.load()
 	for _, l := range pl.links[1:] {
@@ -82,10 +90,6 @@ func (pl *pool) acquire() *link {
 	}
 	best.addFlow()
 	return best
-}
-
-func (pl *pool) dial(ctx context.Context, addr string) (net.Conn, error) {
-	return pl.dialOn(ctx, pl.acquire(), addr)
 }
 
 // dialOn dials through l, which acquire chose (and counted the flow on).

@@ -140,20 +140,28 @@ func (pl *pool) snapshot() state.Profile {
 }
 
 // Status reports the connection state of every profile, in the order New
-// was given them, then of every host-from-application server the broker
-// keeps connections for (by profile, then server). Sent and Received
+// (or the last SetProfiles) was given them, then of every
+// host-from-application server the broker keeps connections for (by
+// profile, then server), then of the pools SetProfiles retired that still
+// carry flows (Retired set; each leaves once its last channel has ended). Sent and Received
 // count the bytes of the profile's channels (for a jump profile, those of
 // the connections it carries); Reconnects counts connections made again
 // after one was lost (not after an idle close); Error is the last
 // connection error (the long explanation, on one line, without secrets),
 // cleared when a connection comes up.
 func (b *Broker) Status() []state.Profile {
-	out := make([]state.Profile, 0, len(b.order))
-	for _, pl := range b.order {
+	order := b.set.Load().order
+	out := make([]state.Profile, 0, len(order))
+	for _, pl := range order {
 		out = append(out, pl.snapshot())
 	}
 	for _, pl := range b.viaPools() {
 		out = append(out, pl.snapshot())
+	}
+	for _, pl := range b.retiredPools() {
+		sp := pl.snapshot()
+		sp.Retired = true
+		out = append(out, sp)
 	}
 	return out
 }
@@ -198,7 +206,7 @@ type Connection struct {
 // host-from-application server, in Status's order.
 func (b *Broker) Connections() []Connection {
 	var out []Connection
-	for _, pl := range append(slices.Clone(b.order), b.viaPools()...) {
+	for _, pl := range slices.Concat(b.set.Load().order, b.viaPools(), b.retiredPools()) {
 		pl.smu.Lock()
 		for _, l := range pl.links {
 			out = append(out, Connection{
@@ -220,7 +228,12 @@ func (b *Broker) Connections() []Connection {
 // unused for its idle timeout already), else after its idle timeout (a
 // failed or lost server is kept that long, and with it its backoff).
 // Profiles' own pools are never pruned. Call without link locks held.
+// A retired pool that nothing uses is forgotten at once (dropRetired).
 func (pl *pool) unusedCheck(idleClosed bool) {
+	if pl.retired.Load() {
+		pl.b.dropRetired(pl)
+		return
+	}
 	if pl.via == "" {
 		return
 	}

@@ -339,7 +339,7 @@ func TestQuestionAbandonedWhenEveryFlowGivesUp(t *testing.T) {
 	}}
 	rec := &recorder{}
 	b := newBroker(t, Options{Prompter: pr, Events: rec}, p)
-	l := b.pools["gw"].links[0]
+	l := b.set.Load().pools["gw"].links[0]
 	dial := func(ctx context.Context) <-chan error {
 		done := make(chan error, 1)
 		go func() {

@@ -50,6 +50,10 @@ type Profile struct {
 	Reconnects int   `json:"reconnects"`
 	// Error is the last connection error, one line, without secrets.
 	Error string `json:"error"`
+	// Retired: a reload replaced or removed the profile; these are its
+	// old connections, which take no new flow and close as their last
+	// flow ends.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // Flow states.
