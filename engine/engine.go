@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -266,101 +265,6 @@ func (e *Engine) setRoutes() error {
 	}
 	return e.deps.Capture.SetRoutes(e.plan.Load().Captured(e.names.addrs))
 }
-
-// Reload puts cfg, a loaded configuration, in force: the rules, the
-// always-direct applications and the proxy rules are swapped at once, the
-// rules' host names are resolved again, and the routes change by
-// difference (a destination captured before and after stays routed). Flows
-// already running go on as they were decided; new flows follow cfg.
-//
-// A configuration that does not convert, or that changes what cannot
-// change while shunt runs (profiles, the TUN device), is refused as a
-// whole, with every error at its file and line: the old one stays in
-// force. Log settings are read at start only.
-func (e *Engine) Reload(cfg *config.Config) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return errors.New("engine closed")
-	}
-	old := e.plan.Load()
-	plan, err := Convert(cfg)
-	if err != nil {
-		return err
-	}
-	if err := fixed(old, plan); err != nil {
-		return err
-	}
-	if !e.started {
-		e.router.SetRuleset(plan.Ruleset)
-		e.broker.SetProxyRules(plan.ProxyRules)
-		e.plan.Store(plan)
-		return nil
-	}
-	if err := e.openOwners(plan); err != nil {
-		return err
-	}
-	res, err := e.deps.Resolve(cfg.Hosts(), e.updateRoutes)
-	if err != nil {
-		return err
-	}
-	if cfg.Log.Level != old.Config.Log.Level {
-		e.log.WithField("level", cfg.Log.Level).Warn("log.level changes take effect at the next start")
-	}
-	for _, sh := range plan.Ruleset.Shadowed() {
-		e.log.Warn(sh.String())
-	}
-	e.router.SetRuleset(plan.Ruleset)
-	e.broker.SetProxyRules(plan.ProxyRules)
-	e.plan.Store(plan)
-	if replaced := e.names.set(res); replaced != nil {
-		replaced.Close()
-	}
-	e.log.Info("configuration reloaded")
-	plan.Log(e.log, res.Addrs)
-	if err := e.setRoutes(); err != nil {
-		return fmt.Errorf("the new rules are in force, but routing their destinations failed: %w", err)
-	}
-	return nil
-}
-
-// fixed refuses what cannot change while shunt runs, yet: the profiles and
-// the TUN device. Each change is an error at its file and line.
-func fixed(old, plan *Plan) error {
-	var errList []error
-	at := func(file string, line int, format string, args ...any) {
-		errList = append(errList, &config.Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
-	}
-	const restart = "profiles cannot change while shunt runs yet: restart shunt to use the new profiles"
-	was := map[string]broker.Profile{}
-	for _, p := range old.Profiles {
-		was[p.Name] = p
-	}
-	is := map[string]bool{}
-	for i, p := range plan.Profiles {
-		is[p.Name] = true
-		cp := plan.Config.Profiles[i]
-		switch o, ok := was[p.Name]; {
-		case !ok:
-			at(cp.File, cp.Line, "profile %q is new: %s", p.Name, restart)
-		case !sameProfile(o, p):
-			at(cp.File, cp.Line, "profile %q changed: %s", p.Name, restart)
-		}
-	}
-	for _, p := range old.Profiles {
-		if !is[p.Name] {
-			at(plan.Config.Path, 0, "profile %q was removed: %s", p.Name, restart)
-		}
-	}
-	ot, nt := old.Config.TUN, plan.Config.TUN
-	if ot.Name != nt.Name || ot.MTU != nt.MTU {
-		at(nt.File, nt.Line, "tun changed (name %s, mtu %d, in force: name %s, mtu %d): the device is made at start; restart shunt to change it", nt.Name, nt.MTU, ot.Name, ot.MTU)
-	}
-	return errs.Join(errList...)
-}
-
-// sameProfile reports whether a profile is unchanged.
-func sameProfile(a, b broker.Profile) bool { return reflect.DeepEqual(a, b) }
 
 // Explain says what the engine does with a flow now: whether its
 // destination is captured, which rule decides it and why, and how a tunnel

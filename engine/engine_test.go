@@ -163,8 +163,13 @@ func (w *world) config(rules string) *config.Config {
 }
 
 func (w *world) parse(rest string) (*config.Config, error) {
-	yaml := fmt.Sprintf(`profiles:
-  - name: gw
+	return w.parseProfiles("", rest)
+}
+
+// profile is a profile named name, in YAML, for the SSH server on port,
+// with the world's key and known hosts.
+func (w *world) profile(name string, port int) string {
+	return fmt.Sprintf(`  - name: %s
     host: 127.0.0.1
     port: %d
     user: alice
@@ -172,9 +177,15 @@ func (w *world) parse(rest string) (*config.Config, error) {
     identities_only: true
     auth_methods: [publickey]
     known_hosts: %s
-tun:
+`, name, port, filepath.Join(w.dir, "id"), filepath.Join(w.dir, "known_hosts"))
+}
+
+// parseProfiles is parse with profiles (w.profile's) after gw.
+func (w *world) parseProfiles(profiles, rest string) (*config.Config, error) {
+	yaml := fmt.Sprintf(`profiles:
+%s%stun:
   mtu: %d
-%s`, w.srv.Port(), filepath.Join(w.dir, "id"), filepath.Join(w.dir, "known_hosts"), mtu, rest)
+%s`, w.profile("gw", w.srv.Port()), profiles, mtu, rest)
 	m := machine()
 	m.ReadFile, m.Stat = os.ReadFile, os.Stat // the world's files, in a directory of the test's
 	return config.ParseWith("shunt.yaml", []byte(yaml), config.Options{Machine: m, SSHConfigFiles: []string{}})
@@ -381,13 +392,13 @@ func TestEngineReload(t *testing.T) {
 		return slices.Equal(w.capture.Routes(), pfx("10.1.0.0/24", "10.4.0.0/24", "10.5.0.2/32"))
 	})
 
-	// Refused as a whole: a profile changed, and a value that does not
-	// convert. The rules in force stay.
+	// Refused as a whole: the TUN device changed, and a value that does
+	// not convert. The rules in force stay.
 	sets := len(w.capture.Sets())
 	cfg := w.config("rules:\n  - action: tunnel\n    profile: gw\n")
-	cfg.Profiles[0].User = "bob"
-	if err := e.Reload(cfg); err == nil || !strings.Contains(err.Error(), `shunt.yaml:2: profile "gw" changed: profiles cannot change while shunt runs yet`) {
-		t.Errorf("reload with a changed profile: %v", err)
+	cfg.TUN.MTU = 9000
+	if err := e.Reload(cfg); err == nil || !strings.Contains(err.Error(), `shunt.yaml:`+fmt.Sprint(cfg.TUN.Line)+`: tun changed (name shunt0, mtu 9000, in force: name shunt0, mtu 1500)`) {
+		t.Errorf("reload with a changed TUN: %v", err)
 	}
 	bad := *next
 	bad.Rules = slices.Clone(next.Rules)
