@@ -10,7 +10,7 @@ import (
 // ctx ended. A profile connected already returns at once; one backing
 // off after a failure returns that failure.
 func (b *Broker) Connect(ctx context.Context, profile string) error {
-	pl, ok := b.pools[profile]
+	pl, ok := b.set.Load().pools[profile]
 	if !ok {
 		return fmt.Errorf("no connection profile %q", profile)
 	}
@@ -27,7 +27,7 @@ func (b *Broker) Connect(ctx context.Context, profile string) error {
 // counted, no last error; the next flow connects again. An attempt
 // running meanwhile goes on.
 func (b *Broker) Disconnect(profile string) error {
-	pl, ok := b.pools[profile]
+	pl, ok := b.set.Load().pools[profile]
 	if !ok {
 		return fmt.Errorf("no connection profile %q", profile)
 	}

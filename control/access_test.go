@@ -77,13 +77,13 @@ func TestLookupGroup(t *testing.T) {
 // nopBackend is a Backend with nothing in it.
 type nopBackend struct{}
 
-func (nopBackend) Status() state.Status                  { return state.Status{} }
-func (nopBackend) Reload(ctx context.Context) error      { return nil }
-func (nopBackend) Down()                                 {}
-func (nopBackend) Connect(context.Context, string) error { return nil }
-func (nopBackend) Disconnect(string) error               { return nil }
-func (nopBackend) CloseFlow(uint64) bool                 { return false }
-func (nopBackend) Answer(string, string) error           { return nil }
+func (nopBackend) Status() state.Status                        { return state.Status{} }
+func (nopBackend) Reload(context.Context, ReloadOptions) error { return nil }
+func (nopBackend) Down()                                       {}
+func (nopBackend) Connect(context.Context, string) error       { return nil }
+func (nopBackend) Disconnect(string) error                     { return nil }
+func (nopBackend) CloseFlow(uint64) bool                       { return false }
+func (nopBackend) Answer(string, string) error                 { return nil }
 func (nopBackend) Subscribe(int) (<-chan state.Event, func()) {
 	ch := make(chan state.Event)
 	close(ch)

@@ -173,7 +173,16 @@ func (c *Client) Prompts(ctx context.Context) ([]state.Prompt, error) {
 // Reload has shunt read its configuration again. A refused configuration
 // is an *Error with every problem in Problems.
 func (c *Client) Reload(ctx context.Context) error {
-	return c.call(ctx, http.MethodPost, "/v1/reload", nil, nil)
+	return c.ReloadWith(ctx, ReloadOptions{})
+}
+
+// ReloadWith is Reload with options (reset_removed=1).
+func (c *Client) ReloadWith(ctx context.Context, opts ReloadOptions) error {
+	path := "/v1/reload"
+	if opts.ResetRemoved {
+		path += "?reset_removed=1"
+	}
+	return c.call(ctx, http.MethodPost, path, nil, nil)
 }
 
 // Down has shunt stop, as SIGTERM does; it returns once shunt has begun.

@@ -14,7 +14,8 @@
 //	GET  /v1/flows                     {"flows": [state.Flow...]}
 //	GET  /v1/prompts                   {"prompts": [state.Prompt...]}
 //	GET  /v1/events                    a stream of state.Event, one JSON object a line
-//	POST /v1/reload                    read the configuration again
+//	POST /v1/reload                    read the configuration again; ?reset_removed=1 resets
+//	                                   the flows of removed and changed profiles
 //	POST /v1/down                      stop shunt, as SIGTERM does
 //	POST /v1/profiles/{name}/connect   connect a profile; answers its state.Profile
 //	POST /v1/profiles/{name}/disconnect
@@ -49,8 +50,9 @@ type Backend interface {
 	// configuration with errors is refused as a whole, the old one staying
 	// in force; the error then holds every problem (file:line and the
 	// fix), joined (errors.Join, or an error with Unwrap() []error) or
-	// one a line.
-	Reload(ctx context.Context) error
+	// one a line. opts.ResetRemoved resets the running flows of the
+	// profiles it removes or changes.
+	Reload(ctx context.Context, opts ReloadOptions) error
 	// Down starts stopping shunt, as SIGTERM does, and returns at once.
 	Down()
 	// Connect makes sure the profile has an SSH connection: it returns
@@ -68,6 +70,14 @@ type Backend interface {
 	// slows shunt down. cancel ends the subscription; the backend closes
 	// the channel after cancel, or when it stops.
 	Subscribe(buf int) (events <-chan state.Event, cancel func())
+}
+
+// ReloadOptions are POST /v1/reload's query parameters.
+type ReloadOptions struct {
+	// ResetRemoved (reset_removed=1) resets the running flows of
+	// profiles the new configuration removes or changes, instead of
+	// letting them run on their old SSH connections until they end.
+	ResetRemoved bool
 }
 
 // ErrNotRunning is what the client's errors wrap when no shunt answers on

@@ -397,8 +397,17 @@ type Reloaded struct {
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	log := s.logFor(r)
-	log.Info("control socket: reload asked for")
-	if err := s.backend.Reload(r.Context()); err != nil {
+	var opts ReloadOptions
+	switch v := r.URL.Query().Get("reset_removed"); v {
+	case "", "0", "false":
+	case "1", "true":
+		opts.ResetRemoved = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reset_removed=%q: use reset_removed=1 (or 0)", v))
+		return
+	}
+	log.WithField("reset_removed", opts.ResetRemoved).Info("control socket: reload asked for")
+	if err := s.backend.Reload(r.Context(), opts); err != nil {
 		problems := problemLines(err)
 		log.WithField("problems", len(problems)).Warn("control socket: the configuration was refused; the old one stays in force")
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{

@@ -244,13 +244,15 @@ var _ control.Backend = Backend{}
 func (e *Engine) Control() Backend { return Backend{e} }
 
 // Reload reads the configuration again (Deps.Load, from the same files
-// as at start) and puts it in force (Engine.Reload). A configuration with
-// errors is refused as a whole, with every file:line problem; the old one
-// stays in force.
-func (b Backend) Reload(ctx context.Context) error { return b.Engine.ReloadFiles(ctx) }
+// as at start) and puts it in force (Engine.ReloadWith). A configuration
+// with errors is refused as a whole, with every file:line problem; the
+// old one stays in force.
+func (b Backend) Reload(ctx context.Context, opts control.ReloadOptions) error {
+	return b.Engine.ReloadFiles(ctx, ReloadOptions{ResetRemoved: opts.ResetRemoved})
+}
 
 // ReloadFiles is Backend.Reload.
-func (e *Engine) ReloadFiles(ctx context.Context) error {
+func (e *Engine) ReloadFiles(ctx context.Context, opts ReloadOptions) error {
 	if e.deps.Load == nil {
 		return errors.New("this shunt was given no configuration files to read again")
 	}
@@ -262,7 +264,7 @@ func (e *Engine) ReloadFiles(ctx context.Context) error {
 		return err
 	}
 	old := e.plan.Load().Config
-	if err := e.Reload(cfg); err != nil {
+	if err := e.ReloadWith(cfg, opts); err != nil {
 		return err
 	}
 	if cfg.Control.Socket != old.Control.Socket || cfg.Control.Group != old.Control.Group {

@@ -251,13 +251,13 @@ func TestEngineReloadFiles(t *testing.T) {
 	}
 	b := e.Control()
 	next = func() (*config.Config, error) { return w.parse("rules:\n  - action: drop\n    ports: [80]\n") }
-	err = b.Reload(context.Background())
+	err = b.Reload(context.Background(), control.ReloadOptions{})
 	if err == nil || !strings.Contains(err.Error(), `shunt.yaml:13: rule #1: unknown action "drop"`) {
 		t.Fatalf("reload of a broken configuration: %v", err)
 	}
 	roundTrip(t, mustDial(t, w, "10.1.0.7:80"), 1000) // the old rules
 	next = func() (*config.Config, error) { return w.parse(nextRules) }
-	if err := b.Reload(context.Background()); err != nil {
+	if err := b.Reload(context.Background(), control.ReloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	refused(t, w, "10.1.0.8:80")
@@ -268,7 +268,7 @@ func TestEngineReloadFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e2.Close()
-	if err := e2.Control().Reload(context.Background()); err == nil {
+	if err := e2.Control().Reload(context.Background(), control.ReloadOptions{}); err == nil {
 		t.Error("Reload without Deps.Load succeeded")
 	}
 }

@@ -27,7 +27,8 @@ import (
 
 const ctlUsage = `  shunt status [--watch] [--json]      show the profiles, prompts and flows of the running shunt
   shunt flows [--follow] [--json]      list its flows; --follow streams them as they open and close
-  shunt reload [--json]                have it read its configuration again
+  shunt reload [--reset-removed] [--json]
+                                       have it read its configuration again
   shunt down [--no-wait] [--json]      have it stop (as SIGTERM does), and wait until it has
   shunt connect PROFILE [--json]       connect a profile now
   shunt disconnect PROFILE [--json]    close a profile's SSH connections
@@ -432,11 +433,14 @@ func flowEventLine(ev state.Event) string {
 }
 
 func (c *ctl) reload(args []string) int {
-	cf, rest, err := c.parse("reload", args, nil)
+	var opts control.ReloadOptions
+	cf, rest, err := c.parse("reload", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&opts.ResetRemoved, "reset-removed", false, "reset the running flows of profiles the new configuration removes or changes (default: they run on until they end)")
+	})
 	if err != nil || len(rest) > 0 {
-		return usageExit(err, c.stderr, "usage: shunt reload [--json] [--socket PATH]")
+		return usageExit(err, c.stderr, "usage: shunt reload [--reset-removed] [--json] [--socket PATH]")
 	}
-	if err := c.client(cf).Reload(c.ctx); err != nil {
+	if err := c.client(cf).ReloadWith(c.ctx, opts); err != nil {
 		return c.fail("reload", err)
 	}
 	if cf.json {

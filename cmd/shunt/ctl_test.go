@@ -343,7 +343,11 @@ func TestCtlReload(t *testing.T) {
 	if code != 1 || out != "" || errOut != want {
 		t.Errorf("refused reload = %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
 	}
-	if calls := b.Calls(); !slices.Equal(calls, []string{"reload", "reload", "reload"}) {
+	b.SetErrors(controltest.Errors{})
+	if code, out, errOut := ctlRun(t, srv.Socket(), "reload", "--reset-removed"); code != 0 || out != "shunt read its configuration again\n" {
+		t.Errorf("reload --reset-removed = %d, %q, %q", code, out, errOut)
+	}
+	if calls := b.Calls(); !slices.Equal(calls, []string{"reload", "reload", "reload", "reload reset_removed"}) {
 		t.Errorf("calls %q", calls)
 	}
 }

@@ -546,7 +546,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 			select {
 			case <-hup:
 				log.Info("SIGHUP: reading the configuration again")
-				be.Reload(ctx)
+				be.Reload(ctx, control.ReloadOptions{})
 			case <-upDone:
 				return
 			}
@@ -608,12 +608,12 @@ type served struct {
 
 // Reload reads the configuration again; a configuration with errors is
 // refused, every problem logged at its file and line, the old one kept.
-func (s *served) Reload(ctx context.Context) error {
+func (s *served) Reload(ctx context.Context, opts control.ReloadOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sys.reloading()
 	defer s.sys.ready()
-	err := s.Backend.Reload(ctx)
+	err := s.Backend.Reload(ctx, opts)
 	if err != nil {
 		s.log.Error("the configuration was refused; the old one stays in force:")
 		for _, line := range problemList(err) {

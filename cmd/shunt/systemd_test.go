@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/control/controltest"
 )
 
@@ -45,7 +46,7 @@ func TestServedReloadTellsSystemd(t *testing.T) {
 	rec := &sent{}
 	be := &controltest.Backend{}
 	s := &served{Backend: be, sys: &notifier{log: log, notify: rec.notify}, log: log}
-	if err := s.Reload(context.Background()); err != nil {
+	if err := s.Reload(context.Background(), control.ReloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got := rec.all()
@@ -56,7 +57,7 @@ func TestServedReloadTellsSystemd(t *testing.T) {
 		&config.Error{File: "shunt.yaml", Line: 3, Msg: "rule #1: unknown action"},
 		&config.Error{File: "shunt.yaml", Line: 9, Msg: "unknown key"},
 	)})
-	if err := s.Reload(context.Background()); err == nil {
+	if err := s.Reload(context.Background(), control.ReloadOptions{}); err == nil {
 		t.Fatal("a refused reload returned no error")
 	}
 	if got := rec.all(); len(got) != 4 || got[3] != "READY=1" {

@@ -111,11 +111,16 @@ func (b *Backend) Status() state.Status {
 	return st
 }
 
-// Reload records the call; it fails as SetErrors says.
-func (b *Backend) Reload(context.Context) error {
+// Reload records the call, as "reload" or "reload reset_removed"; it
+// fails as SetErrors says.
+func (b *Backend) Reload(_ context.Context, opts control.ReloadOptions) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.calls = append(b.calls, "reload")
+	call := "reload"
+	if opts.ResetRemoved {
+		call += " reset_removed"
+	}
+	b.calls = append(b.calls, call)
 	return b.errs.Reload
 }
 
