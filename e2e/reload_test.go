@@ -141,6 +141,9 @@ func TestReloadEndToEnd(t *testing.T) {
 	if err := netlink.RouteSubscribeAt(topo.client.h, updates, stopWatch); err != nil {
 		t.Fatal(err)
 	}
+	var stopOnce sync.Once
+	stopWatching := func() { stopOnce.Do(func() { close(stopWatch) }) }
+	t.Cleanup(stopWatching)
 	var events []netlink.RouteUpdate
 	watchDone := make(chan struct{})
 	go func() {
@@ -154,6 +157,9 @@ func TestReloadEndToEnd(t *testing.T) {
 	var firstMiss atomic.Value
 	stopPoll := make(chan struct{})
 	pollDone := make(chan struct{})
+	var pollOnce sync.Once
+	stopPolling := func() { pollOnce.Do(func() { close(stopPoll) }); <-pollDone }
+	t.Cleanup(stopPolling) // before the namespace goes
 	go func() {
 		defer close(pollDone)
 		for {
@@ -181,9 +187,8 @@ func TestReloadEndToEnd(t *testing.T) {
 			return strings.Count(sh.log.String(), "configuration reloaded") == i+1
 		})
 	}
-	close(stopPoll)
-	<-pollDone
-	close(stopWatch)
+	stopPolling()
+	stopWatching()
 	<-watchDone
 	kept := netip.MustParsePrefix("172.31.2.0/24")
 	changes := 0

@@ -112,6 +112,11 @@ func TestEngineReloadProfiles(t *testing.T) {
 	if n := w.srv.Logins.Load(); n != 3 {
 		t.Errorf("%d logins on the first server, want 3 (gw kept its connection)", n)
 	}
+	for i, set := range w.capture.Sets() {
+		if !slices.Contains(set, pfx("10.1.0.0/24")[0]) || !slices.Contains(set, pfx("10.3.0.0/24")[0]) {
+			t.Errorf("route set %d, %v, unrouted a destination both configurations keep", i, set)
+		}
+	}
 	onOld.Close()
 	onMoving.Close()
 	waitFor(t, "the old connections' channels to close", func() bool { return w.srv.OpenChannels.Load() == 1 })
