@@ -222,6 +222,8 @@ var metrics = []metric{
 	{"rss_idle_kib", "Client RSS, idle (warm, before load)", "MiB", "lower", 1024, 1},
 	{"rss_per_flow_kib", "Client RSS per held idle flow", "KiB/flow", "lower", 1, 1},
 	{"hold_open_s", "Time to open the held flows", "s", "lower", 1, 2},
+	{"status_ms", "shunt status --json while the flows are held", "ms", "lower", 1, 1},
+	{"status_kib", "Size of that answer", "KiB", "lower", 1, 0},
 }
 
 type method struct{ Key, Label string }
