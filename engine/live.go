@@ -74,7 +74,34 @@ func (e *Engine) Status() state.Status {
 	if q := e.live.queue; q != nil {
 		st.Prompts = q.Pending()
 	}
+	fillServers(&st)
 	return st
+}
+
+// fillServers names the SSH server of each tunnelled flow whose router
+// could not (the router knows the server only of host-from-application
+// flows): the server its profile is connected to. A profile with retired
+// connections (a reload changed it) has flows on two servers; they are
+// left without one rather than given the wrong one.
+func fillServers(st *state.Status) {
+	server := map[string]string{}
+	for _, p := range st.Profiles {
+		switch {
+		case p.Via != "":
+		case p.Retired:
+			server[p.Name] = "" // ambiguous
+		default:
+			if _, seen := server[p.Name]; !seen && p.State == state.Connected {
+				server[p.Name] = p.Server
+			}
+		}
+	}
+	for i := range st.Flows {
+		f := &st.Flows[i]
+		if f.Server == "" && f.Profile != "" {
+			f.Server = server[f.Profile]
+		}
+	}
 }
 
 // Flows are the flows being set up or running, by id.

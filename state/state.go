@@ -77,7 +77,10 @@ type Flow struct {
 	Rule    string `json:"rule"`   // e.g. `#2 "mail"`, as logs name it; empty when no rule matched
 	Action  string `json:"action"` // tunnel, direct or block; direct for a tunnel rule's flow that fell back
 	Profile string `json:"profile"`
-	// Server is the SSH server of a tunnelled flow, when known.
+	// Server is the SSH server of a tunnelled flow: the destination host
+	// of a host-from-application flow, else the server its profile is
+	// connected to (none while a reload's retired connections make that
+	// ambiguous).
 	Server string `json:"server,omitempty"`
 	// Sent counts bytes from the application, Received bytes to it.
 	Sent     int64     `json:"sent"`
