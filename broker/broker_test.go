@@ -21,26 +21,6 @@ import (
 	"github.com/shunt-dev/shunt/broker/brokertest"
 )
 
-// echoServer is the "internal host": it echoes every connection.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 type fixture struct {
 	srv     *brokertest.Server
 	key     ssh.Signer
@@ -113,7 +93,7 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 func TestDialThroughProfile(t *testing.T) {
 	f := newFixture(t)
 	b := f.broker(t)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c, err := b.Dial(context.Background(), "gw", target)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +114,7 @@ func TestDialThroughProfile(t *testing.T) {
 func TestSingleFlight(t *testing.T) {
 	f := newFixture(t)
 	b := f.broker(t)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for range 100 {
@@ -162,7 +142,7 @@ func TestSingleFlight(t *testing.T) {
 func TestReconnectAfterDrop(t *testing.T) {
 	f := newFixture(t)
 	b := f.broker(t)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c, err := b.Dial(context.Background(), "gw", target)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +178,7 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 		os.WriteFile(kh, nil, 0o600)
 		p.KnownHosts = []string{kh}
 	})
-	_, err := b.Dial(context.Background(), "gw", echoServer(t))
+	_, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err == nil {
 		t.Fatal("connected to a server with an unknown host key")
 	}
@@ -224,7 +204,7 @@ func TestChangedHostKeyRefused(t *testing.T) {
 	line := strings.Replace(f.srv.KnownHostsLine(), string(ssh.MarshalAuthorizedKey(f.srv.HostKey.PublicKey())), string(ssh.MarshalAuthorizedKey(other.PublicKey())), 1)
 	os.WriteFile(kh, []byte("# comment\n"+line), 0o600)
 	b := f.broker(t, func(p *Profile, _ *Options) { p.KnownHosts = []string{kh} })
-	_, err := b.Dial(context.Background(), "gw", echoServer(t))
+	_, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err == nil {
 		t.Fatal("connected despite a changed host key")
 	}
@@ -253,7 +233,7 @@ func TestChannelRefusals(t *testing.T) {
 		t.Fatalf("dial to a closed port: %v", err)
 	}
 	f.srv.ForbidForwarding.Store(true)
-	_, err = b.Dial(context.Background(), "gw", echoServer(t))
+	_, err = b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "server forbids TCP forwarding") {
 		t.Fatalf("dial with forwarding forbidden: %v", err)
 	}
@@ -284,7 +264,7 @@ func TestAgentAuth(t *testing.T) {
 		p.IdentityFiles = []string{filepath.Join(f.dir, "does-not-exist")}
 		o.AgentSocket = sock
 	})
-	c, err := b.Dial(context.Background(), "gw", echoServer(t))
+	c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +275,7 @@ func TestAgentAuth(t *testing.T) {
 func TestNoKeys(t *testing.T) {
 	f := newFixture(t)
 	b := f.broker(t, func(p *Profile, _ *Options) { p.IdentityFiles = []string{filepath.Join(f.dir, "missing")} })
-	_, err := b.Dial(context.Background(), "gw", echoServer(t))
+	_, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err == nil || !strings.Contains(explanation(t, err), "identity file") {
 		t.Fatalf("err = %v, want a missing identity file", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shunt-dev/shunt/broker/brokertest"
 	"github.com/shunt-dev/shunt/state"
 )
 
@@ -43,7 +44,7 @@ func TestConnectAndDisconnect(t *testing.T) {
 		t.Fatalf("a second Connect: %v", err)
 	}
 
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c, err := b.Dial(ctx, "gw", target)
 	if err != nil {
 		t.Fatal(err)

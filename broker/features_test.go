@@ -108,7 +108,7 @@ func TestPasswordAuthIsAskedOnce(t *testing.T) {
 	p.AuthMethods = []string{AuthPassword}
 	pr := answers(map[QuestionKind]string{Password: "hunter2"})
 	b := newBroker(t, Options{Prompter: pr}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c := mustDial(t, b, "gw", target)
 	c.Close()
 	srv.Drop()
@@ -134,7 +134,7 @@ func TestWrongPasswordIsAskedAgain(t *testing.T) {
 		return "right", nil
 	}}
 	b := newBroker(t, Options{Prompter: pr}, p)
-	mustDial(t, b, "gw", echoServer(t))
+	mustDial(t, b, "gw", brokertest.Echo(t))
 	if tries != 2 {
 		t.Fatalf("asked %d times, want 2", tries)
 	}
@@ -144,7 +144,7 @@ func TestNoPrompterSaysWhy(t *testing.T) {
 	_, p := server(t, brokertest.Options{Password: "pw"})
 	p.AuthMethods = []string{AuthPassword}
 	b := newBroker(t, Options{}, p)
-	_, err := b.Dial(context.Background(), "gw", echoServer(t))
+	_, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err == nil || !strings.Contains(explanation(t, err), "has nobody to ask") {
 		t.Fatalf("err = %v", err)
 	}
@@ -155,7 +155,7 @@ func TestKeyboardInteractive(t *testing.T) {
 	p.AuthMethods = []string{AuthKeyboardInteractive}
 	pr := answers(map[QuestionKind]string{Challenge: "424242"})
 	b := newBroker(t, Options{Prompter: pr}, p)
-	mustDial(t, b, "gw", echoServer(t))
+	mustDial(t, b, "gw", brokertest.Echo(t))
 	if len(pr.asked) != 1 || pr.asked[0].Text != "Verification code: " {
 		t.Fatalf("asked %+v", pr.asked)
 	}
@@ -192,13 +192,13 @@ func TestEncryptedKeyAskedOnlyWhenAccepted(t *testing.T) {
 	p.IdentityFiles = []string{unused, used}
 	pr := answers(map[QuestionKind]string{Passphrase: "right-pass"})
 	b := newBroker(t, Options{Prompter: pr}, p)
-	mustDial(t, b, "gw", echoServer(t)).Close()
+	mustDial(t, b, "gw", brokertest.Echo(t)).Close()
 	if len(pr.asked) != 1 || !strings.Contains(pr.asked[0].Text, "id_used") {
 		t.Fatalf("asked %+v, want one question for id_used", pr.asked)
 	}
 	srv.Drop()
 	waitUntil(t, func() bool { return !b.Connections()[0].Up })
-	mustDial(t, b, "gw", echoServer(t))
+	mustDial(t, b, "gw", brokertest.Echo(t))
 	if len(pr.asked) != 1 {
 		t.Fatalf("asked again after reconnect: %+v", pr.asked)
 	}
@@ -228,7 +228,7 @@ func TestUserCertificate(t *testing.T) {
 	_, p := server(t, brokertest.Options{UserCA: ca.PublicKey()})
 	p.IdentityFiles = []string{id}
 	b := newBroker(t, Options{}, p)
-	mustDial(t, b, "gw", echoServer(t))
+	mustDial(t, b, "gw", brokertest.Echo(t))
 }
 
 func TestHostCertificateAndKnownHostsForms(t *testing.T) {
@@ -237,7 +237,7 @@ func TestHostCertificateAndKnownHostsForms(t *testing.T) {
 	cert := sign(t, hostCA, hostKey.PublicKey(), ssh.HostCert, "127.0.0.1")
 	certSrv := brokertest.NewWithOptions(t, brokertest.Options{HostKey: hostKey, HostCertificate: cert})
 	plainSrv := brokertest.NewWithOptions(t, brokertest.Options{HostKey: hostKey})
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	plain := string(ssh.MarshalAuthorizedKey(hostKey.PublicKey()))
 	tests := []struct {
 		name       string
@@ -303,7 +303,7 @@ func TestAcceptNewRecordsTheKey(t *testing.T) {
 	p.KnownHosts = []string{filepath.Join(dir, "sub", "known_hosts")} // does not exist yet
 	p.HostKeyPolicy = AcceptNew
 	b := newBroker(t, Options{}, p)
-	mustDial(t, b, "gw", echoServer(t))
+	mustDial(t, b, "gw", brokertest.Echo(t))
 	data, err := os.ReadFile(p.KnownHosts[0])
 	if err != nil || !strings.HasPrefix(string(data), fmt.Sprintf("[127.0.0.1]:%d ssh-ed25519 ", srv.Port())) {
 		t.Fatalf("known_hosts = %q, %v", data, err)
@@ -312,7 +312,7 @@ func TestAcceptNewRecordsTheKey(t *testing.T) {
 	p.HostKeyPolicy = Strict
 	p.Name = "strict"
 	b2 := newBroker(t, Options{}, p)
-	mustDial(t, b2, "strict", echoServer(t))
+	mustDial(t, b2, "strict", brokertest.Echo(t))
 }
 
 func TestAskPolicy(t *testing.T) {
@@ -323,7 +323,7 @@ func TestAskPolicy(t *testing.T) {
 			p.HostKeyPolicy = Ask
 			pr := answers(map[QuestionKind]string{HostKey: ans})
 			b := newBroker(t, Options{Prompter: pr}, p)
-			c, err := b.Dial(context.Background(), "gw", echoServer(t))
+			c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 			if ans == "yes" {
 				if err != nil {
 					t.Fatal(err)
@@ -345,7 +345,7 @@ func TestFailoverToSecondHost(t *testing.T) {
 	p.Hosts = []string{"127.0.0.2", "127.0.0.1"}
 	log, hook := test.NewNullLogger()
 	b := newBroker(t, Options{Log: log}, p)
-	mustDial(t, b, "gw", echoServer(t))
+	mustDial(t, b, "gw", brokertest.Echo(t))
 	found := false
 	for _, e := range hook.AllEntries() {
 		if e.Message == "failed over to the next host" && e.Data["server"] == fmt.Sprintf("127.0.0.1:%d", srv.Port()) {
@@ -380,7 +380,7 @@ func TestJumpProfile(t *testing.T) {
 	jump.Name, jump.IdentityFiles = "bastion", []string{filepath.Join(dir, "id")}
 	p.Name, p.IdentityFiles, p.Jump = "inner", []string{filepath.Join(dir, "id")}, "bastion"
 	b := newBroker(t, Options{}, jump, p)
-	mustDial(t, b, "inner", echoServer(t))
+	mustDial(t, b, "inner", brokertest.Echo(t))
 	if jumpSrv.Logins.Load() != 1 || inner.Logins.Load() != 1 {
 		t.Fatalf("logins: bastion %d, inner %d; want 1 each", jumpSrv.Logins.Load(), inner.Logins.Load())
 	}
@@ -398,7 +398,7 @@ func TestPoolSpreadsFlows(t *testing.T) {
 	srv, p, _ := keyedServer(t)
 	p.Connections = 4
 	b := newBroker(t, Options{}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	var wg sync.WaitGroup
 	conns := make(chan net.Conn, 16)
 	for range 16 {
@@ -433,7 +433,7 @@ func TestIdleTimeoutClosesConnection(t *testing.T) {
 	p.IdleTimeout = 50 * time.Millisecond
 	log, hook := test.NewNullLogger()
 	b := newBroker(t, Options{Log: log}, p)
-	c := mustDial(t, b, "gw", echoServer(t))
+	c := mustDial(t, b, "gw", brokertest.Echo(t))
 	time.Sleep(100 * time.Millisecond)
 	if !b.Connections()[0].Up {
 		t.Fatal("closed while a channel was open")
@@ -454,7 +454,7 @@ func TestIdleTimeoutClosesConnection(t *testing.T) {
 func TestConnectionLostIsNotEOF(t *testing.T) {
 	f := newFixture(t)
 	b := f.broker(t)
-	c, err := b.Dial(context.Background(), "gw", echoServer(t))
+	c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +496,7 @@ func TestKeepaliveClosesSilentConnection(t *testing.T) {
 		os.WriteFile(kh, []byte(strings.Replace(f.srv.KnownHostsLine(), fmt.Sprint(f.srv.Port()), fmt.Sprint(relay.port()), 1)), 0o600)
 		p.KnownHosts = []string{kh}
 	})
-	c, err := b.Dial(context.Background(), "gw", echoServer(t))
+	c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +575,7 @@ func TestDialViaConnectsToTheDestinationHost(t *testing.T) {
 	_, p, _ := keyedServer(t)
 	p.Hosts = []string{"192.0.2.1"} // the profile's own host is never used
 	b := newBroker(t, Options{}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c, err := b.DialVia(context.Background(), "gw", "127.0.0.1", target)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/shunt-dev/shunt/broker/brokertest"
 )
 
 // A profile without identity files uses the default keys of the user shunt
@@ -24,7 +26,7 @@ func TestDefaultKeysFromOptionsHome(t *testing.T) {
 		p.IdentityFiles = nil
 		o.Home = home
 	})
-	c, err := b.Dial(context.Background(), "gw", echoServer(t))
+	c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err != nil {
 		t.Fatalf("the default key in Options.Home was not used: %v", err)
 	}

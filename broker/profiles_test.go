@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shunt-dev/shunt/broker/brokertest"
 )
 
 // profileNames is the broker's status as "name" or "name (retired)", in order.
@@ -32,7 +34,7 @@ func profileNames(b *Broker) []string {
 func TestSetProfilesSwapsWhileFlowsRun(t *testing.T) {
 	srvA, pa, _ := keyedServer(t)
 	srvB, pb, _ := keyedServer(t)
-	echo := echoServer(t)
+	echo := brokertest.Echo(t)
 	pa.IdleTimeout, pb.IdleTimeout = time.Hour, time.Hour
 	a, old, keep := pa, pa, pa
 	a.Name, old.Name, keep.Name = "a", "old", "keep"
@@ -93,7 +95,7 @@ func TestSetProfilesSwapsWhileFlowsRun(t *testing.T) {
 // profile's flows are left alone.
 func TestSetProfilesResetRemoved(t *testing.T) {
 	_, p, _ := keyedServer(t)
-	echo := echoServer(t)
+	echo := brokertest.Echo(t)
 	gone, keep := p, p
 	gone.Name, keep.Name = "gone", "keep"
 	b := newBroker(t, Options{}, gone, keep)
@@ -114,7 +116,7 @@ func TestSetProfilesResetRemoved(t *testing.T) {
 // Profiles that do not check are refused as a whole: nothing changes.
 func TestSetProfilesRefusedChangesNothing(t *testing.T) {
 	_, p, _ := keyedServer(t)
-	echo := echoServer(t)
+	echo := brokertest.Echo(t)
 	b := newBroker(t, Options{}, p)
 	c := mustDial(t, b, "gw", echo)
 	added := p
@@ -147,7 +149,7 @@ func TestSetProfilesRefusedChangesNothing(t *testing.T) {
 func TestSetProfilesJumpChanged(t *testing.T) {
 	srvA, pa, _ := keyedServer(t)
 	srvB, pb, _ := keyedServer(t)
-	echo := echoServer(t)
+	echo := brokertest.Echo(t)
 	jump, inner := pa, pa
 	jump.Name, inner.Name, inner.Jump = "jump", "inner", "jump"
 	b := newBroker(t, Options{}, jump, inner)

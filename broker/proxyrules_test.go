@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"testing"
+
+	"github.com/shunt-dev/shunt/broker/brokertest"
 )
 
 // SetProxyRules replaces the proxy rules the broker was made with: the
@@ -27,7 +29,7 @@ func TestSetProxyRules(t *testing.T) {
 	if _, how := b.route(&f.profile, "127.0.0.1"); how != "direct" {
 		t.Fatalf("after: route %q, want direct", how)
 	}
-	c, err := b.Dial(context.Background(), "gw", echoServer(t))
+	c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err != nil {
 		t.Fatalf("a connection after SetProxyRules still went through the old rules' proxy: %v", err)
 	}

@@ -96,7 +96,7 @@ func TestStatusThroughConnect(t *testing.T) {
 	if st.State != state.Idle || st.Server != server || st.Route != "direct" || st.Connections != 0 || st.Since.IsZero() {
 		t.Fatalf("before the first flow: %+v", st)
 	}
-	c := mustDial(t, b, "gw", echoServer(t)) // sends and receives "ping"
+	c := mustDial(t, b, "gw", brokertest.Echo(t)) // sends and receives "ping"
 	if got, want := rec.states("gw", ""), []string{state.Connecting, state.Connected}; !slices.Equal(got, want) {
 		t.Fatalf("states %v, want %v", got, want)
 	}
@@ -171,7 +171,7 @@ func TestStatusLostAndReconnected(t *testing.T) {
 	f := newFixture(t)
 	rec := &recorder{}
 	b := f.broker(t, func(_ *Profile, o *Options) { o.Events = rec })
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	mustDial(t, b, "gw", target).Close()
 	f.srv.Drop()
 	waitUntil(t, func() bool { return profileStatus(t, b, "gw", "").State == state.Idle })
@@ -198,7 +198,7 @@ func TestStatusOrder(t *testing.T) {
 		ps = append(ps, q)
 	}
 	b := newBroker(t, Options{}, ps...)
-	c, err := b.DialVia(context.Background(), "alpha", "127.0.0.1", echoServer(t))
+	c, err := b.DialVia(context.Background(), "alpha", "127.0.0.1", brokertest.Echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestViaPoolInStatusAndPruned(t *testing.T) {
 	p.IdleTimeout = 50 * time.Millisecond
 	rec := &recorder{}
 	b := newBroker(t, Options{Events: rec}, p)
-	c, err := b.DialVia(context.Background(), "gw", "127.0.0.1", echoServer(t))
+	c, err := b.DialVia(context.Background(), "gw", "127.0.0.1", brokertest.Echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestViaPoolInStatusAndPruned(t *testing.T) {
 	waitUntil(t, func() bool { return len(b.Status()) == 1 })
 
 	// Forgotten means forgotten, not broken: it connects again.
-	c, err = b.DialVia(context.Background(), "gw", "127.0.0.1", echoServer(t))
+	c, err = b.DialVia(context.Background(), "gw", "127.0.0.1", brokertest.Echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestStatusWaitingForAuth(t *testing.T) {
 	b := newBroker(t, Options{Prompter: pr, Events: rec}, p)
 	done := make(chan error, 1)
 	go func() {
-		c, err := b.Dial(context.Background(), "gw", echoServer(t))
+		c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 		if err == nil {
 			c.Close()
 		}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shunt-dev/shunt/broker/brokertest"
 )
 
 // timingsRecorder is a Timings that keeps what it is told.
@@ -45,7 +47,7 @@ func TestTimingsHook(t *testing.T) {
 	f := newFixture(t)
 	rec := &timingsRecorder{}
 	b := f.broker(t, func(_ *Profile, o *Options) { o.Timings = rec })
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	for range 2 {
 		c, err := b.Dial(context.Background(), "gw", target)
 		if err != nil {

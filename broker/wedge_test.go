@@ -112,7 +112,7 @@ func TestChannelRequestsAnsweredWhileFlowWaits(t *testing.T) {
 		}
 	})})
 	b := newBroker(t, Options{}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c, err := b.Dial(context.Background(), "gw", target)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestRequestFloodDoesNotStallConnection(t *testing.T) {
 		flooded <- nil
 	})})
 	b := newBroker(t, Options{}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c, err := b.Dial(context.Background(), "gw", target)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestKeepaliveReplacesFloodedConnection(t *testing.T) {
 	p.KeepaliveInterval = 100 * time.Millisecond
 	p.KeepaliveCount = 3
 	b := newBroker(t, Options{}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	c, err := b.Dial(context.Background(), "gw", target)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +246,7 @@ func TestDeadConnectionReplacedWhileItsReaderIsStuck(t *testing.T) {
 	inner.IdentityFiles = []string{filepath.Join(dir, "id")}
 	inner.KeepaliveInterval, inner.KeepaliveCount = 100*time.Millisecond, 3
 	b := newBroker(t, Options{}, jump, inner)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	mustDial(t, b, "inner", target)
 
 	relay.freeze()
@@ -272,7 +272,7 @@ func TestStderrDataIsDiscarded(t *testing.T) {
 		written <- err
 	})})
 	b := newBroker(t, Options{}, p)
-	c, err := b.Dial(context.Background(), "gw", echoServer(t))
+	c, err := b.Dial(context.Background(), "gw", brokertest.Echo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func brokerGoroutines() int {
 func TestIdleFlowsParkNoGoroutine(t *testing.T) {
 	_, p := keyedServerWith(t, brokertest.Options{ServerVersion: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"})
 	b := newBroker(t, Options{}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	mustDial(t, b, "gw", target)
 	base := brokerGoroutines()
 	const flows = 200
@@ -338,7 +338,7 @@ func TestIdleFlowsParkNoGoroutine(t *testing.T) {
 func TestAbandonedOpensAreReleased(t *testing.T) {
 	srv, p := keyedServerWith(t, brokertest.Options{})
 	b := newBroker(t, Options{}, p)
-	target := echoServer(t)
+	target := brokertest.Echo(t)
 	mustDial(t, b, "gw", target)
 	base := brokerGoroutines()
 

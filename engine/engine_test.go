@@ -72,7 +72,7 @@ func newWorld(t *testing.T) *world {
 		prompter: &prompttest.Prompter{},
 	}
 	w.app = netstacktest.NewAppHost(t, w.dev, mtu)
-	echo := echoListener(t)
+	echo := brokertest.Echo(t)
 	priv := brokertest.NewPrivateKey(t)
 	key, _ := ssh.NewSignerFromKey(priv)
 	block, err := ssh.MarshalPrivateKey(priv, "")
@@ -121,34 +121,6 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// echoListener echoes every connection, on the loopback.
-func echoListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // config is a configuration with profile gw (the SSH server) and rules,

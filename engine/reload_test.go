@@ -33,7 +33,7 @@ func (w *world) secondServer() *brokertest.Server {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	echo := echoListener(w.t)
+	echo := brokertest.Echo(w.t)
 	srv := brokertest.NewWithOptions(w.t, brokertest.Options{
 		Authorized: []ssh.PublicKey{key.PublicKey()},
 		Dial:       func(network, addr string) (net.Conn, error) { return net.Dial(network, echo) },

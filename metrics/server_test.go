@@ -135,7 +135,7 @@ func TestTimingsFromBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	echo := echoListener(t)
+	echo := brokertest.Echo(t)
 	for range 3 {
 		c, err := b.Dial(context.Background(), "gw", echo)
 		if err != nil {
@@ -156,24 +156,4 @@ func TestTimingsFromBroker(t *testing.T) {
 			t.Errorf("the histograms lack %q:\n%s", want, out)
 		}
 	}
-}
-
-// echoListener echoes every connection, on the loopback.
-func echoListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
 }

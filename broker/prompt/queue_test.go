@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -68,25 +67,6 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // rig is a broker whose prompter is a Queue, with a password server.
 type rig struct {
 	srv    *brokertest.Server
@@ -120,7 +100,7 @@ func newRig(t *testing.T, opts brokertest.Options, mod func(*broker.Profile)) *r
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return &rig{srv: srv, q: q, b: b, rec: rec, hook: hook, target: echoServer(t)}
+	return &rig{srv: srv, q: q, b: b, rec: rec, hook: hook, target: brokertest.Echo(t)}
 }
 
 // dial dials in the background; the result comes on the channel.
