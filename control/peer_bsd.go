@@ -15,19 +15,11 @@ const peerCredentialsSupported = true
 // uid and groups the peer had when it called connect; the first group is
 // the effective gid). The kernel lists at most 16 groups.
 func peerOf(c *net.UnixConn) (Peer, error) {
-	raw, err := c.SyscallConn()
+	cred, err := sockopt(c, "LOCAL_PEERCRED", func(fd int) (*unix.Xucred, error) {
+		return unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
+	})
 	if err != nil {
 		return Peer{}, err
-	}
-	var cred *unix.Xucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
-	}); err != nil {
-		return Peer{}, err
-	}
-	if credErr != nil {
-		return Peer{}, fmt.Errorf("reading the peer's credentials (LOCAL_PEERCRED): %w", credErr)
 	}
 	n := min(max(int(cred.Ngroups), 0), len(cred.Groups))
 	if n == 0 {

@@ -16,19 +16,11 @@ const peerCredentialsSupported = true
 // peerOf asks the kernel who connected c (SO_PEERCRED: the credentials
 // the peer had when it called connect).
 func peerOf(c *net.UnixConn) (Peer, error) {
-	raw, err := c.SyscallConn()
+	cred, err := sockopt(c, "SO_PEERCRED", func(fd int) (*unix.Ucred, error) {
+		return unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
 	if err != nil {
 		return Peer{}, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return Peer{}, err
-	}
-	if credErr != nil {
-		return Peer{}, fmt.Errorf("reading the peer's credentials (SO_PEERCRED): %w", credErr)
 	}
 	return Peer{PID: int(cred.Pid), UID: cred.Uid, GID: cred.Gid}, nil
 }
