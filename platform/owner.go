@@ -26,7 +26,7 @@ func (o Owner) String() string {
 // OwnerLookup finds the owner of the local end of a TCP flow.
 //
 // src is the local socket's address and port, as the flow arrives at the
-// TUN (198.18.0.1 or fd53:6875:6e74::1 for captured flows), dst the
+// TUN (169.254.83.1 or fd53:6875:6e74::1 for captured flows), dst the
 // destination. IPv4-mapped IPv6 addresses are taken as IPv4. Lookup is
 // safe for concurrent use.
 type OwnerLookup interface {

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/shunt-dev/shunt/internal/netlayout"
 )
 
 // Config is what shunt asks of the host.
@@ -40,15 +42,10 @@ func DefaultConfig(tun string, routes []netip.Prefix) Config {
 }
 
 // TUNAddrs are the addresses given to the TUN device. The kernel uses them
-// as the source of captured connections; nothing else ever sees them. They
-// come from ranges reserved for benchmarking (RFC 2544) and unique-local
-// use, as single addresses, so they add no route of their own.
-func TUNAddrs() []netip.Prefix {
-	return []netip.Prefix{
-		netip.MustParsePrefix("198.18.0.1/32"),
-		netip.MustParsePrefix("fd53:6875:6e74::1/128"), // "Shunt"
-	}
-}
+// as the source of captured connections; nothing else ever sees them.
+// internal/netlayout chooses them, beside the DNS server's address and the
+// fake-IP ranges.
+func TUNAddrs() []netip.Prefix { return netlayout.TUNAddrs() }
 
 // ErrNotSupported is returned where capture is not implemented yet.
 var ErrNotSupported = errors.New("transparent capture is not supported on this operating system yet (Linux only for now)")

@@ -5,14 +5,6 @@ import (
 	"testing"
 )
 
-func TestTUNAddrsAreSingleAddresses(t *testing.T) {
-	for _, p := range TUNAddrs() {
-		if p.Bits() != p.Addr().BitLen() {
-			t.Errorf("%v would add a connected route; use a single address", p)
-		}
-	}
-}
-
 func TestIPNet(t *testing.T) {
 	for _, s := range []string{"10.1.0.0/24", "0.0.0.0/0", "fd00::/64", "::/0", "10.1.2.3/32"} {
 		p := netip.MustParsePrefix(s)
