@@ -66,6 +66,13 @@ type Config struct {
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	// shutdownGraceFile is the file ShutdownGrace was written in.
 	shutdownGraceFile string
+	// DNS is split DNS (see DNS).
+	DNS DNS `yaml:"dns"`
+	// StateDir holds what survives a restart: the fake-IP table and the
+	// backup of resolv.conf. DefaultStateDir when not set.
+	StateDir     string `yaml:"state_dir"`
+	stateDirFile string
+	stateDirLine int
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
@@ -655,7 +662,11 @@ func decode(path string, data []byte) (*Config, error) {
 		}
 	})
 	c.TUN.File, c.Log.File, c.Control.File, c.shutdownGraceFile = path, path, path, path
-	c.Metrics.File = path
+	c.Metrics.File, c.DNS.File, c.stateDirFile = path, path, path
+	c.stateDirLine = keyLine(root, "state_dir")
+	for i := range c.DNS.ResolveThrough {
+		c.DNS.ResolveThrough[i].File = path
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -977,6 +988,7 @@ func (c *Config) validate() error {
 			errorAt(r.File, r.Line, "%s: host_from_application and fallback_direct only apply to action: tunnel", label)
 		}
 	}
+	c.validateDNS(errorAt)
 	return errors.Join(errs...)
 }
 

@@ -54,8 +54,9 @@ type Loaded struct {
 //     more secure policy wins;
 //   - if the global file defines rules (or proxy rules), later layers'
 //     are ignored; otherwise the last layer that defines them wins;
-//   - always_direct_applications add up; tun, log and control settings
-//     and shutdown_grace of later layers override earlier ones.
+//   - always_direct_applications add up; tun, log, control, metrics and
+//     dns settings, state_dir and shutdown_grace of later layers override
+//     earlier ones (a dns section as a whole).
 func LoadLayers(l Layers) (*Loaded, error) {
 	out := &Loaded{}
 	m := l.Machine.withDefaults()
@@ -200,6 +201,12 @@ func merge(configs []*Config, global string) (*Config, []string, []error) {
 		}
 		if c.Metrics.Listen != "" {
 			m.Metrics = c.Metrics
+		}
+		if c.DNS.present {
+			m.DNS = c.DNS
+		}
+		if c.StateDir != "" {
+			m.StateDir, m.stateDirFile, m.stateDirLine = c.StateDir, c.stateDirFile, c.stateDirLine
 		}
 	}
 	return m, notes, errs

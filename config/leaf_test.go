@@ -22,6 +22,7 @@ func TestConfigIsALeaf(t *testing.T) {
 	allowed := map[string]bool{
 		"github.com/shunt-dev/shunt/internal/sshdefaults": true,
 		"github.com/shunt-dev/shunt/internal/proxyurl":    true,
+		"github.com/shunt-dev/shunt/internal/netlayout":   true,
 	}
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
