@@ -58,13 +58,14 @@ type shunt struct {
 
 // socketConfig is a configuration file that puts the control socket in
 // a directory of the test's own (never the machine's default, which
-// another shunt may hold), and the socket's path.
+// another shunt may hold), and the socket's path. state_dir (the fake-IP
+// table, the backup of resolv.conf) is the test's own too.
 func socketConfig(t *testing.T) (socket, file string) {
 	t.Helper()
 	dir := t.TempDir()
 	socket = filepath.Join(dir, "shunt.sock")
 	file = filepath.Join(dir, "control.yaml")
-	if err := os.WriteFile(file, []byte("control:\n  socket: "+socket+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("control:\n  socket: "+socket+"\nstate_dir: "+filepath.Join(dir, "state")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return socket, file

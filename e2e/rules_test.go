@@ -168,9 +168,8 @@ func TestRuleModelEndToEnd(t *testing.T) {
 		}
 		defer func() { dm.Process.Kill(); dm.Wait() }()
 		etc := "/etc/netns/" + topo.client.name
-		os.MkdirAll(etc, 0o755)
-		defer os.RemoveAll(etc)
 		os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+gatewayAddr+"\n"), 0o644)
+		defer os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(nsResolvConf), 0o644)
 		waitFor(t, "dnsmasq", func() bool { return strings.Contains(dmLog.String(), "started") })
 		// A second address on the internal host, for the new answer.
 		second := "172.31.2.3"

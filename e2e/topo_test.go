@@ -176,6 +176,18 @@ func newTopology(t *testing.T) *topology {
 		t.Cleanup(func() { h.Close() })
 		n := &ns{name: name, h: h}
 		n.exec(t, "ip", "link", "set", "lo", "up")
+		// ip netns exec binds /etc/netns/NAME/resolv.conf over
+		// /etc/resolv.conf: the namespace's resolver settings are its
+		// own, and a shunt inside that changes them never touches the
+		// machine's.
+		etc := "/etc/netns/" + name
+		if err := os.MkdirAll(etc, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(etc) })
+		if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(nsResolvConf), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		return n
 	}
 	topo.client, topo.gateway, topo.internal = mk("c"), mk("g"), mk("i")
@@ -195,6 +207,11 @@ func newTopology(t *testing.T) *topology {
 	link(topo.gateway, topo.internal, "h", "i", gatewayInner, internalAddr, gatewayInn6, internal6)
 	return topo
 }
+
+// nsResolvConf is each namespace's resolv.conf until a test writes its own:
+// a name server nothing answers at (TEST-NET-1), so no look-up leaves the
+// namespace.
+const nsResolvConf = "# shunt e2e test namespace\nnameserver 192.0.2.53\noptions timeout:1 attempts:1\n"
 
 // sshd is Debian's OpenSSH server on the gateway, key authentication only.
 type sshd struct {
