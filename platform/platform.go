@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/shunt-dev/shunt/internal/netlayout"
@@ -53,12 +54,26 @@ var ErrNotSupported = errors.New("transparent capture is not supported on this o
 // BypassDialer returns a dialer whose connections, and DNS look-ups, leave
 // through the host's normal routes even where a captured range covers
 // their destination.
-func BypassDialer(mark uint32) *net.Dialer {
+func BypassDialer(mark uint32) *net.Dialer { return BypassDialerVia(mark, nil) }
+
+// BypassDialerVia is BypassDialer whose DNS look-ups ask the name servers
+// servers returns, in place of those of /etc/resolv.conf, whenever it
+// returns any: once shunt's own DNS server is the system's, shunt's look-ups
+// (SSH servers' names, direct flows to names) must go to the resolvers the
+// system had, or they would come back to shunt. Each attempt of a look-up
+// asks the next server.
+func BypassDialerVia(mark uint32, servers func() []netip.AddrPort) *net.Dialer {
 	ctrl := markControl(mark)
 	d := &net.Dialer{Control: ctrl, Timeout: 30 * time.Second}
+	var next atomic.Uint32
 	d.Resolver = &net.Resolver{
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			if servers != nil {
+				if s := servers(); len(s) > 0 {
+					address = s[int(next.Add(1)-1)%len(s)].String()
+				}
+			}
 			return (&net.Dialer{Control: ctrl}).DialContext(ctx, network, address)
 		},
 	}
