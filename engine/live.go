@@ -253,12 +253,12 @@ type gate struct {
 }
 
 // HandleTCP implements netstack.Handler.
-func (g *gate) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+func (g *gate) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 	if g.stopping.Load() {
 		g.log.WithFields(logrus.Fields{"src": src.String(), "dst": dst.String()}).Info("flow refused: shunt is stopping")
 		return
 	}
-	g.r.HandleTCP(ctx, src, dst, accept)
+	g.r.HandleTCP(ctx, src, dst, host, accept)
 }
 
 // Backend is the engine as the control socket serves it. Its Reload reads

@@ -6,9 +6,10 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/shunt-dev/shunt/tun"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/shunt-dev/shunt/tun"
 )
 
 // FuzzUnreachable feeds arbitrary packets, as an application could write
@@ -56,7 +57,7 @@ func FuzzUnreachable(f *testing.F) {
 // refuseAll refuses every flow.
 type refuseAll struct{}
 
-func (refuseAll) HandleTCP(context.Context, netip.AddrPort, netip.AddrPort, func() (net.Conn, error)) {
+func (refuseAll) HandleTCP(context.Context, netip.AddrPort, netip.AddrPort, string, func() (net.Conn, error)) {
 }
 
 // FuzzInbound writes arbitrary packets into a running stack through the

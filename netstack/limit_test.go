@@ -11,14 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shunt-dev/shunt/netstack/netstacktest"
-	"github.com/shunt-dev/shunt/router"
-	"github.com/shunt-dev/shunt/tun"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/shunt-dev/shunt/netstack/netstacktest"
+	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/tun"
 )
 
 func startStackOpts(t *testing.T, h Handler, opts Options) (*Stack, *netstacktest.AppHost, *tun.Memory) {
@@ -41,7 +42,7 @@ func TestSYNsOverLimitRefused(t *testing.T) {
 	release := make(chan struct{})
 	var waiting atomic.Int32
 	log, hook := test.NewNullLogger()
-	_, app, _ := startStackOpts(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	_, app, _ := startStackOpts(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		waiting.Add(1)
 		select { // an upstream that hangs
 		case <-release:

@@ -21,7 +21,7 @@ import (
 func acceptedConn(t *testing.T, mtu int) (app net.Conn, flow *conn) {
 	t.Helper()
 	got := make(chan *conn, 1)
-	_, host := startStackMTU(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	_, host := startStackMTU(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		c, err := accept()
 		if err != nil {
 			t.Error(err)

@@ -3,8 +3,10 @@
 // Packets come from a Device (the TUN). Every TCP SYN, to any address, is
 // handed to a Handler before the handshake completes ("dial before accept"):
 // the application's connect succeeds only once the handler has its upstream,
-// and gets a RST, a refused connection, when the handler gives up. Anything
-// that is not TCP is answered with an ICMP "destination unreachable".
+// and gets a RST, a refused connection, when the handler gives up. A SYN to
+// a fake address (Options.Hosts) carries the name the address stands for.
+// Anything that is not TCP is answered with an ICMP "destination
+// unreachable".
 package netstack
 
 import (
@@ -42,7 +44,25 @@ type Handler interface {
 	// Options.HandshakeTimeout (it gave up, or the SYN's source was
 	// spoofed): HandleTCP must then let go of its upstream. ctx ends when
 	// the stack closes; Close resets the flows still open.
-	HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error))
+	//
+	// host is the name the application asked for when dst is a fake
+	// address (Options.Hosts), "" otherwise: dst is then no real address,
+	// and the flow's upstream is host at dst's port. A SYN to a fake
+	// address that no name holds never reaches HandleTCP (it is refused).
+	HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error))
+}
+
+// Hosts tells which name a fake address stands for: shunt's DNS server
+// answers names with addresses from its fake ranges, and a flow to one of
+// them goes to the name.
+type Hosts interface {
+	// Host returns the name addr was handed out for, and whether addr
+	// lies in a fake range at all. fake with an empty name is an address
+	// of a fake range that no name holds (the application kept an answer
+	// from before the table was reset). addr is never an IPv4-mapped IPv6
+	// address. Host is called once for each SYN, on the flow's set-up
+	// goroutine, and must be safe for concurrent use.
+	Host(addr netip.Addr) (name string, fake bool)
 }
 
 // Options tune the stack. Zero values take the defaults.
@@ -64,6 +84,9 @@ type Options struct {
 	// the bound gVisor would hold it, and the Handler's upstream with it,
 	// for its two minutes of SYN-ACK retransmissions.
 	HandshakeTimeout time.Duration
+	// Hosts finds the names of fake addresses; nil when there are no fake
+	// addresses (every flow's host is then "").
+	Hosts Hosts
 	// Log receives the stack's own errors. Flows are logged by the Handler.
 	Log logrus.FieldLogger
 }
@@ -80,7 +103,8 @@ const (
 	// moment after, so a burst briefly counts more than MaxInFlight. Only
 	// beyond MaxInFlight*forwarderSlack does gVisor drop SYNs.
 	forwarderSlack = 2
-	// refusalLogEvery spaces the warnings about refused SYNs.
+	// refusalLogEvery spaces the warnings about refused SYNs (over
+	// MaxInFlight, or to a fake address no name holds).
 	refusalLogEvery = 10 * time.Second
 	// TCP buffer ranges: a captured flow is as fast as its upstream (an SSH
 	// channel), so large buffers mostly absorb its bursts. The stack grows
@@ -100,6 +124,7 @@ type Stack struct {
 	s       *stack.Stack
 	link    *linkEndpoint
 	handler Handler
+	hosts   Hosts
 	log     logrus.FieldLogger
 
 	ctx    context.Context
@@ -113,8 +138,8 @@ type Stack struct {
 	maxInFlight      int64
 	handshakeTimeout time.Duration
 	inFlight         atomic.Int64 // set-ups between forward and their end
-	refused          atomic.Int64 // SYNs refused over maxInFlight since the last warning
-	refusedWarned    atomic.Int64 // when that warning was (UnixNano)
+	overLimit        rateLog      // SYNs refused over maxInFlight
+	unassigned       rateLog      // SYNs refused to fake addresses no name holds
 
 	errOnce sync.Once
 	err     chan error
@@ -146,6 +171,7 @@ func New(dev Device, h Handler, opts Options) (*Stack, error) {
 		s:       s,
 		link:    newLinkEndpoint(dev, uint32(opts.MTU)),
 		handler: h,
+		hosts:   opts.Hosts,
 		log:     opts.Log,
 		ctx:     ctx,
 		cancel:  cancel,
@@ -212,7 +238,10 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	if n.inFlight.Add(1) > n.maxInFlight {
 		n.inFlight.Add(-1)
 		req.Complete(true)
-		n.refusedOverLimit()
+		if count, warn := n.overLimit.tick(); warn {
+			n.log.WithFields(logrus.Fields{"in_flight": n.maxInFlight, "refused": count}).
+				Warn("refusing new flows: the most set-ups the stack takes at once are in flight")
+		}
 		return
 	}
 	n.mu.Lock()
@@ -227,18 +256,55 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	n.workers.run(func() { n.setup(req) })
 }
 
-// refusedOverLimit counts a SYN refused over MaxInFlight, and warns about
-// the first of a burst, then at most every refusalLogEvery.
-func (n *Stack) refusedOverLimit() {
-	count := n.refused.Add(1)
+// rateLog spaces warnings about a kind of event: the first of a burst,
+// then at most one every refusalLogEvery, with the count since the last.
+type rateLog struct {
+	count  atomic.Int64 // events since the last warning
+	warned atomic.Int64 // when that warning was (UnixNano)
+}
+
+// tick counts an event, and says whether to warn now, and about how many
+// events.
+func (l *rateLog) tick() (count int64, warn bool) {
+	count = l.count.Add(1)
 	now := time.Now().UnixNano()
-	last := n.refusedWarned.Load()
-	if now-last < int64(refusalLogEvery) || !n.refusedWarned.CompareAndSwap(last, now) {
+	last := l.warned.Load()
+	if now-last < int64(refusalLogEvery) || !l.warned.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	l.count.Add(-count)
+	return count, true
+}
+
+// refuseUnassigned logs a SYN refused because its fake destination is
+// assigned to no name: at debug for each, as a warning for the first of a
+// burst and then every refusalLogEvery.
+func (n *Stack) refuseUnassigned(src, dst netip.AddrPort) {
+	debug := levelEnabled(n.log, logrus.DebugLevel)
+	count, warn := n.unassigned.tick()
+	if !debug && !warn {
 		return
 	}
-	n.refused.Add(-count)
-	n.log.WithFields(logrus.Fields{"in_flight": n.maxInFlight, "refused": count}).
-		Warn("refusing new flows: the most set-ups the stack takes at once are in flight")
+	why := fmt.Sprintf("fake address %v is not assigned to a name: the application cached an answer from before the table was reset", dst.Addr())
+	if debug {
+		n.log.WithFields(logrus.Fields{"src": src.String(), "dst": dst.String()}).Debug("flow refused: " + why)
+	}
+	if warn {
+		n.log.WithFields(logrus.Fields{"dst": dst.String(), "refused": count}).
+			Warn("refusing flows to fake addresses that no name holds (" + why + "); they get a refused connection until the application looks the name up again")
+	}
+}
+
+// levelEnabled tells whether log would write at level (true when it cannot
+// tell).
+func levelEnabled(log logrus.FieldLogger, level logrus.Level) bool {
+	switch l := log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(level)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(level)
+	}
+	return true
 }
 
 // setup completes the handshake of a flow, if the handler accepts it.
@@ -248,6 +314,22 @@ func (n *Stack) setup(req *tcp.ForwarderRequest) {
 	id := req.ID()
 	src := netip.AddrPortFrom(addrFrom(id.RemoteAddress), id.RemotePort)
 	dst := netip.AddrPortFrom(addrFrom(id.LocalAddress), id.LocalPort)
+	var host string
+	if n.hosts != nil {
+		name, fake := n.hosts.Host(dst.Addr().Unmap())
+		if fake && name == "" {
+			// No name to go to: the handler could only dial the fake
+			// address itself, which leads back here. Said before the
+			// RST goes out, so the log has it once the application
+			// sees its connect refused.
+			n.refuseUnassigned(src, dst)
+			req.Complete(true)
+			return
+		}
+		if fake {
+			host = name
+		}
+	}
 	completed := false
 	accept := func() (net.Conn, error) {
 		if completed {
@@ -279,7 +361,7 @@ func (n *Stack) setup(req *tcp.ForwarderRequest) {
 		ep.SocketOptions().SetDelayOption(false)
 		return &conn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep, wq: &wq}, nil
 	}
-	n.handler.HandleTCP(n.ctx, src, dst, accept)
+	n.handler.HandleTCP(n.ctx, src, dst, host, accept)
 	if !completed {
 		req.Complete(true)
 	}

@@ -9,19 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shunt-dev/shunt/netstack/netstacktest"
-	"github.com/shunt-dev/shunt/tun"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+
+	"github.com/shunt-dev/shunt/netstack/netstacktest"
+	"github.com/shunt-dev/shunt/tun"
 )
 
 // handlerFunc adapts a function to Handler.
-type handlerFunc func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error))
+type handlerFunc func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error))
 
-func (f handlerFunc) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
-	f(ctx, src, dst, accept)
+func (f handlerFunc) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
+	f(ctx, src, dst, host, accept)
 }
 
 func startStack(t *testing.T, h Handler) (*Stack, *netstacktest.AppHost) {
@@ -44,7 +45,7 @@ func startStackMTU(t *testing.T, h Handler, mtu int) (*Stack, *netstacktest.AppH
 func TestEchoThroughStack(t *testing.T) {
 	type seen struct{ src, dst netip.AddrPort }
 	flows := make(chan seen, 4)
-	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		flows <- seen{src, dst}
 		c, err := accept()
 		if err != nil {
@@ -92,7 +93,7 @@ func TestEchoThroughStack(t *testing.T) {
 }
 
 func TestRejectedFlowIsRefused(t *testing.T) {
-	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		// Return without accepting: the application must see a RST.
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -107,7 +108,7 @@ func TestRejectedFlowIsRefused(t *testing.T) {
 // application's connect stays pending while the upstream is being dialled.
 func TestDialBeforeAccept(t *testing.T) {
 	release := make(chan struct{})
-	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		<-release
 		c, err := accept()
 		if err == nil {
@@ -138,7 +139,7 @@ func TestDialBeforeAccept(t *testing.T) {
 // UDP to a captured destination gets "port unreachable" at once, which a
 // connected UDP socket reports as "connection refused".
 func TestUDPGetsPortUnreachable(t *testing.T) {
-	_, app := startStack(t, handlerFunc(func(context.Context, netip.AddrPort, netip.AddrPort, func() (net.Conn, error)) {}))
+	_, app := startStack(t, handlerFunc(func(context.Context, netip.AddrPort, netip.AddrPort, string, func() (net.Conn, error)) {}))
 	for _, dst := range []string{"10.1.2.3", "fd00::5"} {
 		a := netip.MustParseAddr(dst)
 		proto := ipv4.ProtocolNumber
@@ -166,7 +167,7 @@ func TestUDPGetsPortUnreachable(t *testing.T) {
 
 func TestCloseEndsFlows(t *testing.T) {
 	started := make(chan struct{})
-	s, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	s, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		c, err := accept()
 		if err != nil {
 			return
@@ -194,7 +195,7 @@ func TestCloseEndsFlows(t *testing.T) {
 
 // Abort resets the application's connection.
 func TestAbortResets(t *testing.T) {
-	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		c, err := accept()
 		if err != nil {
 			return
@@ -220,7 +221,7 @@ func TestAbortResets(t *testing.T) {
 // then the application reuses its port at once: the new connection must
 // go through, not stall until TIME-WAIT ends.
 func TestPortReuseAfterServerClose(t *testing.T) {
-	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+	_, app := startStack(t, handlerFunc(func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 		c, err := accept()
 		if err != nil {
 			return

@@ -112,7 +112,11 @@ func (fe *flowEntry) fill(s *state.Flow, phase string) {
 		Started:  fe.start,
 		State:    phase,
 	}
-	if len(fe.f.Names) > 0 {
+	if fe.f.Host != "" {
+		// The application connected to the name (Dst is its fake
+		// address): Name says so to readers that know no Host.
+		s.Host, s.Name = fe.f.Host, fe.f.Host
+	} else if len(fe.f.Names) > 0 {
 		s.Name = fe.f.Names[0]
 	}
 	if o := fe.f.Owner; o != nil {
@@ -124,7 +128,7 @@ func (fe *flowEntry) fill(s *state.Flow, phase string) {
 	if s.Profile != "" && fe.d.Rule.HostFromApplication {
 		// The SSH server is the destination host itself (at the
 		// profile's port).
-		s.Server = fe.f.Dst.Addr().Unmap().String()
+		s.Server = fe.f.server()
 	}
 }
 

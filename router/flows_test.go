@@ -73,7 +73,7 @@ var splices = []struct {
 // from u; it returns the application's end and the server's.
 func openFlow(t testing.TB, r *Router, u *loopUpstreams, wrap func(net.Conn) net.Conn, src, dst string) (app, server net.Conn) {
 	t.Helper()
-	r.HandleTCP(context.Background(), netip.MustParseAddrPort(src), netip.MustParseAddrPort(dst), func() (net.Conn, error) {
+	r.HandleTCP(context.Background(), netip.MustParseAddrPort(src), netip.MustParseAddrPort(dst), "", func() (net.Conn, error) {
 		var near net.Conn
 		app, near = tcpPair(t)
 		return wrap(near), nil
@@ -129,7 +129,7 @@ func TestFlowTable(t *testing.T) {
 	app1, srv1 := openFlow(t, r, u, splices[0].wrap, "192.0.2.1:5001", "10.1.0.5:993")
 	app2, srv2 := openFlow(t, r, u, splices[1].wrap, "192.0.2.1:5002", "10.3.0.9:22")
 	app3, srv3 := openFlow(t, r, u, splices[0].wrap, "[2001:db8::1]:5003", "[2001:db8::9]:443")
-	r.HandleTCP(context.Background(), src, ap("10.4.0.1:80"), func() (net.Conn, error) {
+	r.HandleTCP(context.Background(), src, ap("10.4.0.1:80"), "", func() (net.Conn, error) {
 		t.Fatal("a blocked flow was accepted")
 		return nil, nil
 	})
@@ -354,7 +354,7 @@ func TestFlowTableConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.HandleTCP(context.Background(), src, dstN(i), appConn)
+			r.HandleTCP(context.Background(), src, dstN(i), "", appConn)
 		}()
 	}
 	stop := make(chan struct{})
@@ -500,7 +500,7 @@ func TestCloseFlowDuringSetup(t *testing.T) {
 	returned := make(chan bool)
 	go func() {
 		accepted := false
-		r.HandleTCP(context.Background(), src, ap("10.1.0.7:25"), func() (net.Conn, error) { accepted = true; return appConn() })
+		r.HandleTCP(context.Background(), src, ap("10.1.0.7:25"), "", func() (net.Conn, error) { accepted = true; return appConn() })
 		returned <- accepted
 	}()
 	waitUntil(t, "the flow to wait for its upstream", func() bool { return d.Pending() == 1 })
@@ -547,7 +547,7 @@ func TestFlowEvents(t *testing.T) {
 	io.ReadFull(app, make([]byte, 6))
 	endFlow(t, app, server)
 	r.Wait()
-	r.HandleTCP(context.Background(), src, ap("10.4.0.1:80"), appConn)
+	r.HandleTCP(context.Background(), src, ap("10.4.0.1:80"), "", appConn)
 
 	open, closed, blocked := <-sub.C(), <-sub.C(), <-sub.C()
 	if open.Event != state.EventOpen || open.Flow.State != state.FlowOpen || open.Flow.ID != 1 || open.Flow.Sent != 0 {
@@ -577,7 +577,7 @@ func TestFlowEvents(t *testing.T) {
 	// An upstream that fails: a close event with its error.
 	f := &routertest.Dialer{Fail: failing(errors.New("ssh: connect failed"))}
 	r = New(flowRules, Options{Tunnels: f, Direct: f, Log: log, Events: &bus})
-	r.HandleTCP(context.Background(), src, ap("10.1.0.5:993"), appConn)
+	r.HandleTCP(context.Background(), src, ap("10.1.0.5:993"), "", appConn)
 	if e := <-sub.C(); e.Event != state.EventClose || e.Reason != reasonUpstream+"ssh: connect failed" {
 		t.Errorf("refused flow's event %q %q", e.Event, e.Reason)
 	}

@@ -51,7 +51,7 @@ func TestLimitOneDestinationFloods(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.HandleTCP(ctx, src, blackholed, func() (net.Conn, error) { accepted.Add(1); return appConn() })
+			r.HandleTCP(ctx, src, blackholed, "", func() (net.Conn, error) { accepted.Add(1); return appConn() })
 			returned.Add(1)
 		}()
 	}
@@ -65,7 +65,7 @@ func TestLimitOneDestinationFloods(t *testing.T) {
 
 	// Another port of the same profile.
 	ok := false
-	r.HandleTCP(ctx, src, netip.MustParseAddrPort("10.1.0.7:993"), func() (net.Conn, error) { ok = true; return appConn() })
+	r.HandleTCP(ctx, src, netip.MustParseAddrPort("10.1.0.7:993"), "", func() (net.Conn, error) { ok = true; return appConn() })
 	if !ok {
 		t.Fatal("a flow to another destination was not set up while one destination's set-ups hang")
 	}
@@ -110,7 +110,7 @@ func TestHandshakeFailureClosesUpstream(t *testing.T) {
 	d := &routertest.Dialer{}
 	log, _ := test.NewNullLogger()
 	r := New([]Rule{{Name: "all", Action: Tunnel, Profile: "gw"}}, Options{Tunnels: d, Direct: d, Log: log})
-	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.7:25"), func() (net.Conn, error) {
+	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.7:25"), "", func() (net.Conn, error) {
 		return nil, fmt.Errorf("netstack: 192.0.2.1:5000 did not complete the handshake")
 	})
 	if up := d.Conns(); len(up) != 1 || !up[0].Closed() {
@@ -253,8 +253,8 @@ func TestDirectConnectTimeout(t *testing.T) {
 	log, _ := test.NewNullLogger()
 	r := New(rules, Options{Tunnels: dialer, Direct: dialer, ConnectTimeout: 131 * time.Second, Log: log})
 	never := func() (net.Conn, error) { t.Error("accepted a flow whose dial failed"); return nil, io.EOF }
-	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.2.0.5:80"), never)
-	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.5:80"), never)
+	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.2.0.5:80"), "", never)
+	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.5:80"), "", never)
 	direct, tunnel := <-dials, <-dials
 	if direct.deadline <= DefaultDialTimeout || direct.deadline > 131*time.Second {
 		t.Errorf("direct connect to %s had %v, want the kernel's 131 s", direct.addr, direct.deadline)
@@ -266,7 +266,7 @@ func TestDirectConnectTimeout(t *testing.T) {
 	// A short kernel timeout bounds tunnels too: the application gives up
 	// by then.
 	r = New(rules, Options{Tunnels: dialer, Direct: dialer, ConnectTimeout: 7 * time.Second, Log: log})
-	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.5:80"), never)
+	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.5:80"), "", never)
 	if s := <-dials; s.deadline > 7*time.Second {
 		t.Errorf("tunnel dial with a 7 s kernel timeout had %v", s.deadline)
 	}
@@ -276,7 +276,7 @@ func TestDirectConnectTimeout(t *testing.T) {
 	log.SetLevel(logrus.DebugLevel)
 	hang := dialFunc(func(ctx context.Context, addr string) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() })
 	r = New(rules, Options{Tunnels: hang, Direct: hang, ConnectTimeout: 20 * time.Millisecond, Log: log})
-	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.2.0.5:80"), never)
+	r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.2.0.5:80"), "", never)
 	var direct1, timedOut bool
 	for _, e := range hook.AllEntries() {
 		if e.Level == logrus.DebugLevel && e.Message == "connecting direct" && strings.Contains(fmt.Sprint(e.Data["why"]), "no rule matches") {

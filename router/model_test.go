@@ -171,7 +171,7 @@ func TestFallbackDirectAndAlwaysDirect(t *testing.T) {
 			}}
 			log, _ := test.NewNullLogger()
 			r := New(rules, Options{Tunnels: f, Direct: f, Owners: fakeOwners{tt.owner}, AlwaysDirect: tt.always, Log: log})
-			r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), accept)
+			r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), "", accept)
 			dials := f.Dials()
 			if last := dials[len(dials)-1]; last != tt.wantLast {
 				t.Errorf("dials %v, want the last to be %s", dials, tt.wantLast)
@@ -187,7 +187,7 @@ func TestHostFromApplication(t *testing.T) {
 	f := &routertest.Dialer{}
 	log, _ := test.NewNullLogger()
 	r := New([]Rule{{Action: Tunnel, Profile: "p", HostFromApplication: true}}, Options{Tunnels: f, Direct: f, Log: log})
-	r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), func() (net.Conn, error) {
+	r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), "", func() (net.Conn, error) {
 		a, b := net.Pipe()
 		go func() { a.Close() }()
 		return b, nil
@@ -232,7 +232,7 @@ func TestSetRulesWhileFlowsRun(t *testing.T) {
 	app, flowSide := net.Pipe()
 	done := make(chan struct{})
 	go func() {
-		r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), func() (net.Conn, error) { return flowSide, nil })
+		r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), "", func() (net.Conn, error) { return flowSide, nil })
 		close(done)
 	}()
 	app.Write([]byte("hi"))
@@ -242,7 +242,7 @@ func TestSetRulesWhileFlowsRun(t *testing.T) {
 	}
 	r.SetRules([]Rule{{Action: Block}})
 	blocked := true
-	r.HandleTCP(context.Background(), ap("198.18.0.1:4001"), ap("10.1.1.1:25"), func() (net.Conn, error) {
+	r.HandleTCP(context.Background(), ap("198.18.0.1:4001"), ap("10.1.1.1:25"), "", func() (net.Conn, error) {
 		blocked = false
 		return nil, errors.New("unexpected accept")
 	})

@@ -126,6 +126,10 @@ func TestDecideAllocationFree(t *testing.T) {
 		{Dst: ap("192.0.2.1:80"), Owner: &Owner{UID: 1}},
 		{Dst: netip.AddrPortFrom(netip.Addr{}, 80), Names: []string{"nosuch.invalid"}},
 		{Dst: ap("10.9.1.1:80"), Owner: &Owner{UID: 7, Exe: "/opt/backup", Name: "backup"}},
+		// Flows to names (fake addresses), matched by host and domain.
+		{Dst: ap("198.18.0.3:993"), Host: "mail.corp.example", Owner: tbird},
+		{Dst: ap("198.18.0.4:443"), Host: "wiki.corp.example"},
+		{Dst: ap("[fd53:6875:6e74:fa6e::5]:80"), Host: "www.example.org", Owner: &Owner{UID: 1000}},
 	} {
 		if n := testing.AllocsPerRun(100, func() { rs.Decide(f) }); n > 0 {
 			t.Errorf("Decide(%v) allocates %v times", f.Dst, n)

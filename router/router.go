@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/shunt-dev/shunt/state"
 	"github.com/sirupsen/logrus"
+
+	"github.com/shunt-dev/shunt/state"
 )
 
 // Tunnels opens tunnelled connections: a channel to addr ("host:port")
@@ -54,9 +56,14 @@ const DefaultDialTimeout = 30 * time.Second
 // Options are the router's collaborators. Owners and Names may be nil.
 type Options struct {
 	Tunnels Tunnels
-	Direct  Dialer
-	Owners  Owners
-	Names   Names
+	// Direct connects the flows that go direct. A flow to a name
+	// (Flow.Host) goes to "host:port", so Direct resolves the name
+	// itself, and must ask the resolvers the system had before shunt (the
+	// saved upstreams), never shunt's own DNS server: that would answer
+	// with a fake address again, whose flow comes back to the TUN.
+	Direct Dialer
+	Owners Owners
+	Names  Names
 	// AlwaysDirect are applications (names or paths) whose flows go
 	// direct before any rule is looked at.
 	AlwaysDirect []string
@@ -115,8 +122,8 @@ func (r *Router) SetRuleset(rs *Ruleset) { r.rules.Store(rs) }
 func (r *Router) Rules() []Rule { return r.rules.Load().Rules() }
 
 // flow gathers what the decision needs to know about a flow.
-func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort) (Flow, error) {
-	f := Flow{Src: src, Dst: dst}
+func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string) (Flow, error) {
+	f := Flow{Src: src, Dst: dst, Host: host}
 	if r.opts.Names != nil {
 		f.Names = r.opts.Names.Names(dst.Addr().Unmap())
 	}
@@ -133,11 +140,14 @@ func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort) (Flow, error) {
 // HandleTCP implements netstack.Handler: decide, dial the upstream, and only
 // then accept the application's connection and join the two. It returns
 // once the flow is set up; the flow runs on (see Join) and Wait waits for it.
-// From its set-up to its end the flow is in the flow table (Flows).
-func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept func() (net.Conn, error)) {
+// From its set-up to its end the flow is in the flow table (Flows). A
+// non-empty host is the name the application connected to, dst being a
+// fake address that stands for it (Flow.Host): the flow is decided and
+// dialled by the name.
+func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 	rs := r.rules.Load()
 	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now()}
-	fl.f, fl.ownerErr = r.flow(rs, src, dst)
+	fl.f, fl.ownerErr = r.flow(rs, src, dst, host)
 	fl.d = rs.Decide(fl.f)
 	fl.rule = rs.label(fl.d.Index)
 	if fl.d.Action == Block {
@@ -169,7 +179,7 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, accept 
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	fl.cancel = cancel // CloseFlow cuts the dial short
 	r.table.add(fl)
-	up, err := r.dial(dctx, fl, dst)
+	up, err := r.dial(dctx, fl)
 	timedOut := dctx.Err() == context.DeadlineExceeded
 	cancel()
 	if err != nil {
@@ -247,6 +257,9 @@ func (fl *flowEntry) log(level logrus.Level, err error, msg string) {
 		return
 	}
 	f := logrus.Fields{"flow": fl.id, "src": fl.f.Src.String(), "dst": fl.f.Dst.String(), "action": fl.d.Action.String()}
+	if fl.f.Host != "" {
+		f["host"] = fl.f.Host
+	}
 	if o := fl.f.Owner; o != nil {
 		f["app"], f["uid"] = o.Exe, o.UID
 	} else if fl.ownerErr != nil {
@@ -310,12 +323,15 @@ func (r *Router) releaseSetup(k setupKey) {
 	}
 }
 
-// dial opens the upstream the decision asks for.
-func (r *Router) dial(ctx context.Context, fl *flowEntry, dst netip.AddrPort) (net.Conn, error) {
+// dial opens the upstream the decision asks for: to the destination's
+// address, or for a flow to a name (Flow.Host) to the name, which the SSH
+// server resolves for a tunnel (and Options.Direct for a direct flow).
+func (r *Router) dial(ctx context.Context, fl *flowEntry) (net.Conn, error) {
 	d := fl.d
+	addr := fl.f.target()
 	if d.Action != Tunnel {
 		fl.direct.Store(true)
-		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
+		return r.opts.Direct.DialContext(ctx, "tcp", addr)
 	}
 	// With a fallback, the tunnel gets only part of the time, so a silent
 	// server leaves enough to go direct.
@@ -328,16 +344,34 @@ func (r *Router) dial(ctx context.Context, fl *flowEntry, dst netip.AddrPort) (n
 	var up net.Conn
 	var err error
 	if d.Rule.HostFromApplication {
-		up, err = r.opts.Tunnels.DialVia(tctx, d.Rule.Profile, dst.Addr().Unmap().String(), dst.String())
+		up, err = r.opts.Tunnels.DialVia(tctx, d.Rule.Profile, fl.f.server(), addr)
 	} else {
-		up, err = r.opts.Tunnels.Dial(tctx, d.Rule.Profile, dst.String())
+		up, err = r.opts.Tunnels.Dial(tctx, d.Rule.Profile, addr)
 	}
 	var se SetupError
 	setupFailed := errors.As(err, &se) && se.TunnelSetupFailed() || tctx.Err() != nil
 	if err != nil && d.Rule.FallbackDirect && setupFailed && ctx.Err() == nil {
 		fl.log(logrus.WarnLevel, err, "tunnel cannot be set up: falling back to direct, as the rule allows")
 		fl.direct.Store(true)
-		return r.opts.Direct.DialContext(ctx, "tcp", dst.String())
+		return r.opts.Direct.DialContext(ctx, "tcp", addr)
 	}
 	return up, err
+}
+
+// target is where the flow's upstream goes, "host:port": the name for a
+// flow to a name, else the destination address.
+func (f *Flow) target() string {
+	if f.Host != "" {
+		return net.JoinHostPort(f.Host, strconv.Itoa(int(f.Dst.Port())))
+	}
+	return f.Dst.String()
+}
+
+// server is the SSH server of a host-from-application flow: the host the
+// application connected to, by name or by address.
+func (f *Flow) server() string {
+	if f.Host != "" {
+		return f.Host
+	}
+	return f.Dst.Addr().Unmap().String()
 }

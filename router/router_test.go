@@ -43,7 +43,7 @@ func TestHandleTCP(t *testing.T) {
 			log, hook := test.NewNullLogger()
 			r := New(rules, Options{Tunnels: f, Direct: f, Log: log})
 			accepted := false
-			r.HandleTCP(context.Background(), netip.MustParseAddrPort("192.0.2.1:5000"), netip.MustParseAddrPort(tt.dst), func() (net.Conn, error) {
+			r.HandleTCP(context.Background(), netip.MustParseAddrPort("192.0.2.1:5000"), netip.MustParseAddrPort(tt.dst), "", func() (net.Conn, error) {
 				accepted = true
 				a, b := net.Pipe()
 				go func() {

@@ -71,10 +71,11 @@ type Rule struct {
 	// prefixes that cover them exactly).
 	Destinations []netip.Prefix
 	// Hosts are host names: a flow matches when its destination address
-	// is one the name resolved to (Flow.Names).
+	// is one the name resolved to (Flow.Names), or when it goes to the
+	// name itself (Flow.Host).
 	Hosts []string
 	// Domains are wildcard patterns, "*.corp.example": a flow matches when
-	// one of its names is below the domain.
+	// one of its names (Flow.Names, Flow.Host) is below the domain.
 	Domains []string
 	Ports   []PortRange
 	// Applications are executable names ("thunderbird") or absolute paths
@@ -120,6 +121,13 @@ type Flow struct {
 	// only with a valid Dst: a name without an address is no answer, and
 	// matches no rule.
 	Names []string
+	// Host is the name the application connected to, carried by a fake
+	// IP (Dst is then that fake address, or none): the decision matches
+	// host and domain rules against it, and the tunnel opens Host at
+	// Dst's port, so the SSH server resolves it. Dst is no real address
+	// then: a flow with a Host never matches a rule by its networks.
+	// Empty for a flow to a real address.
+	Host string
 	// Owner is the local process behind the flow, when known.
 	Owner *Owner
 }
@@ -176,52 +184,100 @@ func (r *Rule) matchDest(f *Flow, explain bool) (bool, string) {
 		return true, "any destination"
 	}
 	dst := f.Dst.Addr().Unmap()
-	if !dst.IsValid() {
+	if f.Host != "" {
+		// The fake address means nothing beyond shunt: only the name
+		// counts, never the rule's networks.
+		if ok, why := r.matchName(f, f.Host, explain); ok {
+			return true, why
+		}
+	} else if !dst.IsValid() {
 		if !explain {
 			return false, ""
 		}
 		return false, "destination has no address"
-	}
-	for _, p := range r.Destinations {
-		if p.Contains(dst) {
-			if !explain {
-				return true, ""
-			}
-			return true, "destination " + dst.String() + " in " + p.String()
-		}
-	}
-	for _, n := range f.Names {
-		n = canonicalName(n)
-		for _, h := range r.Hosts {
-			if n == h {
+	} else {
+		for _, p := range r.Destinations {
+			if p.Contains(dst) {
 				if !explain {
 					return true, ""
 				}
-				return true, fmt.Sprintf("destination %s is %s", dst, h)
+				return true, "destination " + dst.String() + " in " + p.String()
 			}
 		}
-		for _, d := range r.Domains {
-			if matchDomain(d, n) {
-				if !explain {
-					return true, ""
-				}
-				return true, fmt.Sprintf("destination %s is %s, in %s", dst, n, d)
+	}
+	if dst.IsValid() {
+		for _, n := range f.Names {
+			if ok, why := r.matchName(f, n, explain); ok {
+				return true, why
 			}
 		}
 	}
 	if !explain {
 		return false, ""
 	}
+	what := describeDest(f)
 	var want []string
-	for _, p := range r.Destinations {
-		want = append(want, p.String())
+	if f.Host == "" {
+		for _, p := range r.Destinations {
+			want = append(want, p.String())
+		}
 	}
 	want = append(append(want, r.Hosts...), r.Domains...)
-	what := dst.String()
-	if len(f.Names) > 0 {
-		what += " (" + strings.Join(f.Names, ", ") + ")"
+	if f.Host != "" && len(r.Destinations) > 0 {
+		nets := joinStrings(r.Destinations)
+		if len(want) == 0 {
+			return false, "destination " + what + " is a name: it matches no network " + nets
+		}
+		return false, "destination " + what + " not in [" + strings.Join(want, " ") + "], and a name matches no network " + nets
 	}
 	return false, "destination " + what + " not in [" + strings.Join(want, " ") + "]"
+}
+
+// matchName matches one of the flow's names against the rule's host names
+// and domains.
+func (r *Rule) matchName(f *Flow, n string, explain bool) (bool, string) {
+	n = canonicalName(n)
+	for _, h := range r.Hosts {
+		if n == h {
+			if !explain {
+				return true, ""
+			}
+			return true, fmt.Sprintf("destination %s is %s", destAddr(f), h)
+		}
+	}
+	for _, d := range r.Domains {
+		if matchDomain(d, n) {
+			if !explain {
+				return true, ""
+			}
+			return true, fmt.Sprintf("destination %s is %s, in %s", destAddr(f), n, d)
+		}
+	}
+	return false, ""
+}
+
+// destAddr names the flow's destination in a reason that a name of it
+// matched: its address, or for a flow to a name "mail.corp.example (fake
+// 198.18.0.3)".
+func destAddr(f *Flow) string {
+	dst := f.Dst.Addr().Unmap()
+	if f.Host == "" {
+		return dst.String()
+	}
+	if !dst.IsValid() {
+		return f.Host
+	}
+	return f.Host + " (fake " + dst.String() + ")"
+}
+
+// describeDest names the flow's destination in a reason that it did not
+// match: destAddr, with the names known for the address.
+func describeDest(f *Flow) string {
+	what := destAddr(f)
+	if len(f.Names) > 0 && f.Dst.Addr().IsValid() {
+		what += " (" + strings.Join(f.Names, ", ") + ")"
+	}
+	return what
 }
 
 func (r *Rule) matchPort(port uint16, explain bool) (bool, string) {

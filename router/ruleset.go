@@ -103,25 +103,37 @@ type Decision struct {
 // match f; only they need a full check.
 func (rs *Ruleset) candidates(f *Flow, buf []int32) []int32 {
 	c := append(buf[:0], rs.open...)
+	if f.Host != "" {
+		c = rs.nameCandidates(c, f.Host)
+	}
 	dst := f.Dst.Addr().Unmap()
-	if !dst.IsValid() {
-		// Names are answers for an address; without one they are none.
-		return c
-	}
-	for _, v := range rs.prefixes.Supernets(netip.PrefixFrom(dst, dst.BitLen())) {
-		c = append(c, v...)
-	}
-	for _, n := range f.Names {
-		n = canonicalName(n)
-		c = append(c, rs.hosts[n]...)
-		for i := 0; i < len(n); i++ {
-			if n[i] == '.' {
-				c = append(c, rs.domains[n[i:]]...)
+	if dst.IsValid() {
+		if f.Host == "" {
+			// A flow to a name has a fake address: no rule's
+			// network is meant by it.
+			for _, v := range rs.prefixes.Supernets(netip.PrefixFrom(dst, dst.BitLen())) {
+				c = append(c, v...)
 			}
+		}
+		// Names are answers for an address; without one they are none.
+		for _, n := range f.Names {
+			c = rs.nameCandidates(c, n)
 		}
 	}
 	slices.Sort(c)
 	return slices.Compact(c)
+}
+
+// nameCandidates appends the rules that name n or a domain above it.
+func (rs *Ruleset) nameCandidates(c []int32, n string) []int32 {
+	n = canonicalName(n)
+	c = append(c, rs.hosts[n]...)
+	for i := 0; i < len(n); i++ {
+		if n[i] == '.' {
+			c = append(c, rs.domains[n[i:]]...)
+		}
+	}
+	return c
 }
 
 // Decide returns the first rule that matches f. It is a pure function: the

@@ -69,8 +69,12 @@ type Flow struct {
 	Src string `json:"src"` // the application's address and port
 	Dst string `json:"dst"` // where it connected
 	// Name is the host name the destination was looked up as, when shunt
-	// knows it.
+	// knows it (Host, for a flow to a name).
 	Name string `json:"name"`
+	// Host is the name the application connected to, when Dst is a fake
+	// address that stands for it: the flow was decided by that name, and
+	// its upstream goes to host:port (the SSH server resolves it).
+	Host string `json:"host,omitempty"`
 	App  string `json:"app"` // the executable's path, when looked up
 	// UID is the application's user, -1 when not looked up.
 	UID     int    `json:"uid"`
