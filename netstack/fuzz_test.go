@@ -62,16 +62,40 @@ func (refuseAll) HandleTCP(context.Context, netip.AddrPort, netip.AddrPort, stri
 
 // FuzzInbound writes arbitrary packets into a running stack through the
 // in-memory TUN, as a local process (or a hostile one) can: the stack must
-// neither panic nor stop.
+// neither panic nor stop. The stack serves UDP and TCP on shunt's DNS
+// addresses and has fake addresses, so packets to them take their paths
+// (testdata/fuzz/FuzzInbound holds such packets).
 func FuzzInbound(f *testing.F) {
 	f.Add(ip4Packet("192.0.2.1", "10.1.2.3", 6, make([]byte, 20)...))
 	f.Add(ip6Packet("2001:db8::1", "fd00::5", 6, make([]byte, 20)...))
 	f.Add(ip4Packet("192.0.2.1", "10.1.2.3", 17, 0, 53, 0, 53, 0, 8, 0, 0))
+	f.Add(ip4Packet("192.0.2.1", "169.254.83.53", 17, 0x9c, 0x40, 0, 53, 0, 8, 0, 0))
+	f.Add(ip6Packet("2001:db8::1", "fd53:6875:6e74::53", 17, 0x9c, 0x40, 0, 53, 0, 8, 0, 0))
 	f.Add([]byte{0x45})
 	dev := tun.NewMemory(1500, 8)
-	s, err := New(dev, refuseAll{}, Options{MTU: 1500})
+	s, err := New(dev, refuseAll{}, Options{MTU: 1500, Hosts: fakeHosts{netip.MustParseAddr("198.18.0.3"): "mail.corp.example"}})
 	if err != nil {
 		f.Fatal(err)
+	}
+	for _, addr := range serviceAddrs {
+		pc, err := s.ListenUDP(addr)
+		if err != nil {
+			f.Fatal(err)
+		}
+		go serveDNS(pc, make(chan net.Addr))
+		l, err := s.ListenTCP(addr)
+		if err != nil {
+			f.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
 	}
 	stop := make(chan struct{})
 	go func() { // what the stack answers is not looked at

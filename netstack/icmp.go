@@ -8,8 +8,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// Only TCP is captured. Anything else sent to a captured destination (UDP,
-// ping, other protocols) is answered at once with an ICMP "destination
+// Only TCP is captured, and UDP reaches only shunt's own services
+// (services.go). Anything else sent to a captured destination (UDP, ping,
+// other protocols) is answered at once with an ICMP "destination
 // unreachable", so applications fail fast instead of waiting for a timeout:
 // UDP gets "port unreachable" (a connected UDP socket sees ECONNREFUSED), the
 // rest "administratively prohibited".

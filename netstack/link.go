@@ -46,9 +46,12 @@ type Device interface {
 type linkEndpoint struct {
 	dev Device
 	mtu uint32
-	// reject answers packets the stack must not see (everything but TCP)
-	// with an ICMP error; nil replies are dropped silently.
+	// reject answers packets the stack must not see (everything but TCP
+	// and the UDP services) with an ICMP error; nil replies are dropped
+	// silently.
 	reject func(pkt []byte, reply []byte) []byte
+	// udp are the UDP services (services.go), nil while there are none.
+	udp atomic.Pointer[udpServices]
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
@@ -144,8 +147,9 @@ func (e *linkEndpoint) inbound(onReadError func(error)) {
 }
 
 // deliver hands the packet in v (size bytes after the headroom) to the
-// stack, or answers it with an ICMP error if it is not TCP. It reports
-// whether the stack took v; if not, v can be read into again.
+// stack, or answers it with an ICMP error if it is neither TCP nor UDP to
+// a UDP service. It reports whether the stack took v; if not, v can be
+// read into again.
 func (e *linkEndpoint) deliver(v *buffer.View, size int) bool {
 	pkt := v.AsSlice()[headroom : headroom+size]
 	if len(pkt) == 0 {
@@ -168,8 +172,10 @@ func (e *linkEndpoint) deliver(v *buffer.View, size int) bool {
 		return false
 	}
 	if transport != uint8(header.TCPProtocolNumber) && !ipv6ExtensionHeader(proto, transport) {
-		e.answer(pkt)
-		return false
+		if u := e.udp.Load(); transport != ipProtoUDP || u == nil || !u.udpService(pkt, proto) {
+			e.answer(pkt)
+			return false
+		}
 	}
 	e.mu.RLock()
 	d := e.dispatcher

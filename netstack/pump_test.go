@@ -173,6 +173,46 @@ func TestPacketPathAllocationFree(t *testing.T) {
 		}
 		out.DecRef()
 	}
+	// UDP to a service goes to the stack, UDP elsewhere gets its ICMP
+	// answer, TCP is as before: with services, the same.
+	e := newLinkEndpoint(newLoopDevice(nil, 1), maxPacket)
+	d := &sinkDispatcher{done: make(chan struct{})}
+	e.Attach(d)
+	e.udp.Store(&udpServices{ports: serviceAddrs})
+	dns := []byte{0x9c, 0x40, 0, 53, 0, 20, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	other := append([]byte{0x9c, 0x40, 0x14, 0xe9}, dns[4:]...) // port 5353
+	for _, tt := range []struct {
+		name    string
+		pkt     []byte
+		service bool
+	}{
+		{"udp4 to the service", ip4Packet("192.0.2.1", "169.254.83.53", 17, dns...), true},
+		{"udp6 to the service", ip6Packet("2001:db8::1", "fd53:6875:6e74::53", 17, dns...), true},
+		{"udp4 to another port", ip4Packet("192.0.2.1", "169.254.83.53", 17, other...), false},
+		{"udp6 to another address", ip6Packet("2001:db8::1", "fd00::5", 17, dns...), false},
+		{"tcp", tcpPacket(52), true},
+	} {
+		in := func() {
+			v := buffer.NewViewSize(headroom + maxPacket)
+			copy(v.AsSlice()[headroom:], tt.pkt)
+			if !e.deliver(v, len(tt.pkt)) {
+				v.Release()
+			}
+			select {
+			case bp := <-e.out: // an ICMP answer
+				e.pending.Add(-1)
+				e.putBuf(bp)
+			default:
+			}
+		}
+		before := d.n.Load()
+		if n := testing.AllocsPerRun(200, in); n > 0 {
+			t.Errorf("%s: %.1f allocations", tt.name, n)
+		}
+		if got := d.n.Load() > before; got != tt.service {
+			t.Errorf("%s: delivered to the stack %v, want %v", tt.name, got, tt.service)
+		}
+	}
 }
 
 // A small packet is written at once only when nothing waits to be written,

@@ -5,8 +5,10 @@
 // the application's connect succeeds only once the handler has its upstream,
 // and gets a RST, a refused connection, when the handler gives up. A SYN to
 // a fake address (Options.Hosts) carries the name the address stands for.
-// Anything that is not TCP is answered with an ICMP "destination
-// unreachable".
+//
+// The stack also serves on addresses routed into the TUN that belong to
+// shunt itself (its DNS server): ListenTCP and ListenUDP. Anything else
+// that is not TCP is answered with an ICMP "destination unreachable".
 package netstack
 
 import (
@@ -28,6 +30,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
 
@@ -141,6 +144,8 @@ type Stack struct {
 	overLimit        rateLog      // SYNs refused over maxInFlight
 	unassigned       rateLog      // SYNs refused to fake addresses no name holds
 
+	svc services // ListenTCP and ListenUDP
+
 	errOnce sync.Once
 	err     chan error
 }
@@ -163,8 +168,10 @@ func New(dev Device, h Handler, opts Options) (*Stack, error) {
 		opts.Log = l
 	}
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+		NetworkProtocols: []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		// UDP serves ListenUDP only: the link hands the stack no other
+		// UDP packet (link.go's deliver).
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Stack{
@@ -443,13 +450,14 @@ func (n *Stack) fail(err error) {
 // runs (for example when the TUN is removed under it).
 func (n *Stack) Err() <-chan error { return n.err }
 
-// Close stops the stack: it cancels the handlers' context, resets every
-// flow, closes the device, and waits for the handlers and the packet pumps
-// to return.
+// Close stops the stack: it closes the services (ListenTCP, ListenUDP),
+// cancels the handlers' context, resets every flow, closes the device, and
+// waits for the handlers and the packet pumps to return.
 func (n *Stack) Close() error {
 	n.mu.Lock()
 	n.closing = true
 	n.mu.Unlock()
+	n.closeServices()
 	n.cancel()
 	// Stop the packet pumps first: nothing then enters the stack while
 	// it tears down (a segment arriving during Destroy could deadlock
