@@ -93,8 +93,8 @@ type ResolveThrough struct {
 	Domains []string `yaml:"domains"`
 	// Profile is the connection profile whose channel reaches Server.
 	Profile string `yaml:"profile"`
-	// Server is the resolver's host:port as the SSH server sees it
-	// (":53" when no port is written); the SSH server resolves a name.
+	// Server is the resolver's address:port as the SSH server reaches it
+	// (port 53 when none is written).
 	Server string `yaml:"server"`
 
 	Line int    `yaml:"-"`
@@ -232,31 +232,32 @@ func (c *Config) validateDNS(errorAt func(string, int, string, ...any)) {
 }
 
 // resolverAddress checks a far-side resolver's address and adds port 53
-// when none is written.
+// when none is written. It is an IP address: the resolver that names are
+// asked of cannot itself need a name.
 func resolverAddress(s string) (string, error) {
-	const fix = "write the resolver's address as the SSH server reaches it, e.g. 10.1.0.53 or 10.1.0.53:53"
+	const fix = "write the resolver's IP address as the SSH server reaches it, e.g. 10.1.0.53 or 10.1.0.53:53"
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", fmt.Errorf("no server: %s", fix)
 	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.AddrPortFrom(a, 53).String(), nil
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return netip.AddrPortFrom(a.Unmap(), 53).String(), nil
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		if validHostName(strings.ToLower(s)) && !looksNumeric(s) {
-			return net.JoinHostPort(s, "53"), nil
-		}
-		return "", fmt.Errorf("server %q is not an address or host:port: %s", s, fix)
+		return "", fmt.Errorf("server %q is not an IP address or address:port: %s", s, fix)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return "", fmt.Errorf("server %q: port %q is not a port from 1 to 65535: %s", s, port, fix)
 	}
-	if _, err := netip.ParseAddr(host); err != nil && (!validHostName(strings.ToLower(host)) || looksNumeric(host)) {
-		return "", fmt.Errorf("server %q: %q is not an address or host name: %s", s, host, fix)
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.Zone() != "" {
+		return "", fmt.Errorf("server %q: %q is not an IP address: %s", s, host, fix)
 	}
-	return s, nil
+	return netip.AddrPortFrom(a.Unmap(), uint16(mustAtoi(port))).String(), nil
 }
+
+func mustAtoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // suggestFake names a default range of p's family.
 func suggestFake(p netip.Prefix) netip.Prefix {

@@ -103,6 +103,8 @@ func TestDNSErrors(t *testing.T) {
 		{"dns:\n  resolve_through:\n    - profile: office\n      server: 10.1.0.53\n", `names no domains`},
 		{"dns:\n  resolve_through:\n    - domains: [corp.example]\n      profile: office\n", `dns.resolve_through #1: no server`},
 		{"dns:\n  resolve_through:\n    - domains: [corp.example]\n      profile: office\n      server: 10.1.0.53:dns\n", `port "dns" is not a port`},
+		{"dns:\n  resolve_through:\n    - domains: [corp.example]\n      profile: office\n      server: ns.corp.example\n", `server "ns.corp.example" is not an IP address or address:port`},
+		{"dns:\n  resolve_through:\n    - domains: [corp.example]\n      profile: office\n      server: ns.corp.example:53\n", `"ns.corp.example" is not an IP address`},
 		{"dns:\n  resolve_through:\n    - domains: [a.example]\n      profile: office\n      server: 10.1.0.53\n    - domains: [a.example]\n      profile: office\n      server: 10.1.0.54\n", `dns.resolve_through #2: domain a.example is already resolved through #1`},
 		{"dns:\n  fake_ip: []\n", `unknown key "fake_ip" in dns: did you mean "fake_ips"?`},
 		{"state_dir: var/lib/shunt\n", `d.yaml:4: state_dir "var/lib/shunt" is not an absolute path`},
