@@ -230,3 +230,34 @@ func writeAtomic(path string, b []byte) (err error) {
 	}
 	return nil
 }
+
+// ReadTable reads the fake-IP table a running (or stopped) shunt keeps in
+// path, without changing it: the addresses each name holds. shunt explain
+// uses it to name the fake address an application gets. A missing file is
+// an empty table.
+func ReadTable(path string) (map[string][]netip.Addr, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string][]netip.Addr{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxStateSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxStateSize)
+	}
+	st, err := parseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := make(map[string][]netip.Addr, len(st.Names))
+	for _, e := range st.Names {
+		out[canon(e.Name)] = slices.Clone(e.Addrs)
+	}
+	return out, nil
+}

@@ -61,6 +61,14 @@ func TestPersistence(t *testing.T) {
 	if tmp, _ := filepath.Glob(filepath.Join(filepath.Dir(file), ".*")); len(tmp) != 0 {
 		t.Errorf("temporary files left: %v", tmp)
 	}
+	// shunt explain reads the table as it is on disk.
+	table, err := ReadTable(file)
+	if err != nil || len(table) != 3 || !slices.Equal(table["mail.corp.example"], want["mail.corp.example"]) {
+		t.Errorf("ReadTable: %v, %v; want %v", table, err, want)
+	}
+	if table, err := ReadTable(file + ".missing"); err != nil || len(table) != 0 {
+		t.Errorf("ReadTable of a missing file: %v, %v", table, err)
+	}
 
 	// Another process: the names keep their addresses, the LRU order
 	// too.
