@@ -52,7 +52,7 @@ func NewOSDNS(opts DNSOptions) (OSDNS, error) {
 			return r, nil
 		}
 		if cur.symlinkIntoResolved() {
-			return nil, fmt.Errorf("dns.mode auto: %s links to systemd-resolved's file, but systemd-resolved does not answer on the system bus (%v): start it, or set dns.mode: resolv.conf (shunt replaces the link and restores it) or off", opts.ResolvConf, rerr)
+			return nil, fmt.Errorf("dns.mode auto: %s links to systemd-resolved's file, but %v: start it, or set dns.mode: resolv.conf (shunt replaces the link and restores it) or off", opts.ResolvConf, rerr)
 		}
 		opts.Log.WithError(rerr).Warnf("DNS: %s names 127.0.0.53, but systemd-resolved does not answer on the bus; rewriting the file", opts.ResolvConf)
 	}

@@ -54,6 +54,10 @@ func privateBus(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	// Services that drop their privileges (resolved) connect too.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	conf := filepath.Join(dir, "bus.conf")
 	if err := os.WriteFile(conf, fmt.Appendf(nil, busConfig, filepath.Join(dir, "bus")), 0o644); err != nil {
 		t.Fatal(err)
@@ -107,6 +111,17 @@ func (f *fakeResolved) record(method string, args ...any) *dbus.Error {
 		return e
 	}
 	return nil
+}
+
+// setFail makes method fail with e, or succeed again with nil.
+func (f *fakeResolved) setFail(method string, e *dbus.Error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e == nil {
+		delete(f.fail, method)
+	} else {
+		f.fail[method] = e
+	}
 }
 
 func (f *fakeResolved) takeCalls() []string {
@@ -361,9 +376,9 @@ func TestResolvedFailures(t *testing.T) {
 	}
 	cfg := DNSConfig{Nameservers: netlayout.DNSAddrs(), Domains: []string{"corp.example"}, Device: "lo"}
 	// An optional method an older resolved lacks: a warning.
-	f.fail["SetLinkDNSOverTLS"] = &dbus.Error{Name: "org.freedesktop.DBus.Error.UnknownMethod", Body: []any{"no such method"}}
+	f.setFail("SetLinkDNSOverTLS", &dbus.Error{Name: "org.freedesktop.DBus.Error.UnknownMethod", Body: []any{"no such method"}})
 	// A required one that fails: an error, and the link reverted.
-	f.fail["SetLinkDomains"] = &dbus.Error{Name: "org.freedesktop.DBus.Error.AccessDenied", Body: []any{"not allowed"}}
+	f.setFail("SetLinkDomains", &dbus.Error{Name: "org.freedesktop.DBus.Error.AccessDenied", Body: []any{"not allowed"}})
 	err = d.Set(cfg)
 	if err == nil || !strings.Contains(err.Error(), "SetLinkDomains") || !strings.Contains(err.Error(), "not allowed") {
 		t.Errorf("Set with SetLinkDomains refused: %v", err)
@@ -374,12 +389,12 @@ func TestResolvedFailures(t *testing.T) {
 	if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || !strings.Contains(e.Message, "SetLinkDNSOverTLS") {
 		t.Errorf("no warning for the optional method: %v", hook.AllEntries())
 	}
-	delete(f.fail, "SetLinkDomains")
+	f.setFail("SetLinkDomains", nil)
 	if err := d.Set(cfg); err != nil {
 		t.Fatal(err)
 	}
 	// The device went first: resolved has forgotten the link.
-	f.fail["RevertLink"] = &dbus.Error{Name: resolvedNoSuchLink, Body: []any{"Link " + n + " not known"}}
+	f.setFail("RevertLink", &dbus.Error{Name: resolvedNoSuchLink, Body: []any{"Link " + n + " not known"}})
 	if err := d.Close(); err != nil {
 		t.Errorf("Close after the link went: %v", err)
 	}
