@@ -28,6 +28,11 @@ import (
 // over the other default-route links; without it resolved would send each
 // name to every default-route link at once, shunt's and the others.
 //
+// resolved keeps link settings in memory, and in /run/systemd/resolve/netif/
+// for its own restarts; when they are lost anyway (resolved crashed, or
+// the file is gone), the link would answer nothing, so shunt watches the
+// bus name and applies its settings again to each new resolved.
+//
 // Close reverts the link (RevertLink); when shunt dies, the TUN device
 // goes with it, and resolved forgets the link's settings itself.
 
@@ -52,8 +57,11 @@ type resolvedDNS struct {
 	obj  dbus.BusObject
 	log  logrus.FieldLogger
 
+	watching chan struct{} // closed when watch returns; nil without a watch
+
 	mu       sync.Mutex
-	ifindex  int // the link shunt configured; 0 before Set
+	ifindex  int       // the link shunt configured; 0 before Set
+	last     DNSConfig // what Set applied last
 	up       []netip.AddrPort
 	stubOnly bool // up is only resolved's stub
 	closed   bool
@@ -76,7 +84,44 @@ func newResolvedDNS(opts DNSOptions) (_ *resolvedDNS, err error) {
 		return nil, fmt.Errorf("systemd-resolved does not answer on the system bus: %w", err)
 	}
 	r.up, r.stubOnly = up, stubOnly
+	ctx, cancel := context.WithTimeout(context.Background(), busTimeout)
+	defer cancel()
+	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchInterface("org.freedesktop.DBus"),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, resolvedBusName)); err != nil {
+		r.log.WithError(err).Warn("systemd-resolved: cannot watch for its restarts; after one, names may no longer come to shunt")
+	} else {
+		ch := make(chan *dbus.Signal, 16)
+		conn.Signal(ch)
+		r.watching = make(chan struct{})
+		go r.watch(ch)
+	}
 	return r, nil
+}
+
+// watch applies the last Set again whenever resolved takes its bus name
+// anew (it restarted). It returns when the connection closes (Close),
+// which closes ch.
+func (r *resolvedDNS) watch(ch <-chan *dbus.Signal) {
+	defer close(r.watching)
+	for sig := range ch {
+		if sig.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(sig.Body) != 3 {
+			continue // the bus's NameAcquired and the like
+		}
+		name, _ := sig.Body[0].(string)
+		owner, _ := sig.Body[2].(string)
+		if name != resolvedBusName || owner == "" {
+			continue
+		}
+		r.mu.Lock()
+		if !r.closed && r.ifindex != 0 {
+			if err := r.apply(r.ifindex, r.last); err != nil {
+				r.log.WithError(err).Error("systemd-resolved restarted, and shunt could not configure its link again: names no longer come to shunt")
+			} else {
+				r.log.Info("systemd-resolved restarted: configured shunt's link again")
+			}
+		}
+		r.mu.Unlock()
+	}
 }
 
 func (r *resolvedDNS) Mode() string { return DNSModeResolved }
@@ -138,7 +183,7 @@ func (r *resolvedDNS) Set(cfg DNSConfig) error {
 		}
 		return fmt.Errorf("systemd-resolved, link %s: %w", cfg.Device, err)
 	}
-	r.ifindex = ifi.Index
+	r.ifindex, r.last = ifi.Index, cfg
 	return nil
 }
 
@@ -215,8 +260,8 @@ func (r *resolvedDNS) revert() error {
 
 func (r *resolvedDNS) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
@@ -224,7 +269,11 @@ func (r *resolvedDNS) Close() error {
 	if r.ifindex != 0 {
 		err = r.revert()
 	}
+	r.mu.Unlock()
 	r.conn.Close()
+	if r.watching != nil {
+		<-r.watching
+	}
 	return err
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/prop"
@@ -94,9 +95,10 @@ func busDialer(addr string) func() (*dbus.Conn, error) {
 // fakeResolved is org.freedesktop.resolve1.Manager as far as shunt uses
 // it: it records the calls, and fails those named in fail.
 type fakeResolved struct {
-	mu    sync.Mutex
-	calls []string
-	fail  map[string]*dbus.Error
+	mu      sync.Mutex
+	calls   []string
+	fail    map[string]*dbus.Error
+	flushed chan struct{} // a token for each FlushCaches, the last call of a Set
 }
 
 func (f *fakeResolved) record(method string, args ...any) *dbus.Error {
@@ -160,7 +162,15 @@ func (f *fakeResolved) SetLinkDNSOverTLS(i int32, s string) *dbus.Error {
 	return f.record("SetLinkDNSOverTLS", i, s)
 }
 func (f *fakeResolved) RevertLink(i int32) *dbus.Error { return f.record("RevertLink", i) }
-func (f *fakeResolved) FlushCaches() *dbus.Error       { return f.record("FlushCaches") }
+func (f *fakeResolved) FlushCaches() *dbus.Error {
+	defer func() {
+		select {
+		case f.flushed <- struct{}{}:
+		default:
+		}
+	}()
+	return f.record("FlushCaches")
+}
 func (f *fakeResolved) GetLink(i int32) (dbus.ObjectPath, *dbus.Error) {
 	return dbus.ObjectPath(fmt.Sprintf("/org/freedesktop/resolve1/link/_3%d", i)), nil
 }
@@ -177,12 +187,20 @@ type resolvedState struct {
 func startFakeResolved(t *testing.T, st resolvedState) (*fakeResolved, string) {
 	t.Helper()
 	addr := privateBus(t)
+	f, _ := exportFakeResolved(t, addr, st)
+	return f, addr
+}
+
+// exportFakeResolved puts a fakeResolved on the bus at addr, on a
+// connection of its own, which it returns.
+func exportFakeResolved(t *testing.T, addr string, st resolvedState) (*fakeResolved, *dbus.Conn) {
+	t.Helper()
 	conn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	f := &fakeResolved{fail: map[string]*dbus.Error{}}
+	f := &fakeResolved{fail: map[string]*dbus.Error{}, flushed: make(chan struct{}, 16)}
 	if err := conn.Export(f, resolvedPath, resolvedManager); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +231,7 @@ func startFakeResolved(t *testing.T, st resolvedState) (*fakeResolved, string) {
 	if reply, err := conn.RequestName(resolvedBusName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("own %s: %v, %v", resolvedBusName, reply, err)
 	}
-	return f, addr
+	return f, conn
 }
 
 type linkServerOld struct {
@@ -445,5 +463,41 @@ func TestAutoChoosesResolved(t *testing.T) {
 				d.Close()
 			}
 		})
+	}
+}
+
+// TestResolvedRestart: resolved forgets link settings when it restarts;
+// shunt sees the bus name change hands and applies them again.
+func TestResolvedRestart(t *testing.T) {
+	lo := loIndex(t)
+	st := resolvedState{dnsEx: []resolvedServer{srv(0, "192.0.2.1", 0)}}
+	addr := privateBus(t)
+	first, firstConn := exportFakeResolved(t, addr, st)
+	d, err := NewOSDNS(DNSOptions{Mode: DNSModeResolved, Bus: busDialer(addr), Log: quietLog(), ResolvConf: filepath.Join(t.TempDir(), "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DNSConfig{Nameservers: netlayout.DNSAddrs(), Domains: []string{"corp.example"}, Device: "lo"}
+	if err := d.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	setCalls := first.takeCalls()
+	<-first.flushed
+	firstConn.Close() // resolved stops: its name is free
+	second, _ := exportFakeResolved(t, addr, st)
+	// A bound for a broken watch, generous: it never decides a pass.
+	select {
+	case <-second.flushed:
+	case <-time.After(time.Minute):
+		t.Fatal("shunt did not configure the restarted resolved in a minute")
+	}
+	if got := second.takeCalls(); !slices.Equal(got, setCalls) {
+		t.Errorf("calls to the restarted resolved:\n%s\nwant Set's:\n%s", strings.Join(got, "\n"), strings.Join(setCalls, "\n"))
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := second.takeCalls(); !slices.Equal(got, []string{fmt.Sprintf("RevertLink %d", lo)}) {
+		t.Errorf("Close's calls: %v", got)
 	}
 }

@@ -145,38 +145,14 @@ func realResolvedChild(t *testing.T, root, bin string) {
 	if err := conn.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, resolvedBusName)); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin)
 	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	libs, _ := filepath.Glob(filepath.Join(root, "usr", "lib", "*", "systemd"))
-	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr, "SYSTEMD_LOG_TARGET=console", "SYSTEMD_LOG_LEVEL=debug",
-		"LD_LIBRARY_PATH="+strings.Join(libs, ":"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	defer func() {
-		cmd.Process.Signal(unix.SIGTERM)
-		<-exited
 		if t.Failed() {
 			t.Logf("systemd-resolved's log:\n%s", log.String())
 		}
 	}()
-	// A bound for a start that hangs, generous: it never decides a pass.
-	// The bus also sends signals nobody asked for (NameAcquired).
-	deadline := time.After(2 * time.Minute)
-	for started := false; !started; {
-		select {
-		case sig := <-owned:
-			started = sig.Name == "org.freedesktop.DBus.NameOwnerChanged" && len(sig.Body) == 3 && sig.Body[0] == resolvedBusName && sig.Body[2] != ""
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("systemd-resolved exited: %v", err)
-		case <-deadline:
-			t.Fatal("systemd-resolved took no bus name in two minutes")
-		}
-	}
+	stop := startResolved(t, root, bin, addr, owned, &log)
+	defer func() { stop() }()
 
 	state, rc := dnsDirs(t)
 	os.MkdirAll(filepath.Dir(rc), 0o755)
@@ -218,6 +194,23 @@ func realResolvedChild(t *testing.T, root, bin string) {
 	t.Logf("queries on the TUN: %v; upstreams %v", answers.names(), d.Upstreams())
 	if names := answers.names(); slices.Contains(names, "www.example.org.") || !slices.Contains(names, "wiki.corp.example.") {
 		t.Errorf("queries on the TUN: %v", names)
+	}
+
+	// resolved restarts (an upgrade) and forgets the link: shunt
+	// configures it again. (resolved keeps a link's settings in
+	// /run/systemd/resolve/netif/ across a restart; without that file,
+	// as after a crash of resolved, only shunt's watch brings them back.)
+	// A bound for a broken watch, generous: it never decides a pass.
+	stop()
+	saved, _ := filepath.Glob("/run/systemd/resolve/netif/*")
+	for _, f := range saved {
+		os.Remove(f)
+	}
+	stop = startResolved(t, root, bin, addr, owned, &log)
+	for deadline := time.Now().Add(time.Minute); linkState(t, conn, devName) != want; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after resolved restarted, the link is %s", linkState(t, conn, devName))
+		}
 	}
 
 	if err := d.Close(); err != nil {
@@ -392,4 +385,41 @@ func (a *tunDNS) answer(pkt []byte, answer netip.Addr) []byte {
 	xsum = checksum.Checksum(body, xsum)
 	u.SetChecksum(^u.CalculateChecksum(xsum))
 	return out
+}
+
+// startResolved starts systemd-resolved on the bus at addr and waits
+// until it has its name (a signal on owned); stop ends it.
+func startResolved(t *testing.T, root, bin, addr string, owned <-chan *dbus.Signal, log *bytes.Buffer) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Stdout, cmd.Stderr = log, log
+	libs, _ := filepath.Glob(filepath.Join(root, "usr", "lib", "*", "systemd"))
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+addr, "SYSTEMD_LOG_TARGET=console", "SYSTEMD_LOG_LEVEL=debug",
+		"LD_LIBRARY_PATH="+strings.Join(libs, ":"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop = sync.OnceFunc(func() {
+		cmd.Process.Signal(unix.SIGTERM)
+		<-exited
+	})
+	// A bound for a start that hangs, generous: it never decides a pass.
+	// The bus also sends signals nobody asked for (NameAcquired), and
+	// the name's release by an earlier resolved.
+	deadline := time.After(2 * time.Minute)
+	for {
+		select {
+		case sig := <-owned:
+			if sig.Name == "org.freedesktop.DBus.NameOwnerChanged" && len(sig.Body) == 3 && sig.Body[0] == resolvedBusName && sig.Body[2] != "" {
+				return stop
+			}
+		case err := <-exited:
+			t.Fatalf("systemd-resolved exited: %v", err)
+		case <-deadline:
+			stop()
+			t.Fatal("systemd-resolved took no bus name in two minutes")
+		}
+	}
 }
