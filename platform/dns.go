@@ -305,6 +305,12 @@ type fileBackup struct {
 	Data     []byte
 }
 
+// same reports whether b and o describe the same state of the file.
+func (b fileBackup) same(o fileBackup) bool {
+	return b.Path == o.Path && b.Missing == o.Missing && b.Symlink == o.Symlink && b.Mode == o.Mode &&
+		b.UID == o.UID && b.GID == o.GID && bytes.Equal(b.Data, o.Data)
+}
+
 // backupMagic is the first line of a backup file.
 const backupMagic = "shunt resolv.conf backup 1"
 

@@ -24,7 +24,12 @@ func NewOSDNS(opts DNSOptions) (OSDNS, error) {
 		return nil, err
 	}
 	if err == nil && cur.shunts && opts.Mode != DNSModeResolved {
-		return nil, fmt.Errorf("%s was written by shunt (its first line says so) and is still there: another shunt is running, or its backup in the state directory is gone; restore the file by hand", opts.ResolvConf)
+		if backup, berr := opts.backupPath(); berr == nil {
+			if _, serr := os.Lstat(backup); serr == nil {
+				return nil, fmt.Errorf("%s was written by shunt (its first line says so), by a run that did not stop cleanly: CleanUpDNS restores it from %s, and must run before NewOSDNS", opts.ResolvConf, backup)
+			}
+		}
+		return nil, fmt.Errorf("%s was written by shunt (its first line says so) and is still there: another shunt is running, or the backup in the state directory is gone; restore the file by hand", opts.ResolvConf)
 	}
 	switch opts.Mode {
 	case DNSModeOff:

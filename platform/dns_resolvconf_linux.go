@@ -82,10 +82,13 @@ func (f *fileDNS) Set(cfg DNSConfig) error {
 	if err := replaceFile(f.path, data, mode, uid, gid); err != nil {
 		err = fmt.Errorf("write %s: %w", f.path, err)
 		if first {
-			// Put back what a failed write may have damaged, and
-			// keep no backup of a change that did not happen.
-			if rerr := restoreFile(f.orig.backup); rerr != nil {
-				return fmt.Errorf("%w; restoring the original failed too (%v), its backup stays in %s", err, rerr, f.backup)
+			// Put back what a failed write may have damaged (an
+			// in-place write cut short), and keep no backup of a
+			// change that did not happen.
+			if cur, ierr := inspectResolvConf(f.path); ierr != nil || !cur.backup.same(f.orig.backup) {
+				if rerr := restoreFile(f.orig.backup); rerr != nil {
+					return fmt.Errorf("%w; restoring the original failed too (%v), its backup stays in %s", err, rerr, f.backup)
+				}
 			}
 			removeSynced(f.backup)
 			f.saved = false

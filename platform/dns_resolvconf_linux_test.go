@@ -300,6 +300,24 @@ func TestFileDNSDamagedBackup(t *testing.T) {
 	}
 }
 
+func TestFileDNSFailedWrite(t *testing.T) {
+	state, rc := dnsDirs(t)
+	rc = filepath.Join(rc, "no-such-dir", "resolv.conf")
+	d, err := NewOSDNS(DNSOptions{Mode: DNSModeFile, StateDir: state, ResolvConf: rc, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(shuntCfg()); err == nil || strings.Contains(err.Error(), "restoring") || !strings.Contains(err.Error(), rc) {
+		t.Errorf("Set into a missing directory: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(state, backupName)); !os.IsNotExist(err) {
+		t.Errorf("a failed first Set left its backup: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestFileDNSNeedsStateDir(t *testing.T) {
 	_, rc := dnsDirs(t)
 	writeFile(t, rc, origResolvConf, 0o644)
