@@ -42,6 +42,12 @@ type DNS struct {
 	// ResolveThrough lists domains resolved by a resolver inside the far
 	// network, asked over a channel of a profile.
 	ResolveThrough []ResolveThrough `yaml:"resolve_through"`
+	// Enabled false turns split DNS off whatever the rules name: host
+	// names in rules are then resolved by the system's resolvers and
+	// their addresses routed, as without a DNS server (for applications
+	// that resolve names themselves, such as browsers with DNS over
+	// HTTPS). Unset: on when the section is there or a rule needs it.
+	Enabled *bool `yaml:"enabled"`
 
 	// Serve says whether shunt's DNS server runs at all; false only
 	// without a dns section and with no rule that needs one.
@@ -142,15 +148,21 @@ func (c *Config) validateDNS(errorAt func(string, int, string, ...any)) {
 	}
 	d := &c.DNS
 	file := d.File
+	disabled := d.Enabled != nil && !*d.Enabled
 	switch d.Mode {
 	case "":
-		if d.present || c.namesRules() {
+		if disabled {
+			d.Mode = DNSOff
+		} else if d.present || c.namesRules() {
 			d.Mode, d.Serve = DNSAuto, true
 		} else {
 			d.Mode = DNSOff
 		}
 	case DNSAuto, DNSResolved, DNSResolvConf, DNSOff:
-		d.Serve = true
+		d.Serve = !disabled
+		if disabled && d.Mode != DNSOff {
+			errorAt(file, d.Line, "dns.mode %s with enabled: false: split DNS is off, so nothing points the system's resolver at shunt; remove one of them", d.Mode)
+		}
 	default:
 		errorAt(file, d.Line, "dns.mode %q is not a mode: use auto, systemd-resolved, resolv.conf or off", d.Mode)
 	}
@@ -187,6 +199,9 @@ func (c *Config) validateDNS(errorAt func(string, int, string, ...any)) {
 				}
 			}
 		}
+	}
+	if disabled && len(d.ResolveThrough) > 0 {
+		errorAt(file, d.Line, "dns.resolve_through needs split DNS, which enabled: false turns off: remove one of them")
 	}
 	profiles := map[string]bool{}
 	var names []string

@@ -28,6 +28,7 @@ func TestDNSDefaults(t *testing.T) {
 		{"explicit off", "dns:\n  mode: off\nrules:\n  - destinations: [mail.corp.example]\n    action: block\n", true, DNSOff},
 		{"resolv.conf", "dns:\n  mode: resolv.conf\nrules:\n  - action: block\n", true, DNSResolvConf},
 		{"resolved", "dns:\n  mode: systemd-resolved\nrules:\n  - action: block\n", true, DNSResolved},
+		{"disabled", "dns:\n  enabled: false\nrules:\n  - destinations: [mail.corp.example]\n    action: block\n", false, DNSOff},
 	} {
 		c, err := e.parse("d.yaml", tt.yaml)
 		if err != nil {
@@ -106,6 +107,8 @@ func TestDNSErrors(t *testing.T) {
 		{"dns:\n  resolve_through:\n    - domains: [corp.example]\n      profile: office\n      server: ns.corp.example\n", `server "ns.corp.example" is not an IP address or address:port`},
 		{"dns:\n  resolve_through:\n    - domains: [corp.example]\n      profile: office\n      server: ns.corp.example:53\n", `"ns.corp.example" is not an IP address`},
 		{"dns:\n  resolve_through:\n    - domains: [a.example]\n      profile: office\n      server: 10.1.0.53\n    - domains: [a.example]\n      profile: office\n      server: 10.1.0.54\n", `dns.resolve_through #2: domain a.example is already resolved through #1`},
+		{"dns:\n  enabled: false\n  mode: resolv.conf\n", `d.yaml:5: dns.mode resolv.conf with enabled: false`},
+		{"dns:\n  enabled: false\n  resolve_through:\n    - domains: [corp.example]\n      profile: office\n      server: 10.1.0.53\n", `dns.resolve_through needs split DNS, which enabled: false turns off`},
 		{"dns:\n  fake_ip: []\n", `unknown key "fake_ip" in dns: did you mean "fake_ips"?`},
 		{"state_dir: var/lib/shunt\n", `d.yaml:4: state_dir "var/lib/shunt" is not an absolute path`},
 	} {

@@ -49,13 +49,22 @@ type Deps struct {
 	Load func() (*config.Config, error)
 	// Dialer makes the connections that must not be captured: to SSH
 	// servers and proxies, and the direct flows. Nil: a dialer whose
-	// sockets carry platform.DefaultMark (platform.BypassDialer).
+	// sockets carry platform.DefaultMark and whose look-ups ask the
+	// resolvers the system had before shunt (platform.BypassDialerVia).
 	Dialer Dialer
 	// Resolve starts watching the rules' host names: it returns once each
 	// has been asked once, and calls onChange whenever an answer changes.
 	// Nil: the system's name servers, asked through the bypass dialer
-	// (resolver.New).
+	// (resolver.New); with split DNS, the ones it had before shunt.
 	Resolve func(hosts []string, onChange func()) (Resolver, error)
+	// OSDNS opens the configuration of the system's resolver, for split
+	// DNS: Start calls it when the configuration serves DNS, and the
+	// engine calls Set once its DNS server answers, and Close as it stops.
+	// Nil: when the capture is the OS's, platform's (platform.CleanUpDNS
+	// of a crashed run's leftovers, then platform.NewOSDNS); with any
+	// other capture (a test's), one that changes nothing and knows no
+	// upstreams, so that no test touches the machine's resolver.
+	OSDNS func(platform.DNSOptions) (OSDNS, error)
 	// Getenv reads the environment: SSH_AUTH_SOCK (the agent), and for
 	// the default Prompter SSH_ASKPASS and friends. Nil: os.Getenv.
 	Getenv func(string) string
@@ -105,14 +114,14 @@ type Resolver interface {
 // withDefaults fills the nil fields with the operating system's
 // implementations; osc is set when the capture is the OS's, whose
 // clean-up of a crashed run must come before the device is created.
-func (d Deps) withDefaults() (_ Deps, osc *osCapture) {
+func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
 	if d.Log == nil {
 		d.Log = logrus.New()
 	}
 	if d.Getenv == nil {
 		d.Getenv = os.Getenv
 	}
-	bypass := platform.BypassDialer(platform.DefaultMark)
+	bypass := platform.BypassDialerVia(platform.DefaultMark, up.get)
 	if d.Dialer == nil {
 		d.Dialer = bypass
 	}
@@ -135,7 +144,11 @@ func (d Deps) withDefaults() (_ Deps, osc *osCapture) {
 	if d.Resolve == nil {
 		log := d.Log
 		d.Resolve = func(hosts []string, onChange func()) (Resolver, error) {
-			r, err := resolver.New(hosts, resolver.Options{Dialer: bypass, Log: log, OnChange: onChange})
+			var servers []string
+			for _, s := range up.get() {
+				servers = append(servers, s.String())
+			}
+			r, err := resolver.New(hosts, resolver.Options{Servers: servers, Dialer: bypass, Log: log, OnChange: onChange})
 			if err != nil {
 				return nil, err
 			}
@@ -146,6 +159,18 @@ func (d Deps) withDefaults() (_ Deps, osc *osCapture) {
 	if d.Capture == nil {
 		osc = &osCapture{log: d.Log}
 		d.Capture = osc
+	}
+	if d.OSDNS == nil {
+		if osc != nil {
+			d.OSDNS = func(o platform.DNSOptions) (OSDNS, error) {
+				if err := platform.CleanUpDNS(o); err != nil {
+					return nil, err
+				}
+				return platform.NewOSDNS(o)
+			}
+		} else {
+			d.OSDNS = func(platform.DNSOptions) (OSDNS, error) { return untouchedDNS{}, nil }
+		}
 	}
 	return d, osc
 }
@@ -227,3 +252,12 @@ var (
 	_ Resolver       = (*resolver.Resolver)(nil)
 	_ OwnerLookup    = platformOwners{}
 )
+
+// untouchedDNS is the resolver configuration of an engine on a test's
+// capture: it changes nothing.
+type untouchedDNS struct{}
+
+func (untouchedDNS) Set(platform.DNSConfig) error { return nil }
+func (untouchedDNS) Upstreams() []netip.AddrPort  { return nil }
+func (untouchedDNS) Mode() string                 { return platform.DNSModeOff }
+func (untouchedDNS) Close() error                 { return nil }

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/shunt-dev/shunt/broker"
 	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/dns"
 	"github.com/shunt-dev/shunt/internal/errs"
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/netstack"
@@ -63,7 +65,12 @@ type Engine struct {
 	started bool
 	closed  bool
 	dev     tun.Device
+	devName string
 	stack   *netstack.Stack
+	// dns is split DNS while it runs (nil when the configuration serves
+	// no DNS); upstreams are the resolvers the system had.
+	dns       *splitDNS
+	upstreams *upstreams
 
 	// routesMu guards the capture: the resolver's callbacks change the
 	// routes too, and Hurry removes them while Close may wait elsewhere.
@@ -78,7 +85,8 @@ type Engine struct {
 // is opened, routed or connected until Start. It takes over deps.Device and
 // deps.Capture, and closes them if it fails.
 func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
-	deps, osc := deps.withDefaults()
+	up := &upstreams{}
+	deps, osc := deps.withDefaults(up)
 	defer func() {
 		if err != nil {
 			// Nothing else is open yet.
@@ -99,6 +107,7 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		hurry:     make(chan struct{}),
 		removedCh: make(chan struct{}),
 		dev:       deps.Device,
+		upstreams: up,
 	}
 	e.runCtx, e.cancel = context.WithCancel(context.Background())
 	e.plan.Store(plan)
@@ -175,9 +184,22 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err := e.openOwners(plan); err != nil {
 		return err
 	}
+	if e.osCapture != nil {
+		if err := e.osCapture.prepare(cfg.TUN.Name); err != nil {
+			return err
+		}
+	}
+	// Split DNS: the resolvers the system has now are read before
+	// anything changes, and what a crashed run left is put back first.
+	if cfg.DNS.Serve {
+		if e.dns, err = e.openDNS(plan); err != nil {
+			return err
+		}
+		e.names.far.Store(e.dns.server)
+	}
 	// Host names in rules: resolve them before routing, and route again
 	// whenever their answers change.
-	res, err := e.deps.Resolve(cfg.Hosts(), e.updateRoutes)
+	res, err := e.deps.Resolve(plan.WatchedHosts(), e.updateRoutes)
 	if err != nil {
 		return err
 	}
@@ -187,11 +209,6 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	if e.osCapture != nil {
-		if err := e.osCapture.prepare(cfg.TUN.Name); err != nil {
-			return err
-		}
-	}
 	if e.dev == nil {
 		if e.dev, err = tun.Open(cfg.TUN.Name, cfg.TUN.MTU); err != nil {
 			return fmt.Errorf("%w (shunt needs /dev/net/tun and root)", err)
@@ -201,10 +218,11 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err != nil {
 		name = cfg.TUN.Name
 	}
+	e.devName = name
 	e.routesMu.Lock()
 	if !e.removed {
 		// The routes as of now: an answer may have changed meanwhile.
-		err = e.deps.Capture.Up(name, e.plan.Load().Captured(e.names.addrs))
+		err = e.deps.Capture.Up(name, e.plan.Load().routes(e.names.addrs))
 		e.captureUp = err == nil
 	} else {
 		err = errors.New("stopping")
@@ -218,8 +236,14 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 
 	e.broker.Start(e.runCtx)
-	if e.stack, err = netstack.New(e.dev, &gate{r: e.router, stopping: &e.live.stopping, log: e.log}, netstack.Options{MTU: cfg.TUN.MTU, Log: e.log}); err != nil {
+	opts := netstack.Options{MTU: cfg.TUN.MTU, Hosts: fakeHosts{&e.names.far}, Log: e.log}
+	if e.stack, err = netstack.New(e.dev, &gate{r: e.router, stopping: &e.live.stopping, log: e.log}, opts); err != nil {
 		return err
+	}
+	if e.dns != nil {
+		if err := e.dns.serve(e.stack, plan, name); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -263,7 +287,7 @@ func (e *Engine) setRoutes() error {
 	if !e.captureUp {
 		return nil
 	}
-	return e.deps.Capture.SetRoutes(e.plan.Load().Captured(e.names.addrs))
+	return e.deps.Capture.SetRoutes(e.plan.Load().routes(e.names.addrs))
 }
 
 // Explain says what the engine does with a flow now: whether its
@@ -293,7 +317,13 @@ func (e *Engine) removeCapture() {
 		return
 	}
 	e.removed = true
-	e.removeErr = e.deps.Capture.Close()
+	// The system's resolver first: it must not point at a server that
+	// is about to lose its route.
+	var dnsErr error
+	if e.dns != nil {
+		dnsErr = e.dns.restore()
+	}
+	e.removeErr = errs.Join(e.deps.Capture.Close(), dnsErr)
 	e.captureUp = false
 	close(e.removedCh)
 	if e.removeErr != nil {
@@ -335,6 +365,9 @@ func (e *Engine) closeLocked() error {
 	} else if e.dev != nil {
 		errList = append(errList, e.dev.Close())
 	}
+	if e.dns != nil {
+		errList = append(errList, e.dns.close())
+	}
 	if ol := e.owners.get(); ol != nil {
 		errList = append(errList, ol.Close())
 	}
@@ -373,8 +406,12 @@ func (o *owners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
 	return ol.Lookup(src, dst)
 }
 
-// names stands in for the resolver, which Reload replaces.
-type names struct{ p atomic.Pointer[resolverBox] }
+// names stands in for the resolver, which Reload replaces, and for the DNS
+// server's answers from the far side.
+type names struct {
+	p   atomic.Pointer[resolverBox]
+	far atomic.Pointer[dns.Server]
+}
 
 type resolverBox struct{ Resolver }
 
@@ -398,10 +435,18 @@ func (n *names) addrs(host string) []netip.Addr {
 	return nil
 }
 
-// Names implements router.Names.
+// Names implements router.Names: the rules' host names that resolve to
+// addr, and the names whose answers from the far side (resolve_through)
+// gave addr.
 func (n *names) Names(addr netip.Addr) []string {
+	var out []string
 	if b := n.p.Load(); b != nil {
-		return b.Resolver.Names(addr)
+		out = b.Resolver.Names(addr)
 	}
-	return nil
+	if s := n.far.Load(); s != nil {
+		if far := s.Names(addr); len(far) > 0 {
+			out = append(slices.Clip(out), far...)
+		}
+	}
+	return out
 }

@@ -157,7 +157,9 @@ func (w *world) parseProfiles(profiles, rest string) (*config.Config, error) {
 	yaml := fmt.Sprintf(`profiles:
 %s%stun:
   mtu: %d
-%s`, w.profile("gw", w.srv.Port()), profiles, mtu, rest)
+%s
+state_dir: %s
+`, w.profile("gw", w.srv.Port()), profiles, mtu, rest, filepath.Join(w.dir, "state"))
 	m := machine()
 	m.ReadFile, m.Stat = os.ReadFile, os.Stat // the world's files, in a directory of the test's
 	return config.ParseWith("shunt.yaml", []byte(yaml), config.Options{Machine: m, SSHConfigFiles: []string{}})
@@ -318,7 +320,9 @@ func TestEngineCarriesFlows(t *testing.T) {
 
 // nextRules block 10.1.0.0/24:80, drop 10.2.0.0/24 and add 10.4.0.0/24
 // and a host name.
-const nextRules = `rules:
+const nextRules = `dns:
+  enabled: false # the rules' host names resolved here, their answers routed
+rules:
   - name: no-web
     destinations: [10.1.0.0/24]
     ports: [80]

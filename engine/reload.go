@@ -67,7 +67,7 @@ func (e *Engine) ReloadWith(cfg *config.Config, opts ReloadOptions) error {
 	if err := e.openOwners(plan); err != nil {
 		return err
 	}
-	res, err := e.deps.Resolve(cfg.Hosts(), e.updateRoutes)
+	res, err := e.deps.Resolve(plan.WatchedHosts(), e.updateRoutes)
 	if err != nil {
 		return err
 	}
@@ -91,8 +91,12 @@ func (e *Engine) ReloadWith(cfg *config.Config, opts ReloadOptions) error {
 	}
 	e.log.Info("configuration reloaded")
 	plan.Log(e.log, res.Addrs)
+	dnsErr := e.stopDNSFor(old, plan)
 	if err := e.setRoutes(); err != nil {
 		return fmt.Errorf("the new rules are in force, but routing their destinations failed: %w", err)
+	}
+	if err := errs.Join(dnsErr, e.startDNSFor(plan)); err != nil {
+		return fmt.Errorf("the new rules are in force, but split DNS did not follow them: %w", err)
 	}
 	return nil
 }

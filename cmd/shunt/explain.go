@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/dns"
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/router"
 )
@@ -68,7 +69,14 @@ type explainedFlow struct {
 	Port        uint16   `json:"port"`
 	Names       []string `json:"names,omitempty"`
 	// Unresolved is why the destination, a name, has no address.
-	Unresolved  string  `json:"unresolved,omitempty"`
+	Unresolved string `json:"unresolved,omitempty"`
+	// DNS is how shunt's DNS server answers the destination, a name:
+	// "fake" (a fake address, and the flow is tunnelled by name) or
+	// "through" (asked of a resolver on the far side); empty when it
+	// forwards the name, or there is no split DNS.
+	DNS string `json:"dns,omitempty"`
+	// DNSWhy says it in words.
+	DNSWhy      string  `json:"dns_why,omitempty"`
 	Application string  `json:"application,omitempty"`
 	UID         *uint32 `json:"uid,omitempty"`
 }
@@ -130,7 +138,13 @@ func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc
 		}
 		return addrs, err
 	}
-	hosts := cfg.Hosts()
+	plan, err := engine.Convert(cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	// Only the names shunt resolves itself: the ones its DNS server
+	// answers must never reach a local resolver.
+	hosts := plan.WatchedHosts()
 	answers := map[string][]netip.Addr{}
 	failed := map[string]error{}
 	for _, h := range hosts {
@@ -141,30 +155,56 @@ func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc
 		}
 		answers[h] = addrs
 	}
-	f, err := explainFlow(&e.Flow, dest, app, usr, hosts, answers, func(h string) ([]netip.Addr, error) {
+	lookupDest := func(h string) ([]netip.Addr, error) {
 		if addrs, ok := answers[h]; ok {
 			return addrs, failed[h]
 		}
 		return resolve(h)
-	})
+	}
+	var fake []netip.Addr
+	var fakeErr error
+	if name := strings.ToLower(strings.TrimSuffix(destHost(dest), ".")); name != "" {
+		if _, err := netip.ParseAddr(name); err != nil {
+			switch a := plan.AnswerFor(name); {
+			case a.Fake:
+				e.Flow.DNS = "fake"
+				fake, fakeErr = fakeAddrs(cfg.StateDir, name)
+				lookupDest = func(string) ([]netip.Addr, error) {
+					if len(fake) == 0 {
+						return nil, errors.New("no fake address yet")
+					}
+					return fake, nil
+				}
+			case a.Through != nil:
+				e.Flow.DNS = "through"
+				e.Flow.DNSWhy = fmt.Sprintf("shunt's DNS server asks %s for %s, through profile %s (dns.resolve_through at %s:%d); shunt explain does not ask it: explain the address it gives instead", a.Through.Server, name, a.Through.Profile, a.Through.File, a.Through.Line)
+				lookupDest = func(string) ([]netip.Addr, error) {
+					return nil, errors.New("resolved only on the far side")
+				}
+			}
+		}
+	}
+	f, err := explainFlow(&e.Flow, dest, app, usr, hosts, answers, lookupDest)
 	if err != nil {
 		return nil, err
 	}
 	e.Capture.Device = cfg.TUN.Name
+	if e.Flow.DNS == "fake" {
+		return explainFake(e, plan, f, fake, fakeErr), nil
+	}
 	if e.Flow.Unresolved != "" {
 		// No application can connect to a name without an address, so
 		// there is no flow for a rule to match: say so, and decide
 		// nothing (a rule that names it matches its answers only).
 		e.Decision.Action = "none"
 		e.Capture.Why = fmt.Sprintf("%s does not resolve (%s): no application can connect to it, so shunt sees no flow", f.host, e.Flow.Unresolved)
+		if e.Flow.DNS == "through" {
+			e.Capture.Why = e.Flow.DNSWhy
+		}
 		e.Decision.Why = e.Capture.Why
 		return e, nil
 	}
 
-	plan, err := engine.Convert(cfg.Config)
-	if err != nil {
-		return nil, err
-	}
 	ex := plan.Explain(f.Flow, func(h string) []netip.Addr { return answers[h] })
 	describeCapture(e, ex, f.Dst.Addr())
 	e.Steps = ex.Steps
@@ -315,6 +355,9 @@ func printExplanation(w io.Writer, e *explanation) {
 		what += ", application not given: rules that name applications do not match"
 	}
 	fmt.Fprintf(w, "\nflow to %s\n", what)
+	if f.DNSWhy != "" && f.DNS != "through" {
+		fmt.Fprintf(w, "dns: %s\n", f.DNSWhy)
+	}
 	d := e.Decision
 	if d.Action == "none" {
 		fmt.Fprintf(w, "\nno flow: %s\n", d.Why)
@@ -362,4 +405,70 @@ func printExplanation(w io.Writer, e *explanation) {
 	default:
 		fmt.Fprintf(w, "direct (rule %s)\n", d.Rule)
 	}
+}
+
+// fakeAddrs are the fake addresses name holds in the table a running (or
+// the last) shunt keeps in stateDir, IPv4 first.
+func fakeAddrs(stateDir, name string) ([]netip.Addr, error) {
+	table, err := dns.ReadTable(filepath.Join(stateDir, engine.FakeIPFile))
+	if err != nil {
+		return nil, err
+	}
+	addrs := table[name]
+	slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
+		if a.Is4() == b.Is4() {
+			return 0
+		}
+		if a.Is4() {
+			return -1
+		}
+		return 1
+	})
+	return addrs, nil
+}
+
+// explainFake explains a flow to a name shunt's DNS server answers with a
+// fake address: the fake ranges are routed to the TUN device, and the rules
+// decide the flow by its name.
+func explainFake(e *explanation, plan *engine.Plan, f flowAsked, fake []netip.Addr, fakeErr error) *explanation {
+	ranges := plan.Config.DNS.Prefixes()
+	var rs []string
+	for _, p := range ranges {
+		rs = append(rs, p.String())
+	}
+	have := "gets a fake address from " + strings.Join(rs, " or ") + " at its first look-up"
+	switch {
+	case fakeErr != nil:
+		have = fmt.Sprintf("gets a fake address from %s (the table of fake addresses cannot be read: %v)", strings.Join(rs, " or "), fakeErr)
+	case len(fake) > 0:
+		var as []string
+		for _, a := range fake {
+			as = append(as, a.String())
+		}
+		have = "has the fake address " + strings.Join(as, " and ")
+		for _, p := range ranges {
+			if p.Contains(fake[0]) {
+				e.Capture.Prefix = p.String()
+			}
+		}
+	}
+	e.Flow.DNSWhy = fmt.Sprintf("a rule names %s, so shunt's DNS server answers it itself: it %s, and the flow to it carries the name", f.host, have)
+	e.Flow.Unresolved = ""
+	e.Capture.Captured = true
+	e.Capture.Rule = "split DNS"
+	e.Capture.Why = fmt.Sprintf("%s %s; the fake ranges are routed to the TUN device %s", f.host, have, e.Capture.Device)
+	f.Flow.Host = f.host
+	ex := plan.Explain(f.Flow, nil)
+	e.Steps = ex.Steps
+	d := ex.Decision
+	e.Decision.Action, e.Decision.Why = d.Action.String(), d.Why
+	if d.Rule == nil {
+		return e
+	}
+	e.Decision.Index, e.Decision.Rule = d.Index+1, d.Rule.Label(d.Index)
+	e.Decision.Profile, e.Decision.Server, e.Decision.Route = ex.Profile, ex.Server, ex.Route
+	if d.Action == router.Tunnel {
+		e.Decision.Route += fmt.Sprintf("; the channel is opened to %s by name, and the SSH server resolves it", net.JoinHostPort(f.host, strconv.Itoa(int(f.Dst.Port()))))
+	}
+	return e
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/dns"
+	"github.com/shunt-dev/shunt/engine"
 )
 
 const explainConfig = `profiles:
@@ -190,6 +193,8 @@ rules:
   - name: local
     destinations: [localhost]
     action: block
+dns:
+  enabled: false # the rules' names are resolved here and their addresses routed
 `
 
 // fakeLookup answers from a table; other names do not exist.
@@ -324,5 +329,82 @@ func TestExplainJSONCaptureAndRoute(t *testing.T) {
 	if !e.Capture.Captured || e.Capture.Prefix != "10.1.2.3/32" || e.Capture.Rule != `#2 "mail"` ||
 		e.Decision.Route != "via socks5://u:xxxxx@proxy.example:1080 (proxy rule 1) to alice@gw.corp.example:22" {
 		t.Errorf("by name: capture %+v, decision %+v", e.Capture, e.Decision)
+	}
+}
+
+// With split DNS, a name a rule names is never looked up here: explain
+// shows the fake address shunt's DNS server gave it (from the table in
+// state_dir) and decides the flow by the name; a resolve_through name is
+// left to the far side.
+func TestExplainSplitDNS(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	srv, err := dns.New(dns.Options{
+		FakeRanges: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")},
+		StateFile:  filepath.Join(state, engine.FakeIPFile),
+		Policy:     dns.Policy{Hosts: []string{"mail.corp.example"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := srv.Fake("mail.corp.example")[0]
+	srv.Close()
+	path := filepath.Join(dir, "shunt.yaml")
+	os.WriteFile(path, []byte(`profiles:
+  - name: office
+    host: 192.0.2.22
+    user: alice
+dns:
+  resolve_through:
+    - domains: [corp.example]
+      profile: office
+      server: 10.1.0.53
+state_dir: `+state+`
+rules:
+  - name: mail
+    destinations: [mail.corp.example]
+    action: tunnel
+    profile: office
+  - name: new
+    destinations: [new.corp.example]
+    action: block
+`), 0o600)
+	cfg, err := config.LoadLayers(config.Layers{Extra: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noLookup := func(_ context.Context, host string) ([]netip.Addr, error) {
+		t.Errorf("%s was looked up by the system's resolver", host)
+		return nil, errors.New("no")
+	}
+	for _, tt := range []struct {
+		dest string
+		want []string
+	}{
+		{"mail.corp.example:993", []string{
+			"dns: a rule names mail.corp.example, so shunt's DNS server answers it itself: it has the fake address " + fake.String(),
+			"captured: mail.corp.example has the fake address " + fake.String(),
+			`MATCH  rule #1 "mail"            destination mail.corp.example (fake ` + fake.String() + `) is mail.corp.example`,
+			`tunnel (rule #1 "mail") through profile office: direct to alice@192.0.2.22:22; the channel is opened to mail.corp.example:993 by name, and the SSH server resolves it`,
+		}},
+		{"new.corp.example:80", []string{
+			"gets a fake address from 198.18.0.0/15 or fd53:6875:6e74:fa6e::/64 at its first look-up",
+			`block (rule #2 "new")`,
+		}},
+		{"wiki.corp.example:443", []string{
+			"no flow: shunt's DNS server asks 10.1.0.53:53 for wiki.corp.example, through profile office",
+		}},
+	} {
+		e, err := newExplanation(cfg, tt.dest, "", "", noLookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		printExplanation(&out, e)
+		for _, w := range tt.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", tt.dest, w, out.String())
+			}
+		}
 	}
 }

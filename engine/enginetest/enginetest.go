@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/shunt-dev/shunt/engine"
+	"github.com/shunt-dev/shunt/platform"
 	"github.com/shunt-dev/shunt/router"
 )
 
@@ -271,4 +272,64 @@ func (w *watch) Close() {
 	w.r.mu.Lock()
 	defer w.r.mu.Unlock()
 	w.closed = true
+}
+
+// OSDNS stands in for the system resolver's configuration (engine.OSDNS):
+// it records what the engine sets, and gives the upstreams a test chose.
+type OSDNS struct {
+	// Up are the upstreams it reports.
+	Up []netip.AddrPort
+
+	mu     sync.Mutex
+	opts   []platform.DNSOptions
+	sets   []platform.DNSConfig
+	closes int
+}
+
+// Open is an engine.Deps.OSDNS.
+func (o *OSDNS) Open(opts platform.DNSOptions) (engine.OSDNS, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.opts = append(o.opts, opts)
+	return osdnsHandle{o}, nil
+}
+
+// Opened are the options of each Open.
+func (o *OSDNS) Opened() []platform.DNSOptions {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.opts)
+}
+
+// Sets are the configurations set, in order.
+func (o *OSDNS) Sets() []platform.DNSConfig {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.sets)
+}
+
+// Closes counts the restores.
+func (o *OSDNS) Closes() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closes
+}
+
+type osdnsHandle struct{ o *OSDNS }
+
+func (h osdnsHandle) Set(c platform.DNSConfig) error {
+	h.o.mu.Lock()
+	defer h.o.mu.Unlock()
+	h.o.sets = append(h.o.sets, c)
+	return nil
+}
+
+func (h osdnsHandle) Upstreams() []netip.AddrPort { return slices.Clone(h.o.Up) }
+func (h osdnsHandle) Mode() string                { return platform.DNSModeFile }
+
+func (h osdnsHandle) Close() error {
+	h.o.mu.Lock()
+	defer h.o.mu.Unlock()
+	h.o.closes++
+	return nil
 }

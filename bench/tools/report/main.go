@@ -213,6 +213,8 @@ var metrics = []metric{
 	{"netem100_gbps", "Throughput, 1 stream, +100 ms RTT", "Gbit/s", "higher", 1, 3},
 	{"lat_p50_ms", "New flow (request, one-write answer): connect to first byte, p50", "ms", "lower", 1, 3},
 	{"lat_p99_ms", "New flow (request, one-write answer): connect to first byte, p99", "ms", "lower", 1, 3},
+	{"name_p50_ms", "New flow to a tunnelled name (shunt: look-up + connect; others: to the address), p50", "ms", "lower", 1, 3},
+	{"name_p99_ms", "New flow to a tunnelled name (shunt: look-up + connect; others: to the address), p99", "ms", "lower", 1, 3},
 	{"banner_p50_ms", "New flow (server speaks first): connect to first byte, p50", "ms", "lower", 1, 3},
 	{"banner_p99_ms", "New flow (server speaks first): connect to first byte, p99", "ms", "lower", 1, 3},
 	{"rate_fps", "New flows per second, sustained", "flows/s", "higher", 1, 0},
