@@ -20,6 +20,7 @@ import (
 	"github.com/shunt-dev/shunt/netstack"
 	"github.com/shunt-dev/shunt/platform"
 	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/state"
 )
 
 // OSDNS points the system's resolver at shunt's DNS server, and back
@@ -260,6 +261,7 @@ func (e *Engine) stopDNSFor(old, plan *Plan) error {
 	}
 	d := e.dns
 	e.dns = nil
+	e.dnsLive.Store(nil)
 	e.names.far.Store(nil)
 	if err := d.close(); err != nil {
 		return err
@@ -286,6 +288,7 @@ func (e *Engine) startDNSFor(plan *Plan) error {
 		return err
 	}
 	e.dns = d
+	e.dnsLive.Store(d)
 	e.names.far.Store(d.server)
 	return nil
 }
@@ -335,4 +338,38 @@ func (p *Plan) WatchedHosts() []string {
 		}
 	}
 	return out
+}
+
+// status is split DNS for shunt status.
+func (d *splitDNS) status(up []netip.AddrPort, ranges []netip.Prefix) *state.DNS {
+	st := d.server.Stats()
+	out := &state.DNS{
+		Mode:    d.os.Mode(),
+		Names:   st.Names,
+		Learned: st.Learned,
+		Queries: state.DNSQueries{
+			Fake: st.Fake, Forwarded: st.Forwarded, Through: st.Through, Failed: st.Failed,
+			Refused: st.Refused, Malformed: st.Malformed, NXDomain: st.NXDomain,
+		},
+		Servers: []string{}, Upstreams: []string{}, FakeRanges: []string{},
+	}
+	for _, a := range netlayout.DNSAddrs() {
+		out.Servers = append(out.Servers, netip.AddrPortFrom(a, 53).String())
+	}
+	for _, u := range up {
+		out.Upstreams = append(out.Upstreams, u.String())
+	}
+	for _, p := range ranges {
+		out.FakeRanges = append(out.FakeRanges, p.String())
+	}
+	return out
+}
+
+// dnsStatus is split DNS's state now, nil when it does not run.
+func (e *Engine) dnsStatus() *state.DNS {
+	d := e.dnsLive.Load()
+	if d == nil {
+		return nil
+	}
+	return d.status(e.upstreams.get(), e.plan.Load().Config.DNS.Prefixes())
 }

@@ -13,10 +13,12 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/engine/enginetest"
 	"github.com/shunt-dev/shunt/internal/netlayout"
+	"github.com/shunt-dev/shunt/platform"
 )
 
 // askTCP sends one query to shunt's DNS server from the application host,
@@ -146,6 +148,15 @@ func TestEngineSplitDNS(t *testing.T) {
 		if n == "mail.corp.example." {
 			t.Errorf("the upstream was asked for %s", n)
 		}
+	}
+
+	st := e.Status()
+	if d := st.DNS; d == nil || d.Mode != platform.DNSModeFile || d.Names != 1 || d.Queries.Fake != 1 || d.Queries.Forwarded != 1 ||
+		!slices.Equal(d.Upstreams, []string{upstream.String()}) || !slices.Equal(d.Servers, []string{"169.254.83.53:53", "[fd53:6875:6e74::53]:53"}) {
+		t.Errorf("status of split DNS: %+v", st.DNS)
+	}
+	if n := testutil.CollectAndCount(e.Metrics(), "shunt_dns_queries_total"); n != 6 {
+		t.Errorf("%d series of shunt_dns_queries_total, want one per outcome", n)
 	}
 
 	if err := e.Close(); err != nil {

@@ -70,6 +70,7 @@ type Engine struct {
 	// dns is split DNS while it runs (nil when the configuration serves
 	// no DNS); upstreams are the resolvers the system had.
 	dns       *splitDNS
+	dnsLive   atomic.Pointer[splitDNS] // dns, for Status
 	upstreams *upstreams
 
 	// routesMu guards the capture: the resolver's callbacks change the
@@ -196,6 +197,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			return err
 		}
 		e.names.far.Store(e.dns.server)
+		e.dnsLive.Store(e.dns)
 	}
 	// Host names in rules: resolve them before routing, and route again
 	// whenever their answers change.

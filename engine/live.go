@@ -70,6 +70,7 @@ func (e *Engine) Status() state.Status {
 		Profiles: e.broker.Status(),
 		Flows:    e.router.Flows(),
 		Prompts:  []state.Prompt{},
+		DNS:      e.dnsStatus(),
 	}
 	if q := e.live.queue; q != nil {
 		st.Prompts = q.Pending()

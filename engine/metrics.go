@@ -5,6 +5,7 @@ import (
 	"github.com/shunt-dev/shunt/events"
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/state"
 )
 
 // Metrics returns a Prometheus collector of the engine's totals: its
@@ -18,8 +19,14 @@ func (e *Engine) Metrics() *metrics.Collector {
 		Profiles:    e.broker,
 		Events:      &e.live.bus,
 		Timings:     e.timings,
+		DNS:         dnsSource{e},
 	})
 }
+
+// dnsSource gives the metrics split DNS's counters.
+type dnsSource struct{ e *Engine }
+
+func (s dnsSource) DNSStatus() *state.DNS { return s.e.dnsStatus() }
 
 // newTimings are the latency histograms of the broker's profiles.
 func newTimings(profiles []broker.Profile) *metrics.Timings {

@@ -76,6 +76,11 @@ type Events interface {
 	Dropped() uint64
 }
 
+// DNS gives split DNS's counters; nil from DNSStatus when it does not run.
+type DNS interface {
+	DNSStatus() *state.DNS
+}
+
 // Sources are what a Collector reads at each scrape. A nil source is
 // left out of the metrics.
 type Sources struct {
@@ -85,6 +90,7 @@ type Sources struct {
 	Events      Events
 	// Timings are the latency histograms the broker feeds.
 	Timings *Timings
+	DNS     DNS
 }
 
 // States are the connection states, in the order they are exported; every
@@ -93,6 +99,13 @@ var states = [...]string{state.Idle, state.Connecting, state.WaitingForAuth, sta
 
 var (
 	flowLabels = []string{"rule", "action", "profile"}
+
+	descDNSQueries = prometheus.NewDesc("shunt_dns_queries_total",
+		"DNS queries shunt's DNS server answered, by outcome: fake (a fake address), forwarded (by an upstream), through (by a resolver on the far side), failed (SERVFAIL), refused, malformed.", []string{"outcome"}, nil)
+	descDNSNXDomain = prometheus.NewDesc("shunt_dns_nxdomain_total",
+		"DNS answers that said the name does not exist, of any outcome.", nil, nil)
+	descDNSNames = prometheus.NewDesc("shunt_dns_fake_names",
+		"Names holding a fake address.", nil, nil)
 
 	descOpened = prometheus.NewDesc("shunt_flows_opened_total",
 		"Flows set up (their upstream connected), by rule, action and profile.", flowLabels, nil)
@@ -161,6 +174,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.src.Timings != nil {
 		c.src.Timings.describe(ch)
 	}
+	if c.src.DNS != nil {
+		ch <- descDNSQueries
+		ch <- descDNSNXDomain
+		ch <- descDNSNames
+	}
 }
 
 // Collect implements prometheus.Collector: it reads each source once.
@@ -220,6 +238,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Timings != nil {
 		c.src.Timings.collect(ch)
+	}
+	if c.src.DNS != nil {
+		if d := c.src.DNS.DNSStatus(); d != nil {
+			q := d.Queries
+			for _, o := range []struct {
+				outcome string
+				n       uint64
+			}{{"fake", q.Fake}, {"forwarded", q.Forwarded}, {"through", q.Through}, {"failed", q.Failed}, {"refused", q.Refused}, {"malformed", q.Malformed}} {
+				ch <- prometheus.MustNewConstMetric(descDNSQueries, prometheus.CounterValue, float64(o.n), o.outcome)
+			}
+			ch <- prometheus.MustNewConstMetric(descDNSNXDomain, prometheus.CounterValue, float64(q.NXDomain))
+			gauge(descDNSNames, int64(d.Names))
+		}
 	}
 }
 

@@ -222,3 +222,35 @@ shunt_ssh_channel_open_duration_seconds_count{profile="other"} 1
 		t.Errorf("%d series of sources left nil", n)
 	}
 }
+
+type dnsFake struct{ st *state.DNS }
+
+func (d dnsFake) DNSStatus() *state.DNS { return d.st }
+
+// Split DNS's counters come out by outcome, and nothing while it does not
+// run.
+func TestDNSMetrics(t *testing.T) {
+	c := metrics.NewCollector(metrics.Sources{DNS: dnsFake{&state.DNS{Names: 3, Queries: state.DNSQueries{Fake: 10, Forwarded: 20, Through: 2, Failed: 1, NXDomain: 4}}}})
+	compare(t, c, `
+# HELP shunt_dns_queries_total DNS queries shunt's DNS server answered, by outcome: fake (a fake address), forwarded (by an upstream), through (by a resolver on the far side), failed (SERVFAIL), refused, malformed.
+# TYPE shunt_dns_queries_total counter
+shunt_dns_queries_total{outcome="failed"} 1
+shunt_dns_queries_total{outcome="fake"} 10
+shunt_dns_queries_total{outcome="forwarded"} 20
+shunt_dns_queries_total{outcome="malformed"} 0
+shunt_dns_queries_total{outcome="refused"} 0
+shunt_dns_queries_total{outcome="through"} 2
+# HELP shunt_dns_nxdomain_total DNS answers that said the name does not exist, of any outcome.
+# TYPE shunt_dns_nxdomain_total counter
+shunt_dns_nxdomain_total 4
+# HELP shunt_dns_fake_names Names holding a fake address.
+# TYPE shunt_dns_fake_names gauge
+shunt_dns_fake_names 3
+`)
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) != 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+	if n := testutil.CollectAndCount(metrics.NewCollector(metrics.Sources{DNS: dnsFake{}})); n != 0 {
+		t.Errorf("%d series without split DNS, want none", n)
+	}
+}

@@ -16,6 +16,40 @@ type Status struct {
 	Profiles []Profile `json:"profiles"`
 	Flows    []Flow    `json:"flows"`
 	Prompts  []Prompt  `json:"prompts"`
+	// DNS is split DNS while shunt's DNS server runs; absent otherwise.
+	DNS *DNS `json:"dns,omitempty"`
+}
+
+// DNS is the state of shunt's DNS server.
+type DNS struct {
+	// Mode is how the system's resolver points at it: systemd-resolved,
+	// resolv.conf, or off (nothing changed; whoever wants it asks it).
+	Mode string `json:"mode"`
+	// Servers are the addresses it answers at (address:port).
+	Servers []string `json:"servers"`
+	// Upstreams are the system's resolvers from before shunt, which it
+	// forwards the other names to.
+	Upstreams []string `json:"upstreams"`
+	// FakeRanges are the networks fake addresses come from.
+	FakeRanges []string `json:"fake_ranges"`
+	// Names holds a fake address each; Learned are the addresses that
+	// answers from the far side gave, remembered for the rules.
+	Names   int        `json:"names"`
+	Learned int        `json:"learned"`
+	Queries DNSQueries `json:"queries"`
+}
+
+// DNSQueries count the queries answered, by how.
+type DNSQueries struct {
+	Fake      uint64 `json:"fake"`      // from the fake-IP pool
+	Forwarded uint64 `json:"forwarded"` // by an upstream
+	Through   uint64 `json:"through"`   // by a resolver on the far side
+	Failed    uint64 `json:"failed"`    // SERVFAIL: no resolver answered
+	Refused   uint64 `json:"refused"`   // REFUSED
+	Malformed uint64 `json:"malformed"` // FORMERR, NOTIMP, BADVERS
+	// NXDomain counts the answers, of any of the above, that said the
+	// name does not exist.
+	NXDomain uint64 `json:"nxdomain"`
 }
 
 // Connection states of a profile (or of a host-from-application server).

@@ -241,6 +241,15 @@ func (c *ctl) printStatus(w io.Writer, st state.Status) {
 	} else {
 		fmt.Fprintln(w, "capture: off (shunt is starting, or stopping)")
 	}
+	if d := st.DNS; d != nil {
+		up := "no upstream"
+		if len(d.Upstreams) > 0 {
+			up = "forwarding to " + strings.Join(d.Upstreams, ", ")
+		}
+		q := d.Queries
+		fmt.Fprintf(w, "dns: %s, at %s, %s; %d names with fake addresses; queries: %d fake, %d forwarded, %d through the tunnel, %d failed, %d refused\n",
+			d.Mode, strings.Join(d.Servers, " and "), up, d.Names, q.Fake, q.Forwarded, q.Through, q.Failed, q.Refused)
+	}
 	fmt.Fprintln(w)
 	if len(st.Profiles) == 0 {
 		fmt.Fprintln(w, "no profiles")
