@@ -373,7 +373,8 @@ func (l *link) connect(a *attempt) {
 	}
 	a.s, a.err = s, err
 	l.mu.Unlock()
-	close(a.done)
+	// The failure is logged before the waiters learn of it: the flows'
+	// own errors point at this line, which must be there when they do.
 	if err != nil {
 		switch {
 		case closed:
@@ -382,6 +383,9 @@ func (l *link) connect(a *attempt) {
 		default:
 			l.log.WithError(err).Error("SSH connection failed")
 		}
+	}
+	close(a.done)
+	if err != nil {
 		l.pool.unusedCheck(false)
 		return
 	}
