@@ -19,6 +19,7 @@ import (
 	"github.com/shunt-dev/shunt/engine/enginetest"
 	"github.com/shunt-dev/shunt/internal/netlayout"
 	"github.com/shunt-dev/shunt/platform"
+	"github.com/shunt-dev/shunt/router"
 )
 
 // askTCP sends one query to shunt's DNS server from the application host,
@@ -175,4 +176,26 @@ type dialerFunc func(ctx context.Context, network, addr string) (net.Conn, error
 
 func (f dialerFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return f(ctx, network, addr)
+}
+
+// A host-from-application rule that matches a flow by name logs in to the
+// name itself, looked up with the system's resolvers: explain says so.
+func TestExplainHostFromApplicationByName(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.config(`rules:
+  - name: hosts
+    destinations: ["*.corp.example"]
+    action: tunnel
+    profile: gw
+    host_from_application: true
+`)
+	plan, err := engine.Convert(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := plan.Explain(router.Flow{Host: "db.corp.example", Dst: netip.MustParseAddrPort("198.18.0.9:5432")}, nil)
+	if ex.Decision.Rule == nil || !strings.HasPrefix(ex.Server, "alice@db.corp.example port ") ||
+		!strings.Contains(ex.Server, "from the resolvers the system had before shunt") || !strings.Contains(ex.Route, "db.corp.example") {
+		t.Errorf("server %q, route %q, decision %+v", ex.Server, ex.Route, ex.Decision)
+	}
 }

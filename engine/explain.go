@@ -57,6 +57,18 @@ func (p *Plan) Explain(f router.Flow, resolved func(host string) []netip.Addr) E
 	if d.Rule.HostFromApplication {
 		server = f.Dst.Addr().Unmap().String()
 		e.Server = fmt.Sprintf("%s@%s port %d", prof.User, server, prof.Port)
+		if f.Host != "" {
+			// A flow by name: the SSH server is the name, and the
+			// broker looks it up as it dials, with the resolvers the
+			// system had (never shunt's own, which would answer with
+			// the fake address), or its jump host resolves it.
+			server = f.Host
+			how := "its address from the resolvers the system had before shunt (shunt's DNS server gives only a fake one)"
+			if prof.Jump != "" {
+				how = "resolved by the jump host of profile " + prof.Jump
+			}
+			e.Server = fmt.Sprintf("%s@%s port %d, %s", prof.User, server, prof.Port, how)
+		}
 	} else {
 		e.Server = fmt.Sprintf("%s@%s port %d", prof.User, strings.Join(prof.Hosts, " or "), prof.Port)
 	}
