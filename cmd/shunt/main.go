@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/metrics"
+	"github.com/shunt-dev/shunt/router"
 )
 
 const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
@@ -249,10 +251,26 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	captured := prefixes(rs.Captured(nil))
-	if hosts := cfg.Hosts(); len(hosts) > 0 {
+	if hosts := plan.WatchedHosts(); len(hosts) > 0 {
 		captured += " and the addresses of " + strings.Join(hosts, ", ")
 	}
+	var byName []string
+	for _, r := range plan.Rules {
+		if r.Action != router.Direct {
+			byName = append(append(byName, r.Hosts...), r.Domains...)
+		}
+	}
+	if d := cfg.DNS; d.Serve && len(byName) > 0 {
+		captured += " and, by name, " + strings.Join(slices.Compact(byName), ", ")
+	}
 	fmt.Fprintf(stdout, "%s: OK: %d profiles, %d rules, captures %s\n", layerNames(cfg.Layers), len(cfg.Profiles), len(cfg.Rules), captured)
+	if d := cfg.DNS; d.Serve {
+		through := ""
+		for _, rt := range d.ResolveThrough {
+			through += fmt.Sprintf("; %s resolved by %s through profile %s", strings.Join(rt.Domains, ", "), rt.Server, rt.Profile)
+		}
+		fmt.Fprintf(stdout, "split DNS: mode %s, fake addresses from %s%s\n", d.Mode, prefixes(d.Prefixes()), through)
+	}
 	return 0
 }
 

@@ -221,3 +221,21 @@ func TestUpLogsLayers(t *testing.T) {
 		}
 	}
 }
+
+// The split-DNS example checks, and check says what is captured by name
+// and how names are answered.
+func TestCheckSplitDNSExample(t *testing.T) {
+	fixedHome(t)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "--global", "", "--user-config", "", "--config", "../../examples/corp-dns.yaml"}, &out, &errOut); code != 0 {
+		t.Fatalf("check examples/corp-dns.yaml = %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{
+		"OK: 1 profiles, 2 rules, captures 10.1.0.0/16 and, by name, mail.corp.example\n",
+		"split DNS: mode auto, fake addresses from 198.18.0.0/15, fd53:6875:6e74:fa6e::/64; corp.example resolved by 10.1.0.53:53 through profile office\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output %q does not contain %q", out.String(), want)
+		}
+	}
+}
