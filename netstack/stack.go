@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -32,6 +33,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/shunt-dev/shunt/internal/logs"
 )
 
 // Handler receives each new TCP flow before its handshake completes.
@@ -287,7 +290,7 @@ func (l *rateLog) tick() (count int64, warn bool) {
 // assigned to no name: at debug for each, as a warning for the first of a
 // burst and then every refusalLogEvery.
 func (n *Stack) refuseUnassigned(src, dst netip.AddrPort) {
-	debug := levelEnabled(n.log, logrus.DebugLevel)
+	debug := logs.Enabled(n.log, logrus.DebugLevel)
 	count, warn := n.unassigned.tick()
 	if !debug && !warn {
 		return
@@ -300,18 +303,6 @@ func (n *Stack) refuseUnassigned(src, dst netip.AddrPort) {
 		n.log.WithFields(logrus.Fields{"dst": dst.String(), "refused": count}).
 			Warn("refusing flows to fake addresses that no name holds (" + why + "); they get a refused connection until the application looks the name up again")
 	}
-}
-
-// levelEnabled tells whether log would write at level (true when it cannot
-// tell).
-func levelEnabled(log logrus.FieldLogger, level logrus.Level) bool {
-	switch l := log.(type) {
-	case *logrus.Logger:
-		return l.IsLevelEnabled(level)
-	case *logrus.Entry:
-		return l.Logger.IsLevelEnabled(level)
-	}
-	return true
 }
 
 // setup completes the handshake of a flow, if the handler accepts it.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/shunt-dev/shunt/internal/logs"
 	"github.com/shunt-dev/shunt/state"
 )
 
@@ -253,7 +254,7 @@ func (r *Router) Wait() { r.flows.Wait() }
 // message that is logged: most flows are logged at a level the
 // configuration leaves out, and an idle flow should not pin a map of them.
 func (fl *flowEntry) log(level logrus.Level, err error, msg string) {
-	if !levelEnabled(fl.r.opts.Log, level) {
+	if !logs.Enabled(fl.r.opts.Log, level) {
 		return
 	}
 	f := logrus.Fields{"flow": fl.id, "src": fl.f.Src.String(), "dst": fl.f.Dst.String(), "action": fl.d.Action.String()}
@@ -288,18 +289,6 @@ func (fl *flowEntry) log(level logrus.Level, err error, msg string) {
 		e = e.WithError(err)
 	}
 	e.Log(level, msg)
-}
-
-// levelEnabled tells whether log would write at level (true when it cannot
-// tell).
-func levelEnabled(log logrus.FieldLogger, level logrus.Level) bool {
-	switch l := log.(type) {
-	case *logrus.Logger:
-		return l.IsLevelEnabled(level)
-	case *logrus.Entry:
-		return l.Logger.IsLevelEnabled(level)
-	}
-	return true
 }
 
 // logRefusal logs a flow the set-up limits refused: at debug for each
