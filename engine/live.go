@@ -256,7 +256,11 @@ type gate struct {
 // HandleTCP implements netstack.Handler.
 func (g *gate) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 	if g.stopping.Load() {
-		g.log.WithFields(logrus.Fields{"src": src.String(), "dst": dst.String()}).Info("flow refused: shunt is stopping")
+		f := logrus.Fields{"src": src.String(), "dst": dst.String()}
+		if host != "" {
+			f["host"] = host
+		}
+		g.log.WithFields(f).Info("flow refused: shunt is stopping")
 		return
 	}
 	g.r.HandleTCP(ctx, src, dst, host, accept)
