@@ -199,3 +199,54 @@ func TestExplainHostFromApplicationByName(t *testing.T) {
 		t.Errorf("server %q, route %q, decision %+v", ex.Server, ex.Route, ex.Decision)
 	}
 }
+
+// A reload that names a host name starts split DNS, one that changes the
+// names sets them on the running server, and one that names none stops
+// it: the system's resolver is restored and the DNS routes go.
+func TestEngineReloadStartsAndStopsSplitDNS(t *testing.T) {
+	w := newWorld(t)
+	osdns := &enginetest.OSDNS{}
+	deps := w.deps()
+	deps.OSDNS = osdns.Open
+	e, err := engine.New(w.config(rules), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dnsRouted := func() bool { return slices.Contains(w.capture.Routes(), netip.MustParsePrefix("198.18.0.0/15")) }
+	if len(osdns.Opened()) != 0 || dnsRouted() || e.Status().DNS != nil {
+		t.Fatal("split DNS runs without a rule that names a host")
+	}
+	byName := func(host string) string {
+		return "rules:\n  - destinations: [" + host + "]\n    action: tunnel\n    profile: gw\n"
+	}
+	if err := e.Reload(w.config(byName("mail.corp.example"))); err != nil {
+		t.Fatal(err)
+	}
+	if len(osdns.Opened()) != 1 || len(osdns.Sets()) != 1 || !dnsRouted() || e.Status().DNS == nil {
+		t.Fatalf("after naming a host: opened %d, set %v, routes %v", len(osdns.Opened()), osdns.Sets(), w.capture.Routes())
+	}
+	r := askTCP(t, w, "mail.corp.example", mdns.TypeA)
+	if len(r.Answer) != 1 {
+		t.Fatalf("A mail.corp.example: %v", r)
+	}
+	first := r.Answer[0].(*mdns.A).A.String()
+	if err := e.Reload(w.config(byName("wiki.corp.example"))); err != nil {
+		t.Fatal(err)
+	}
+	if s := osdns.Sets(); len(osdns.Opened()) != 1 || len(s) != 2 || !slices.Equal(s[1].Domains, []string{"wiki.corp.example"}) {
+		t.Errorf("after new names: opened %d, sets %+v", len(osdns.Opened()), s)
+	}
+	if r := askTCP(t, w, "wiki.corp.example", mdns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*mdns.A).A.String() == first {
+		t.Errorf("A wiki.corp.example: %v (mail had %s)", r, first)
+	}
+	if err := e.Reload(w.config(rules)); err != nil {
+		t.Fatal(err)
+	}
+	if osdns.Closes() != 1 || dnsRouted() || e.Status().DNS != nil {
+		t.Errorf("after naming none: restored %d times, routes %v", osdns.Closes(), w.capture.Routes())
+	}
+}
