@@ -236,4 +236,15 @@ rules:
 	if b, _ := os.ReadFile(resolvConf); string(b) != original {
 		t.Fatalf("resolv.conf after SIGKILL and a new start:\n%q\nwant\n%q", b, original)
 	}
+
+	// The next start puts resolv.conf back even when its configuration
+	// serves no DNS at all.
+	sh = startShunt(t, topo, cfg)
+	sh.kill()
+	noDNS := shuntConfig(topo, sd, sd.knownHosts, "  - destinations: [172.31.2.0/24]\n    action: tunnel\n    profile: gw") + "state_dir: " + stateDir + "\n"
+	sh = startShunt(t, topo, noDNS)
+	if b, _ := os.ReadFile(resolvConf); string(b) != original {
+		t.Errorf("resolv.conf after SIGKILL and a start without split DNS:\n%q\nwant\n%q", b, original)
+	}
+	sh.stop(t)
 }

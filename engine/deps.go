@@ -60,10 +60,11 @@ type Deps struct {
 	// OSDNS opens the configuration of the system's resolver, for split
 	// DNS: Start calls it when the configuration serves DNS, and the
 	// engine calls Set once its DNS server answers, and Close as it stops.
-	// Nil: when the capture is the OS's, platform's (platform.CleanUpDNS
-	// of a crashed run's leftovers, then platform.NewOSDNS); with any
-	// other capture (a test's), one that changes nothing and knows no
-	// upstreams, so that no test touches the machine's resolver.
+	// Nil: when the capture is the OS's, platform.NewOSDNS (Start has
+	// put back what a crashed run left, platform.CleanUpDNS, whether or
+	// not DNS is served); with any other capture (a test's), one that
+	// changes nothing and knows no upstreams, so that no test touches the
+	// machine's resolver.
 	OSDNS func(platform.DNSOptions) (OSDNS, error)
 	// Getenv reads the environment: SSH_AUTH_SOCK (the agent), and for
 	// the default Prompter SSH_ASKPASS and friends. Nil: os.Getenv.
@@ -162,12 +163,7 @@ func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
 	}
 	if d.OSDNS == nil {
 		if osc != nil {
-			d.OSDNS = func(o platform.DNSOptions) (OSDNS, error) {
-				if err := platform.CleanUpDNS(o); err != nil {
-					return nil, err
-				}
-				return platform.NewOSDNS(o)
-			}
+			d.OSDNS = func(o platform.DNSOptions) (OSDNS, error) { return platform.NewOSDNS(o) }
 		} else {
 			d.OSDNS = func(platform.DNSOptions) (OSDNS, error) { return untouchedDNS{}, nil }
 		}

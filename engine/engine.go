@@ -30,6 +30,7 @@ import (
 	"github.com/shunt-dev/shunt/internal/errs"
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/netstack"
+	"github.com/shunt-dev/shunt/platform"
 	"github.com/shunt-dev/shunt/router"
 	"github.com/shunt-dev/shunt/tun"
 )
@@ -187,6 +188,11 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 	if e.osCapture != nil {
 		if err := e.osCapture.prepare(cfg.TUN.Name); err != nil {
+			return err
+		}
+		// A crashed run's resolv.conf is put back whether or not this
+		// configuration serves DNS.
+		if err := platform.CleanUpDNS(platform.DNSOptions{StateDir: cfg.StateDir, Log: e.log}); err != nil {
 			return err
 		}
 	}
