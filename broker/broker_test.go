@@ -270,6 +270,13 @@ func TestAgentAuth(t *testing.T) {
 	}
 	defer c.Close()
 	roundTrip(t, c, "via agent")
+	// The agent is never forwarded: that takes a session channel, and
+	// shunt opens none.
+	for _, a := range f.srv.Asked() {
+		if a != "channel direct-tcpip" {
+			t.Errorf("the client asked the server for %q", a)
+		}
+	}
 }
 
 func TestNoKeys(t *testing.T) {

@@ -210,6 +210,8 @@ const (
 // that long; if ctx ends first the caller returns at once, and that
 // goroutine closes the channel should the server still confirm it, so the
 // server lets go of its side (its connection to the target) at once.
+// Until the answer, the open holds one of the profile's MaxPendingOpens
+// slots; with none free it is refused at once (*PendingOpensError).
 func (l *link) openDirect(ctx context.Context, s *session, addr string) (ssh.Channel, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -220,6 +222,9 @@ func (l *link) openDirect(ctx context.Context, s *session, addr string) (ssh.Cha
 		return nil, fmt.Errorf("bad port in %q", addr)
 	}
 	payload := directTCPIP(host, uint16(port))
+	if !s.opens.start(l.pool.p.MaxPendingOpens) {
+		return nil, l.refusedBusy(addr)
+	}
 	type result struct {
 		ch  ssh.Channel
 		err error
@@ -228,6 +233,7 @@ func (l *link) openDirect(ctx context.Context, s *session, addr string) (ssh.Cha
 	var state atomic.Int32
 	go func() {
 		ch, reqs, err := s.client.OpenChannel("direct-tcpip", payload)
+		s.opens.finish() // the slot is free before the caller learns the answer
 		if err == nil {
 			// Served until the server has closed the channel too,
 			// even if nobody wants it any more.

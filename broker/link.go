@@ -56,6 +56,11 @@ type link struct {
 	// channel requests (refused) and stderr bytes (discarded).
 	requestsRefused atomic.Uint64
 	stderrDiscarded atomic.Uint64
+	// Channels the servers opened (all refused), flows refused for the
+	// profile's opens in flight, and this link's opens in flight now.
+	channelOpensRefused atomic.Uint64
+	opensRefused        atomic.Uint64
+	opensPending        atomic.Int64
 }
 
 // attempt is one connection attempt; everyone waiting for it gets its
@@ -96,6 +101,8 @@ type session struct {
 	// stderr: the server may send stderr data on channels (see
 	// stderrMayArrive), so each channel gets a reader that discards it.
 	stderr bool
+	// opens counts the channel opens the server has not answered.
+	opens pendingOpens
 
 	endOnce sync.Once
 	done    chan struct{} // closed when the connection has ended for us
@@ -109,6 +116,7 @@ func newSession(l *link, client *ssh.Client, transport *watchedConn, server stri
 		server:    server,
 		requests:  requestSink{log: l.log.WithField("server", server), declined: &l.requestsRefused},
 		stderr:    stderrMayArrive(client.ServerVersion()),
+		opens:     pendingOpens{profile: &l.pool.opensPending, link: &l.opensPending},
 		done:      make(chan struct{}),
 		closed:    make(chan struct{}),
 	}
@@ -123,6 +131,7 @@ func newSession(l *link, client *ssh.Client, transport *watchedConn, server stri
 func (s *session) end() {
 	s.endOnce.Do(func() {
 		s.transport.failed.Store(true) // before any channel sees its EOF
+		s.opens.end()
 		close(s.done)
 		go func() {
 			s.client.Close()
@@ -408,6 +417,7 @@ func (l *link) watch(s *session) {
 		"server":                 s.server,
 		"channel_requests_total": l.requestsRefused.Load(),
 		"stderr_discarded_total": l.stderrDiscarded.Load(),
+		"server_channels_total":  l.channelOpensRefused.Load(),
 	}).Debug("SSH connection ended")
 }
 
@@ -441,7 +451,10 @@ func (l *link) drop(s *session, why error) bool {
 // keepalive sends keepalive@openssh.com every interval while none is
 // pending, and closes the connection once the server has sent nothing at
 // all for interval × count. Any byte counts, so a busy connection whose
-// replies queue behind data is never taken for dead.
+// replies queue behind data is never taken for dead. It closes it too
+// once the server has answered no channel open for the profile's
+// OpenStallTimeout while some waited: a server that answers keepalives
+// but not opens would otherwise refuse every new flow for ever.
 func (l *link) keepalive(s *session) {
 	p := l.pool.p
 	limit := p.KeepaliveInterval * time.Duration(p.KeepaliveCount)
@@ -463,6 +476,12 @@ func (l *link) keepalive(s *session) {
 				// Replaced at once, whatever x/crypto's goroutines
 				// are blocked on: Close and Wait may never return.
 				l.drop(s, fmt.Errorf("SSH server %s stopped answering keepalives (silent for %v)", s.server, silent.Round(time.Millisecond)))
+				return
+			}
+			if stall, n := s.opens.stalled(now); p.OpenStallTimeout > 0 && stall >= p.OpenStallTimeout {
+				l.log.WithFields(logrus.Fields{"unanswered_for": stall.Round(time.Millisecond).String(), "opens_waiting": n}).
+					Warn("SSH server answers no channel open; closing the connection, the next flow reconnects")
+				l.drop(s, fmt.Errorf("SSH server %s answered none of %d channel opens for %v", s.server, n, stall.Round(time.Millisecond)))
 				return
 			}
 			if now.Sub(lastSent) >= p.KeepaliveInterval && !pending.Load() {
@@ -488,6 +507,10 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	ch, err := l.openDirect(ctx, s, addr)
 	if err != nil {
 		var oce *ssh.OpenChannelError
+		var busy *PendingOpensError
+		if errors.As(err, &busy) {
+			return nil, err
+		}
 		if errors.As(err, &oce) {
 			return nil, &ChannelError{Profile: l.pool.p.Name, Target: addr, Err: oce}
 		}

@@ -43,6 +43,13 @@ type pool struct {
 	lastErr    string
 	reconnects atomic.Int64
 
+	// opensPending is the profile's channel opens in flight (see
+	// pendingOpens); busyRefused counts the flows refused for them, and
+	// busyLogged is when that was last logged (UnixNano).
+	opensPending atomic.Int64
+	busyRefused  atomic.Uint64
+	busyLogged   atomic.Int64
+
 	// secrets remembers, for reconnects, what the user typed: decrypted
 	// keys and the password that worked. Only in memory, never logged.
 	secretsMu sync.Mutex

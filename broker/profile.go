@@ -56,6 +56,14 @@ type Profile struct {
 	// ConnectOnStart connects when the broker starts instead of on the
 	// first flow.
 	ConnectOnStart bool
+	// MaxPendingOpens bounds the channel opens in flight (sent, not yet
+	// answered by the server) over the profile's connections; a flow
+	// beyond it is refused at once. 0 means DefaultMaxPendingOpens.
+	MaxPendingOpens int
+	// OpenStallTimeout: a connection whose server has answered no channel
+	// open for this long while some waited is closed and replaced. 0
+	// means DefaultOpenStallTimeout, negative never.
+	OpenStallTimeout time.Duration
 }
 
 // HostKeyPolicy says what to do with a host key known_hosts does not have.
@@ -135,6 +143,12 @@ func (p *Profile) applyDefaults() {
 	}
 	if p.Connections <= 0 {
 		p.Connections = 1
+	}
+	if p.MaxPendingOpens <= 0 {
+		p.MaxPendingOpens = DefaultMaxPendingOpens
+	}
+	if p.OpenStallTimeout == 0 {
+		p.OpenStallTimeout = DefaultOpenStallTimeout
 	}
 	if len(p.AuthMethods) == 0 {
 		p.AuthMethods = []string{AuthPublicKey, AuthKeyboardInteractive, AuthPassword}

@@ -148,7 +148,13 @@ func (l *link) connectHost(a *attempt, host string) (*session, error) {
 		"handshake": took.Round(time.Millisecond).String(),
 		"version":   string(sc.ServerVersion()),
 	}).Info("SSH connection up")
-	return newSession(l, ssh.NewClient(sc, chans, reqs), conn, addr), nil
+	// x/crypto's Client answers the server's global requests with
+	// failure (keepalives among them, as OpenSSH's ssh does) and never
+	// more; the channels the server opens are refused here instead, to
+	// be logged and counted.
+	s := newSession(l, ssh.NewClient(sc, noChannels(), reqs), conn, addr)
+	go s.refuseChannelOpens(l, chans)
+	return s, nil
 }
 
 // bannerLines splits a server's banner into the lines worth logging, one

@@ -200,6 +200,14 @@ type Connection struct {
 	// Both over the life of the broker.
 	RequestsRefused uint64
 	StderrDiscarded uint64
+	// ServerChannelsRefused counts the channels the servers opened
+	// (forwarded-tcpip, x11, session, ...), all refused; OpensRefused the
+	// flows refused at once because the profile had MaxPendingOpens
+	// channel opens in flight; PendingOpens is the connection's opens in
+	// flight now.
+	ServerChannelsRefused uint64
+	OpensRefused          uint64
+	PendingOpens          int
 }
 
 // Connections reports every connection of every profile, then of every
@@ -215,6 +223,8 @@ func (b *Broker) Connections() []Connection {
 				Channels: int(l.channels.Load()),
 				Sent:     l.traffic.sent.Load(), Received: l.traffic.received.Load(),
 				RequestsRefused: l.requestsRefused.Load(), StderrDiscarded: l.stderrDiscarded.Load(),
+				ServerChannelsRefused: l.channelOpensRefused.Load(),
+				OpensRefused:          l.opensRefused.Load(), PendingOpens: int(l.opensPending.Load()),
 			})
 		}
 		pl.smu.Unlock()

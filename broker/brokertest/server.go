@@ -44,6 +44,7 @@ type Server struct {
 	mu         sync.Mutex
 	conns      map[net.Conn]bool
 	held       []heldOpen
+	asked      []string
 	wg         sync.WaitGroup
 }
 
@@ -96,6 +97,11 @@ type Options struct {
 	// a test misbehaves on the channel there (requests, stderr data).
 	// The channel closes when Forwarded has returned and the relay ended.
 	Forwarded func(ch ssh.Channel)
+	// Connected, when set, runs for every logged-in connection, in a
+	// goroutine of its own: a test misbehaves on the connection there
+	// (opens channels to the client, sends global requests). It must
+	// return once the connection has ended (sc.Wait); Close waits for it.
+	Connected func(sc *ssh.ServerConn)
 }
 
 // New starts a server that accepts the given client keys. It stops when the
@@ -191,6 +197,21 @@ func (s *Server) Held() int {
 	return len(s.held)
 }
 
+// Asked lists what clients asked of the server, in order: "global TYPE"
+// for each global request, "channel TYPE" for each channel open, "TYPE"
+// for each request on a channel (only direct-tcpip channels take them).
+func (s *Server) Asked() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.asked...)
+}
+
+func (s *Server) record(what string) {
+	s.mu.Lock()
+	s.asked = append(s.asked, what)
+	s.mu.Unlock()
+}
+
 // Close stops the server and waits for its goroutines.
 func (s *Server) Close() {
 	s.ln.Close()
@@ -271,8 +292,16 @@ func (s *Server) handle(c net.Conn, cfg *ssh.ServerConfig) {
 	}
 	defer sc.Close()
 	s.Logins.Add(1)
+	if s.opts.Connected != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.opts.Connected(sc)
+		}()
+	}
 	go func() {
 		for r := range reqs { // keepalives and anything else: "unknown"
+			s.record("global " + r.Type)
 			if r.WantReply && !s.IgnoreGlobalRequests.Load() {
 				r.Reply(false, nil)
 			}
@@ -282,6 +311,7 @@ func (s *Server) handle(c net.Conn, cfg *ssh.ServerConfig) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nc := range chans {
+		s.record("channel " + nc.ChannelType())
 		if nc.ChannelType() != "direct-tcpip" {
 			nc.Reject(ssh.UnknownChannelType, "only direct-tcpip")
 			continue
@@ -355,7 +385,12 @@ func (s *Server) forward(nc ssh.NewChannel, gone <-chan struct{}) {
 	defer s.OpenChannels.Add(-1)
 	reqsDone := make(chan struct{})
 	go func() {
-		ssh.DiscardRequests(creqs)
+		for r := range creqs {
+			s.record(r.Type)
+			if r.WantReply {
+				r.Reply(false, nil)
+			}
+		}
 		close(reqsDone)
 	}()
 	misbehaved := make(chan struct{})
