@@ -87,6 +87,11 @@ type Config struct {
 	// account is the user shunt acts for (Machine.ActingUser).
 	account    Account
 	accountErr error
+	// actingUID is the account's uid (actingUIDOK: known); daemon is
+	// Options.Daemon.
+	actingUID   uint32
+	actingUIDOK bool
+	daemon      bool
 
 	sshConfigFiles []string
 	sshConfigs     *sshConfigs
@@ -107,12 +112,20 @@ type Options struct {
 	// Machine is where the user, the home directory and the files named
 	// come from; its zero value is the real machine.
 	Machine Machine
+	// Daemon reads the configuration for shunt daemon: a profile without
+	// allowed_users carries the flows of the daemon's own user (its
+	// effective uid) only, even when it was started under sudo. Without
+	// it (shunt up, check, explain) the default is the user shunt acts
+	// for (Machine.ActingUser).
+	Daemon bool
 }
 
 // setMachine fixes the machine and the user the configuration is read for.
-func (c *Config) setMachine(m Machine) {
+func (c *Config) setMachine(m Machine, daemon bool) {
 	c.machine = m.withDefaults()
 	c.account, c.accountErr = c.machine.ActingUser()
+	c.actingUID, c.actingUIDOK = c.machine.actingUID()
+	c.daemon = daemon
 }
 
 // Account is the user the configuration was read for (Machine.ActingUser):
@@ -146,6 +159,12 @@ type Profile struct {
 	KeepaliveCount    int        `yaml:"keepalive_count"`
 	IdleTimeout       Duration   `yaml:"idle_timeout"`
 	Ciphers           []string   `yaml:"ciphers"`
+	// AllowedUsers are the local users (names or uids) whose flows may
+	// ride on this profile's SSH identity; "any" (or "*") lets every
+	// user's. Not set: only the user shunt acts for (under sudo, the user
+	// who ran it), and for shunt daemon the daemon's own user (see
+	// AllowedUIDs).
+	AllowedUsers UserList `yaml:"allowed_users"`
 
 	Line int    `yaml:"-"`
 	File string `yaml:"-"`
@@ -154,6 +173,16 @@ type Profile struct {
 	// are the keys that ssh_config filled.
 	lines         keyLines
 	fromSSHConfig map[string]bool
+	// allowUIDs and allowAny are AllowedUsers resolved, or its default.
+	allowUIDs []uint32
+	allowAny  bool
+}
+
+// AllowedUIDs are the uids whose flows may ride on the profile, from
+// allowed_users or its default (Options.Daemon says which); anyUser means
+// every user's flows may, and uids is then empty.
+func (p *Profile) AllowedUIDs() (uids []uint32, anyUser bool) {
+	return slices.Clone(p.allowUIDs), p.allowAny
 }
 
 // ProxyRule chooses how SSH servers are reached (Tectia's proxy rules).
@@ -438,6 +467,27 @@ func (u *UserRef) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// UserList is one user or a list of users.
+type UserList []UserRef
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *UserList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var u UserRef
+		if err := u.UnmarshalYAML(n); err != nil {
+			return err
+		}
+		*l = UserList{u}
+		return nil
+	}
+	var s []UserRef
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	*l = s
+	return nil
+}
+
 // resolve looks a user name up in the user database.
 func (u *UserRef) resolve(m Machine) {
 	if !u.named {
@@ -574,9 +624,13 @@ func Parse(path string, data []byte) (*Config, error) {
 
 // LoadWith is Load with options.
 func LoadWith(path string, opts Options) (*Config, error) {
-	data, err := opts.Machine.withDefaults().ReadFile(path)
+	m := opts.Machine.withDefaults()
+	data, err := m.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if err := m.configFileSafe(path); err != nil {
+		return nil, err
 	}
 	return ParseWith(path, data, opts)
 }
@@ -588,7 +642,7 @@ func ParseWith(path string, data []byte, opts Options) (*Config, error) {
 		return nil, keyErrs
 	}
 	c.sshConfigFiles = opts.SSHConfigFiles
-	c.setMachine(opts.Machine)
+	c.setMachine(opts.Machine, opts.Daemon)
 	if err := errors.Join(keyErrs, c.validate()); err != nil {
 		return nil, err
 	}
@@ -914,6 +968,7 @@ func (c *Config) validate() error {
 		if p.KeepaliveInterval.D < 0 {
 			errorAt(p.File, p.KeepaliveInterval.Line, "profile %q: keepalive_interval cannot be never", p.Name)
 		}
+		c.resolveAllowedUsers(p, errorAt, warnAt)
 	}
 	c.checkJumpLoops(errorAt)
 	if c.accountErr != nil && len(c.Profiles) > 0 {
@@ -923,6 +978,7 @@ func (c *Config) validate() error {
 	used := c.usedProfiles()
 	for i := range c.Profiles {
 		c.checkFiles(&c.Profiles[i], used[c.Profiles[i].Name], report{fatalAt: problemAt(true), warnAt: warnAt})
+		c.checkModes(&c.Profiles[i], errorAt)
 	}
 	for i := range c.ProxyRules {
 		r := &c.ProxyRules[i]

@@ -84,8 +84,7 @@ func (c *Config) checkIdentities(p *Profile, fatal, warnAt func(string, int, str
 		case msg != "":
 			problems = append(problems, problem{line, msg})
 		default:
-			usable++
-			c.checkKeyMode(p, f, line, warnAt)
+			usable++ // its mode: checkModes
 		}
 	}
 	for j, f := range p.CertificateFiles {
@@ -143,17 +142,42 @@ func (c *Config) identityProblem(f string) (msg string, maybe bool) {
 	return fmt.Sprintf("identity file %s is not a private key that shunt can read", f), false
 }
 
-// checkKeyMode warns about a private key that others may read, as OpenSSH
-// refuses it ("UNPROTECTED PRIVATE KEY FILE").
-func (c *Config) checkKeyMode(p *Profile, f string, line int, warnAt func(string, int, string, ...any)) {
+// checkModes refuses the files of a profile that other users could
+// change or read, as OpenSSH refuses them: a private key that others can
+// read ("UNPROTECTED PRIVATE KEY FILE"), and any key, certificate or
+// known_hosts file that others can change, or that lies in a directory
+// they can change (othersMayChange). Whoever can write a known_hosts file
+// can make shunt trust their server; whoever can replace a key or
+// certificate chooses which login is used. These are errors of the
+// configuration, whether or not a rule uses the profile: shunt runs with
+// none of them.
+func (c *Config) checkModes(p *Profile, errorAt func(string, int, string, ...any)) {
 	if runtime.GOOS == "windows" {
 		return // no Unix modes
 	}
-	st, err := c.machine.Stat(f)
-	if err != nil || st.Mode().Perm()&0o077 == 0 {
-		return
+	for j, f := range p.IdentityFiles {
+		line := p.lineOf("identity_files", j)
+		if why := c.machine.othersMayChange(f); why != "" {
+			errorAt(p.File, line, "profile %q: identity file %s is refused: %s", p.Name, f, why)
+			continue
+		}
+		if msg, _ := c.identityProblem(f); msg != "" {
+			continue // not a key: said already
+		}
+		if st, err := c.machine.Stat(f); err == nil && st.Mode().Perm()&0o077 != 0 {
+			errorAt(p.File, line, "profile %q: identity file %s is refused: it can be used by other users (mode %04o), and OpenSSH refuses such a key as UNPROTECTED PRIVATE KEY FILE; restrict it with chmod 600 %s", p.Name, f, st.Mode().Perm(), f)
+		}
 	}
-	warnAt(p.File, line, "profile %q: identity file %s can be read by other users (mode %04o): OpenSSH refuses such a key as UNPROTECTED PRIVATE KEY FILE; restrict it with chmod 600 %s", p.Name, f, st.Mode().Perm(), f)
+	for j, f := range p.CertificateFiles {
+		if why := c.machine.othersMayChange(f); why != "" {
+			errorAt(p.File, p.lineOf("certificate_files", j), "profile %q: certificate file %s is refused: %s", p.Name, f, why)
+		}
+	}
+	for j, f := range p.KnownHosts {
+		if why := c.machine.othersMayChange(f); why != "" {
+			errorAt(p.File, p.lineOf("known_hosts", j), "profile %q: known_hosts file %s is refused: %s; whoever can change it can make shunt trust their server", p.Name, f, why)
+		}
+	}
 }
 
 func (c *Config) checkKnownHosts(p *Profile, fatal, warnAt func(string, int, string, ...any)) {

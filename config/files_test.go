@@ -109,7 +109,7 @@ func TestFileChecks(t *testing.T) {
 			setup: func(e *testEnv) {
 				e.file("/home/alice/.ssh/id", testKey(e.t), 0o640)
 			},
-			want: []string{`warning x.yaml:4: profile "p": identity file /home/alice/.ssh/id can be read by other users (mode 0640): OpenSSH refuses such a key as UNPROTECTED PRIVATE KEY FILE; restrict it with chmod 600 /home/alice/.ssh/id`},
+			want: []string{`the file: x.yaml:4: profile "p": identity file /home/alice/.ssh/id is refused: it can be used by other users (mode 0640), and OpenSSH refuses such a key as UNPROTECTED PRIVATE KEY FILE; restrict it with chmod 600 /home/alice/.ssh/id`},
 		},
 		{
 			name: "identity files without publickey",

@@ -76,6 +76,10 @@ func LoadLayers(l Layers) (*Loaded, error) {
 			return
 		}
 		out.Layers = append(out.Layers, Layer{Role: role, Path: path, Found: true})
+		if err := m.configFileSafe(path); err != nil {
+			errs = append(errs, err)
+			return
+		}
 		c, err := decode(path, data)
 		if err != nil {
 			errs = append(errs, err)
@@ -98,7 +102,7 @@ func LoadLayers(l Layers) (*Loaded, error) {
 	merged, notes, mergeErrs := merge(configs, l.Global)
 	errs = append(errs, mergeErrs...)
 	merged.sshConfigFiles = l.SSHConfigFiles
-	merged.setMachine(m)
+	merged.setMachine(m, l.Daemon)
 	// Every file's problems are reported together; any of them stops the
 	// load.
 	if err := errors.Join(append(errs, merged.validate())...); err != nil {

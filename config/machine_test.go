@@ -37,9 +37,11 @@ type testEnv struct {
 
 type testFile struct {
 	data string
-	mode fs.FileMode
+	mode fs.FileMode // of a directory too, when set
 	err  error
 	dir  bool
+	// owner is the file's uid; nil: unknown (the FileInfo says none).
+	owner *uint32
 }
 
 func newTestEnv(t *testing.T) *testEnv {
@@ -145,6 +147,9 @@ type testInfo struct {
 func (i testInfo) Name() string { return i.name }
 func (i testInfo) Size() int64  { return int64(len(i.f.data)) }
 func (i testInfo) Mode() fs.FileMode {
+	if i.f.dir && i.f.mode != 0 {
+		return fs.ModeDir | i.f.mode
+	}
 	if i.f.dir {
 		return fs.ModeDir | 0o755
 	}
@@ -155,7 +160,12 @@ func (i testInfo) Mode() fs.FileMode {
 }
 func (i testInfo) ModTime() time.Time { return time.Time{} }
 func (i testInfo) IsDir() bool        { return i.f.dir }
-func (i testInfo) Sys() any           { return nil }
+func (i testInfo) Sys() any {
+	if i.f.owner == nil {
+		return nil
+	}
+	return ownerSys(*i.f.owner)
+}
 
 // testKey is an unencrypted ed25519 private key, the same every run.
 func testKey(t *testing.T) string {

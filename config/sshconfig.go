@@ -37,6 +37,10 @@ func (c *Config) loadSSHConfigs(files []string) (sshConfigs, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// As ssh(1): "Bad owner or permissions".
+		if why := c.machine.othersMayChange(f); why != "" {
+			return nil, nil, fmt.Errorf("ssh_config file %s is refused: %s", f, why)
+		}
 		sc, err := ssh_config.Decode(bytes.NewReader(data))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", f, err)
