@@ -37,6 +37,9 @@ const (
 	reasonLimit   = "refused: too many set-ups in flight"
 	reasonTimeout = "refused: direct connect timed out"
 	reasonDropped = "dropped: application handshake failed"
+	// reasonNotCarried: the flow's user is not one whose flows its
+	// profile carries (Rule.Carries).
+	reasonNotCarried = "refused: user not allowed on the profile"
 	// Followed by the error.
 	reasonUpstream = "refused: upstream failed: "
 	reasonBroken   = "reset: "

@@ -129,13 +129,51 @@ func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string) (Flow, 
 		f.Names = r.opts.Names.Names(dst.Addr().Unmap())
 	}
 	var err error
-	if r.opts.Owners != nil && rs.NeedsOwner() {
-		var o Owner
-		if o, err = r.opts.Owners.Lookup(src, dst); err == nil {
-			f.Owner = &o
-		}
+	if rs.owner && r.opts.Owners != nil { // the decision looks at it
+		err = r.lookupOwner(&f)
 	}
 	return f, err
+}
+
+// lookupOwner finds the process and user behind f.
+func (r *Router) lookupOwner(f *Flow) error {
+	if r.opts.Owners == nil {
+		return errNoOwners
+	}
+	o, err := r.opts.Owners.Lookup(f.Src, f.Dst)
+	if err == nil {
+		f.Owner = &o
+	}
+	return err
+}
+
+// errNoOwners: the router was given no owner lookup.
+var errNoOwners = errors.New("no owner lookup")
+
+// carries checks that the flow's rule may carry it (Rule.Carries), and
+// refuses it, logged, if not. Only a tunnel rule that checks needs the
+// owner: when the decision did not look it up, it is looked up now, so
+// direct and blocked flows cost no lookup.
+func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
+	rule := fl.d.Rule
+	if rule == nil || !rule.checksCarrier() {
+		return true
+	}
+	if !rs.owner && fl.f.Owner == nil && fl.ownerErr == nil {
+		fl.ownerErr = r.lookupOwner(&fl.f)
+	}
+	if rule.Carries(fl.f.Owner) {
+		return true
+	}
+	msg := fmt.Sprintf("flow refused: profile %q carries only the flows of its allowed_users (uids %v)", rule.Profile, rule.AllowedUsers)
+	if o := fl.f.Owner; o == nil || o.NoUID {
+		msg += ", and this flow's user cannot be found; allowed_users: any lets every user's flows, traced or not, ride on the profile"
+	} else {
+		msg += fmt.Sprintf(", and this flow is uid %d's, whose flows would reach the far network with the profile's SSH identity; to let them, add %d to the profile's allowed_users, or name it in the rule's users:", o.UID, o.UID)
+	}
+	fl.log(logrus.WarnLevel, nil, msg)
+	r.refuse(fl, reasonNotCarried)
+	return false
 }
 
 // HandleTCP implements netstack.Handler: decide, dial the upstream, and only
@@ -154,6 +192,9 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 	if fl.d.Action == Block {
 		fl.log(logrus.InfoLevel, nil, "flow blocked: refused")
 		r.refuse(fl, reasonBlocked)
+		return
+	}
+	if !r.carries(rs, fl) {
 		return
 	}
 	// The set-up holds a slot from here until the application's handshake

@@ -83,6 +83,14 @@ type Rule struct {
 	Applications []string
 	// Users are uids.
 	Users []uint32
+	// AllowedUsers, for a Tunnel rule, are the uids whose flows may ride
+	// on its profile's SSH identity (the profile's allowed_users): a flow
+	// of another user, or of a user that cannot be found, is refused
+	// (Carries). A rule that names Users carries theirs: naming them is
+	// the conscious choice. Nil: every user's flows (allowed_users: any,
+	// or a rule built in code); the engine always fills it from the
+	// profile.
+	AllowedUsers []uint32
 
 	Action Action
 	// Profile names the connection profile of a Tunnel rule.
@@ -110,6 +118,24 @@ func (r *Rule) Label(index int) string {
 func (r *Rule) AnyDestination() bool {
 	return len(r.Destinations) == 0 && len(r.Hosts) == 0 && len(r.Domains) == 0
 }
+
+// Carries reports whether the rule may carry a flow of o (nil: its owner
+// is unknown) over its tunnel: see AllowedUsers. Rules other than Tunnel
+// carry every flow.
+func (r *Rule) Carries(o *Owner) bool {
+	switch {
+	case r.Action != Tunnel || r.AllowedUsers == nil:
+		return true
+	case o == nil || o.NoUID:
+		return false
+	case len(r.Users) > 0:
+		return slices.Contains(r.Users, o.UID)
+	}
+	return slices.Contains(r.AllowedUsers, o.UID)
+}
+
+// checksCarrier reports whether Carries needs the flow's user.
+func (r *Rule) checksCarrier() bool { return r.Action == Tunnel && r.AllowedUsers != nil }
 
 // needsOwner reports whether matching needs the flow's process and user.
 func (r *Rule) needsOwner() bool { return len(r.Applications) > 0 || len(r.Users) > 0 }

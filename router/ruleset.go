@@ -22,6 +22,7 @@ type Ruleset struct {
 	hosts    map[string][]int32   // host name → rules naming it
 	domains  map[string][]int32   // ".corp.example" → rules with *.corp.example
 	owner    bool                 // some rule looks at applications or users
+	carrier  bool                 // some tunnel rule checks whose flow it is (Rule.Carries)
 }
 
 // Compile indexes rules. The rules are copied. Flows of the alwaysDirect
@@ -41,6 +42,7 @@ func Compile(rules []Rule, alwaysDirect ...string) *Ruleset {
 		idx := int32(i)
 		rs.labels[i] = r.Label(i)
 		rs.owner = rs.owner || r.needsOwner()
+		rs.carrier = rs.carrier || r.checksCarrier()
 		if r.AnyDestination() {
 			rs.open = append(rs.open, idx)
 			continue
@@ -85,8 +87,9 @@ func (rs *Ruleset) label(i int) string {
 }
 
 // NeedsOwner reports whether decisions look at the flow's process or user,
-// so the caller knows whether to look them up.
-func (rs *Ruleset) NeedsOwner() bool { return rs.owner }
+// or a tunnel rule checks whose flow it carries (Rule.Carries), so the
+// caller knows whether to open an owner lookup.
+func (rs *Ruleset) NeedsOwner() bool { return rs.owner || rs.carrier }
 
 // Decision is the outcome for one flow.
 type Decision struct {
