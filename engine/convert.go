@@ -88,9 +88,25 @@ func RouterRules(cfg *config.Config) ([]router.Rule, error) {
 		for _, u := range r.Users {
 			rr.Users = append(rr.Users, u.UID)
 		}
+		if p, ok := cfg.Profile(r.Profile); ok && rr.Action == router.Tunnel {
+			rr.AllowedUsers = allowedUsers(p)
+		}
 		out = append(out, rr)
 	}
 	return out, errs.Join(errList...)
+}
+
+// allowedUsers are the uids whose flows may ride on p (router.Rule's
+// AllowedUsers): nil for every user, else a list, empty if none.
+func allowedUsers(p config.Profile) []uint32 {
+	uids, anyUser := p.AllowedUIDs()
+	if anyUser {
+		return nil
+	}
+	if uids == nil {
+		return []uint32{} // none: never every user by default
+	}
+	return uids
 }
 
 // BrokerProfiles converts the profiles for the broker.

@@ -264,7 +264,7 @@ func (e *Engine) openOwners(plan *Plan) error {
 	}
 	ol, err := e.deps.Owners(e.log)
 	if err != nil {
-		return fmt.Errorf("rules name applications or users, but their flows cannot be traced to processes here: %w", err)
+		return fmt.Errorf("rules name applications or users, or profiles carry only their allowed_users' flows, but flows cannot be traced to processes here (allowed_users: any on every profile needs no tracing): %w", err)
 	}
 	e.owners.set(ol)
 	return nil

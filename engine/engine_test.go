@@ -68,7 +68,9 @@ func newWorld(t *testing.T) *world {
 		dev:      tun.NewMemory(mtu, 8),
 		capture:  &enginetest.Capture{},
 		resolver: enginetest.NewResolver(map[string][]netip.Addr{"mail.corp.example": {netip.MustParseAddr("10.5.0.1")}}),
-		owners:   &enginetest.Owners{},
+		// Every flow is alice's, the user the configuration is read
+		// for, so its profiles carry them (allowed_users' default).
+		owners:   &enginetest.Owners{Owner: &router.Owner{UID: 1000}},
 		prompter: &prompttest.Prompter{},
 	}
 	w.app = netstacktest.NewAppHost(t, w.dev, mtu)
@@ -460,7 +462,7 @@ func TestEngineFailureClosesEverything(t *testing.T) {
 		{"owner lookup fails", appRules, func(w *world, c *config.Config) (context.Context, *config.Config) {
 			w.owners.OpenErr = errors.New("no sock_diag here")
 			return context.Background(), c
-		}, "rules name applications or users, but their flows cannot be traced to processes here: no sock_diag here", false, false},
+		}, "rules name applications or users, or profiles carry only their allowed_users' flows, but flows cannot be traced to processes here (allowed_users: any on every profile needs no tracing): no sock_diag here", false, false},
 		{"resolver fails", appRules, func(w *world, c *config.Config) (context.Context, *config.Config) {
 			w.resolver.Err = errors.New("no name server")
 			return context.Background(), c

@@ -151,6 +151,8 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type configFlags struct {
 	extra        stringList
 	global, user string
+	// daemon reads it for shunt daemon (config.Options.Daemon).
+	daemon bool
 }
 
 func (c *configFlags) register(fs *flag.FlagSet) {
@@ -161,7 +163,7 @@ func (c *configFlags) register(fs *flag.FlagSet) {
 }
 
 func (c *configFlags) load() (*config.Loaded, error) {
-	return config.LoadLayers(config.Layers{Global: c.global, User: c.user, Extra: c.extra})
+	return config.LoadLayers(config.Layers{Global: c.global, User: c.user, Extra: c.extra, Options: config.Options{Daemon: c.daemon}})
 }
 
 // parseConfigFlags parses a command's flags, before and after its
@@ -325,6 +327,9 @@ func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer)
 	if err != nil || len(rest) > 0 {
 		return usageExit(err, stderr, "usage: shunt "+name+" [--config FILE]... [--pprof ADDR]")
 	}
+	// A profile without allowed_users carries the daemon's own user's
+	// flows, and shunt up's those of the user it acts for.
+	cf.daemon = name == "daemon"
 	loaded, err := cf.load()
 	if err != nil {
 		printConfigError(stderr, err)

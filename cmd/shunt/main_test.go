@@ -239,3 +239,17 @@ func TestCheckSplitDNSExample(t *testing.T) {
 		}
 	}
 }
+
+// shunt check warns, at its line, about a profile that serves every user.
+func TestCheckWarnsProfileForEveryUser(t *testing.T) {
+	fixedHome(t)
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("profiles:\n  - name: p\n    host: gw\n    allowed_users: any\nrules:\n  - action: tunnel\n    profile: p\n"), 0o600)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "--global", "", "--user-config", "", "-c", path}, &out, &errOut); code != 0 {
+		t.Fatalf("check = %d: %s", code, errOut.String())
+	}
+	if want := "warning: " + path + ":4: profile \"p\" serves every user: with allowed_users: any"; !strings.Contains(errOut.String(), want) {
+		t.Errorf("stderr:\n%s\nwant it to contain:\n%s", errOut.String(), want)
+	}
+}
