@@ -68,7 +68,7 @@ func startDaemon(t *testing.T, topo *topology, path, socket string, env ...strin
 	s.cmd = topo.client.command(shuntBin, "daemon", "--global", "", "--user-config", "", "--config", path)
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "DISPLAY", "WAYLAND_DISPLAY", "SSH_AUTH_SOCK", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
+		case "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "DISPLAY", "WAYLAND_DISPLAY", "SSH_AUTH_SOCK", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "SUDO_USER":
 		default:
 			s.cmd.Env = append(s.cmd.Env, kv)
 		}

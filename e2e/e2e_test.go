@@ -87,7 +87,9 @@ func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *
 	var ctl string
 	s.socket, ctl = socketConfig(t)
 	s.cmd = topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)
-	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK="), env...) // never a developer's agent
+	// Never a developer's agent, and never the developer's identity
+	// under sudo: shunt acts for root, the user the tests' clients run as.
+	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK=", "SUDO_USER="), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -155,7 +155,7 @@ func startShuntPiped(t *testing.T, topo *topology, config string) (*exec.Cmd, <-
 	}
 	_, ctl := socketConfig(t)
 	cmd := topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)
-	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=", "SUDO_USER=")
 	cmd.Stdout, cmd.Stderr = w, w // *os.File: the child writes to the pipe itself
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
