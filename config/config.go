@@ -73,6 +73,14 @@ type Config struct {
 	StateDir     string `yaml:"state_dir"`
 	stateDirFile string
 	stateDirLine int
+	// KillSwitch keeps the captured destinations unreachable while shunt
+	// is not running: after shunt down, a stop signal or a crash, until
+	// the next start or shunt cleanup (loopback and the SSH servers
+	// exempt). Off by default: then the captured destinations take the
+	// host's normal routes again once shunt stops.
+	KillSwitch bool `yaml:"kill_switch"`
+	// killSwitchSet: the file writes kill_switch (later layers override).
+	killSwitchSet bool
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
@@ -256,6 +264,11 @@ type Rule struct {
 	Profile             string        `yaml:"profile"`
 	HostFromApplication bool          `yaml:"host_from_application"`
 	FallbackDirect      bool          `yaml:"fallback_direct"`
+	// OnTunnelDown is what a tunnel rule does with a flow whose tunnel
+	// cannot be set up: TunnelDownBlock (the default: refuse it) or
+	// TunnelDownDirect (the same as fallback_direct: true). TunnelDown
+	// gives it with the default filled in.
+	OnTunnelDown string `yaml:"on_tunnel_down"`
 
 	Line int    `yaml:"-"`
 	File string `yaml:"-"`
@@ -263,6 +276,18 @@ type Rule struct {
 	// list, and their lines: "destinations: []" reads as "any" to YAML
 	// but almost never means it.
 	emptyLists []emptyList
+	// keyLines are the lines of on_tunnel_down and fallback_direct.
+	onTunnelDownLine, fallbackDirectLine int
+}
+
+// TunnelDown is what the rule does when its tunnel cannot be set up:
+// TunnelDownDirect when on_tunnel_down: direct or fallback_direct: true
+// says so, else TunnelDownBlock.
+func (r *Rule) TunnelDown() string {
+	if r.OnTunnelDown == TunnelDownDirect || (r.OnTunnelDown == "" && r.FallbackDirect) {
+		return TunnelDownDirect
+	}
+	return TunnelDownBlock
 }
 
 // emptyMeans is what an absent matcher key matches.
@@ -588,6 +613,10 @@ func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
+		case "on_tunnel_down":
+			r.onTunnelDownLine = k.Line
+		case "fallback_direct":
+			r.fallbackDirectLine = k.Line
 		case "destinations", "ports", "applications", "users":
 			if v.Tag == "!!null" || (v.Kind == yaml.SequenceNode && len(v.Content) == 0) {
 				r.emptyLists = append(r.emptyLists, emptyList{k.Value, k.Line})
@@ -718,6 +747,7 @@ func decode(path string, data []byte) (*Config, error) {
 	c.TUN.File, c.Log.File, c.Control.File, c.shutdownGraceFile = path, path, path, path
 	c.Metrics.File, c.DNS.File, c.stateDirFile = path, path, path
 	c.stateDirLine = keyLine(root, "state_dir")
+	c.killSwitchSet = keyLine(root, "kill_switch") > 0
 	for i := range c.DNS.ResolveThrough {
 		c.DNS.ResolveThrough[i].File = path
 	}
@@ -1043,6 +1073,7 @@ func (c *Config) validate() error {
 		if !tunnel && err == nil && (r.HostFromApplication || r.FallbackDirect) {
 			errorAt(r.File, r.Line, "%s: host_from_application and fallback_direct only apply to action: tunnel", label)
 		}
+		c.validateTunnelDown(r, label, tunnel && err == nil, errorAt)
 	}
 	c.validateDNS(errorAt)
 	return errors.Join(errs...)

@@ -55,7 +55,7 @@ type Loaded struct {
 //   - if the global file defines rules (or proxy rules), later layers'
 //     are ignored; otherwise the last layer that defines them wins;
 //   - always_direct_applications add up; tun, log, control, metrics and
-//     dns settings, state_dir and shutdown_grace of later layers override
+//     dns settings, state_dir, kill_switch and shutdown_grace of later layers override
 //     earlier ones (a dns section as a whole).
 func LoadLayers(l Layers) (*Loaded, error) {
 	out := &Loaded{}
@@ -211,6 +211,9 @@ func merge(configs []*Config, global string) (*Config, []string, []error) {
 		}
 		if c.StateDir != "" {
 			m.StateDir, m.stateDirFile, m.stateDirLine = c.StateDir, c.stateDirFile, c.stateDirLine
+		}
+		if c.killSwitchSet {
+			m.KillSwitch, m.killSwitchSet = c.KillSwitch, true
 		}
 	}
 	return m, notes, errs

@@ -15,6 +15,10 @@ const (
 	ActionDirect = "direct"
 	ActionBlock  = "block"
 
+	// The words of a tunnel rule's on_tunnel_down.
+	TunnelDownBlock  = "block"
+	TunnelDownDirect = "direct"
+
 	PolicyStrict    = "strict"
 	PolicyAcceptNew = "accept-new"
 	PolicyAsk       = "ask"

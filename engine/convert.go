@@ -59,7 +59,7 @@ func RouterRules(cfg *config.Config) ([]router.Rule, error) {
 	for i, r := range cfg.Rules {
 		rr := router.Rule{
 			Name: r.Name, Profile: r.Profile, Applications: r.Applications,
-			HostFromApplication: r.HostFromApplication, FallbackDirect: r.FallbackDirect,
+			HostFromApplication: r.HostFromApplication,
 		}
 		if r.File != "" {
 			rr.Source = fmt.Sprintf("%s:%d", r.File, r.Line)
@@ -67,6 +67,11 @@ func RouterRules(cfg *config.Config) ([]router.Rule, error) {
 		var err error
 		if rr.Action, err = router.ParseAction(r.Action); err != nil {
 			errList = append(errList, &config.Error{File: r.File, Line: r.Line, Msg: fmt.Sprintf("rule #%d: %v", i+1, err)})
+		}
+		if rr.Action == router.Tunnel {
+			if rr.OnTunnelDown, err = router.ParseTunnelDown(r.TunnelDown()); err != nil {
+				errList = append(errList, &config.Error{File: r.File, Line: r.Line, Msg: fmt.Sprintf("rule #%d: %v", i+1, err)})
+			}
 		}
 		anyDest := false
 		for _, d := range r.Destinations {

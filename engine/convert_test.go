@@ -96,7 +96,7 @@ always_direct_applications: [ssh]
 			Ports:   []router.PortRange{{Lo: 25, Hi: 25}, {Lo: 110, Hi: 110}, {Lo: 993, Hi: 995}},
 			Users:   []uint32{0, 1234}, Applications: []string{"thunderbird"},
 			AllowedUsers: []uint32{1000}, // alice's, by default
-			Action:       router.Tunnel, Profile: "paper", HostFromApplication: true, FallbackDirect: true,
+			Action:       router.Tunnel, Profile: "paper", HostFromApplication: true, OnTunnelDown: router.TunnelDownDirect,
 		},
 		{Source: "shunt.yaml:14", Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
 		// "any" is for any destination: the others go.

@@ -158,7 +158,9 @@ func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
 		}
 	}
 	if d.Capture == nil {
-		osc = &osCapture{log: d.Log}
+		osc = &osCapture{log: d.Log, exempt: exemptions{lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return bypass.Resolver.LookupNetIP(ctx, "ip", host)
+		}, log: d.Log}}
 		d.Capture = osc
 	}
 	if d.OSDNS == nil {
@@ -195,19 +197,42 @@ func (a platformOwners) Close() error {
 // table of their own and the policy rules that select it.
 type osCapture struct {
 	log logrus.FieldLogger
+	// plan is the plan in force (the engine's), for kill_switch and the
+	// servers it exempts; nil: no kill switch.
+	plan   func() *Plan
+	exempt exemptions
 
 	mu      sync.Mutex
 	network *platform.Network
 }
 
+// killSwitch is whether the plan in force asks for the kill switch, and
+// the addresses it leaves reachable.
+func (c *osCapture) killSwitch() (bool, []netip.Addr) {
+	if c.plan == nil {
+		return false, nil
+	}
+	p := c.plan()
+	if p == nil || !p.Config.KillSwitch {
+		return false, nil
+	}
+	return true, c.exempt.get(p.serverHosts())
+}
+
 // prepare runs before the device is created: it refuses a device name in
-// use (another shunt) and removes what a crashed run left behind.
+// use (another shunt) and removes what a crashed run left behind; a kill
+// switch left in place stays, if this run has one too, until Up replaces
+// it.
 func (c *osCapture) prepare(device string) error {
-	return platform.Prepare(platform.DefaultConfig(device, nil), c.log)
+	cfg := platform.DefaultConfig(device, nil)
+	cfg.KillSwitch = c.plan != nil && c.plan() != nil && c.plan().Config.KillSwitch
+	return platform.Prepare(cfg, c.log)
 }
 
 func (c *osCapture) Up(device string, routes []netip.Prefix) error {
-	n, err := platform.Setup(platform.DefaultConfig(device, routes), c.log)
+	cfg := platform.DefaultConfig(device, routes)
+	cfg.KillSwitch, cfg.Exempt = c.killSwitch()
+	n, err := platform.Setup(cfg, c.log)
 	if err != nil {
 		return err
 	}
@@ -223,7 +248,14 @@ func (c *osCapture) SetRoutes(routes []netip.Prefix) error {
 	if c.network == nil {
 		return fmt.Errorf("capture is not up")
 	}
-	return c.network.SetRoutes(routes)
+	// A reload may turn the kill switch on or off, or change the
+	// servers; the new routes come first, so the kill switch covers
+	// them.
+	if err := c.network.SetRoutes(routes); err != nil {
+		return err
+	}
+	on, exempt := c.killSwitch()
+	return c.network.SetKillSwitch(on, exempt)
 }
 
 func (c *osCapture) Close() error {

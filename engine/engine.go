@@ -113,6 +113,9 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 	}
 	e.runCtx, e.cancel = context.WithCancel(context.Background())
 	e.plan.Store(plan)
+	if osc != nil {
+		osc.plan = e.plan.Load
+	}
 	e.timings = newTimings(plan.Profiles)
 	e.live.init()
 	// Nobody at a terminal and no askpass: the prompts wait in a queue
@@ -337,7 +340,11 @@ func (e *Engine) removeCapture() {
 	if e.removeErr != nil {
 		e.removeErr = fmt.Errorf("removing routes: %w", e.removeErr)
 	}
-	e.log.Debug("routes and policy rules removed")
+	if e.plan.Load().Config.KillSwitch && e.osCapture != nil {
+		e.log.Debug("routes to the device removed; the kill switch keeps the captured destinations unreachable")
+	} else {
+		e.log.Debug("routes and policy rules removed")
+	}
 }
 
 // Close stops the engine and removes everything, in order: the stack

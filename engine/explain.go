@@ -34,6 +34,12 @@ type Explanation struct {
 	Profile string
 	Server  string
 	Route   string
+	// TunnelDown says what happens to a tunnelled flow when its tunnel
+	// cannot be set up (the rule's on_tunnel_down).
+	TunnelDown string
+	// Stopped says what happens to a flow to the destination while shunt
+	// is not running (kill_switch); empty for one never captured.
+	Stopped string
 }
 
 // Explain decides f by the plan; resolved gives a host name's addresses
@@ -41,10 +47,19 @@ type Explanation struct {
 func (p *Plan) Explain(f router.Flow, resolved func(host string) []netip.Addr) Explanation {
 	var e Explanation
 	p.capture(&e, f.Dst.Addr().Unmap(), resolved)
+	if e.Captured || f.Host != "" {
+		e.Stopped = p.whenStopped(f.Dst.Addr().Unmap())
+	}
 	e.Decision, e.Steps = p.Ruleset.Explain(f)
 	d := e.Decision
 	if d.Rule == nil || d.Action != router.Tunnel {
 		return e
+	}
+	switch d.Rule.OnTunnelDown {
+	case router.TunnelDownDirect:
+		e.TunnelDown = "if the tunnel cannot be set up, shunt connects the flow directly, in the clear, and logs a warning (on_tunnel_down: direct)"
+	default:
+		e.TunnelDown = "if the tunnel cannot be set up, the application sees a refused connection: nothing goes in the clear (on_tunnel_down: block, the default)"
 	}
 	var prof broker.Profile
 	for _, bp := range p.Profiles {
@@ -98,4 +113,18 @@ func (p *Plan) capture(e *Explanation, addr netip.Addr, resolved func(host strin
 			}
 		}
 	}
+}
+
+// whenStopped says what the kernel does with a flow to a captured addr
+// while shunt is not running.
+func (p *Plan) whenStopped(addr netip.Addr) string {
+	if !p.Config.KillSwitch {
+		return "while shunt is not running, the destination takes the host's normal route (kill_switch is off)"
+	}
+	for _, h := range p.serverHosts() {
+		if a, err := netip.ParseAddr(h); err == nil && a.Unmap() == addr {
+			return "while shunt is not running, the destination takes the host's normal route: it is the SSH server or proxy " + h + ", which the kill switch leaves reachable"
+		}
+	}
+	return "while shunt is not running (stopped or crashed), the destination is unreachable: the kill switch keeps it so until shunt starts again or shunt cleanup removes it"
 }

@@ -28,7 +28,23 @@ type Config struct {
 	Table int
 	// Priority is the priority of the policy rules that select Table.
 	Priority int
+	// KillSwitch keeps Routes unreachable while shunt is not running: from
+	// Setup on, each captured destination has an "unreachable" route
+	// behind its route to the TUN (KillSwitchMetric), which takes over
+	// when the TUN goes (a crash), and Close leaves those and the policy
+	// rules in place. The next Setup replaces them; CleanUp removes them.
+	KillSwitch bool
+	// Exempt are addresses the kill switch leaves on the host's normal
+	// routes (the SSH servers and proxies), even when a captured
+	// destination covers them. While shunt runs they are captured as
+	// before.
+	Exempt []netip.Addr
 }
+
+// KillSwitchMetric is the metric of the kill switch's routes: above any
+// route to the TUN (metric 0 for IPv4, 1024 for IPv6), so they count only
+// once the TUN's routes are gone.
+const KillSwitchMetric = 0x5368_0000
 
 // Defaults keep shunt's routing state recognisable: "Sh" in hex.
 const (

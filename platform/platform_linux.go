@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -24,6 +25,11 @@ import (
 // main table, so capturing 0.0.0.0/0 cannot loop the SSH connection back
 // into the TUN. Local addresses are still delivered: the local table's rule
 // (priority 0) comes first.
+//
+// With the kill switch (Config.KillSwitch), each captured destination also
+// has an unreachable route in the table, behind the TUN's (a higher
+// metric), and each exempt address a throw route, which sends it on to the
+// main table (killswitch_linux.go).
 
 // Network is the host state shunt installed.
 type Network struct {
@@ -36,6 +42,10 @@ type Network struct {
 	mu     sync.Mutex
 	rules  map[int]*netlink.Rule // by family
 	routes map[netip.Prefix]bool
+	// want are the captured destinations SetRoutes was given last.
+	want []netip.Prefix
+	// guards are the kill switch's routes installed.
+	guards map[guard]bool
 }
 
 func markControl(mark uint32) func(network, address string, c syscall.RawConn) error {
@@ -54,7 +64,9 @@ func markControl(mark uint32) func(network, address string, c syscall.RawConn) e
 // Prepare runs before the TUN is created. It refuses to start when the
 // device already exists (another shunt runs with the same name), and
 // removes what a crashed run left behind: policy rules that select the
-// table, and the table's routes.
+// table, and the table's routes. With cfg.KillSwitch, a kill switch left
+// in place (by a crash or a stop) stays until Setup replaces it, so the
+// captured destinations stay unreachable throughout the start.
 func Prepare(cfg Config, log logrus.FieldLogger) error {
 	h, err := netlink.NewHandle()
 	if err != nil {
@@ -72,13 +84,19 @@ func Prepare(cfg Config, log logrus.FieldLogger) error {
 		if err != nil {
 			return fmt.Errorf("list routes of table %d: %w", cfg.Table, err)
 		}
-		if len(routes) > 0 {
-			dev := fmt.Sprint(routes[0].LinkIndex)
-			if l, err := h.LinkByIndex(routes[0].LinkIndex); err == nil {
+		if i := slices.IndexFunc(routes, isDeviceRoute); i >= 0 {
+			dev := fmt.Sprint(routes[i].LinkIndex)
+			if l, err := h.LinkByIndex(routes[i].LinkIndex); err == nil {
 				dev = l.Attrs().Name
 			}
 			return fmt.Errorf("routing table %d is in use by device %s: another shunt is running; stop it first", cfg.Table, dev)
 		}
+	}
+	if cfg.KillSwitch {
+		if n := countGuards(h, cfg); n > 0 {
+			log.WithField("routes", n).Info("kill switch: the captured destinations stay unreachable, as the last run left them, until the capture is up again")
+		}
+		return nil
 	}
 	n, err := clearTable(h, cfg)
 	if err != nil {
@@ -90,9 +108,20 @@ func Prepare(cfg Config, log logrus.FieldLogger) error {
 	return nil
 }
 
+// isDeviceRoute: a route to a device (the TUN), not one of the kill
+// switch's (which IPv6 shows on lo).
+func isDeviceRoute(r netlink.Route) bool { return r.Type == unix.RTN_UNICAST && r.LinkIndex > 0 }
+
 // clearTable deletes every rule selecting cfg.Table and every route in it.
 func clearTable(h *netlink.Handle, cfg Config) (int, error) {
-	removed := 0
+	removed, err := clearTableSaying(h, cfg)
+	return len(removed), err
+}
+
+// clearTableSaying is clearTable, and says what it removed, as ip(8)
+// would write it.
+func clearTableSaying(h *netlink.Handle, cfg Config) ([]string, error) {
+	var removed []string
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rules, err := h.RuleList(fam)
 		if err != nil {
@@ -106,7 +135,7 @@ func clearTable(h *netlink.Handle, cfg Config) (int, error) {
 				if err := h.RuleDel(&rules[i]); err != nil {
 					return removed, fmt.Errorf("remove stale policy rule %v: %w", rules[i], err)
 				}
-				removed++
+				removed = append(removed, describeRule(&rules[i]))
 			}
 		}
 		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
@@ -117,7 +146,7 @@ func clearTable(h *netlink.Handle, cfg Config) (int, error) {
 			if err := h.RouteDel(&routes[i]); err != nil && !errors.Is(err, unix.ESRCH) {
 				return removed, fmt.Errorf("remove stale route %v: %w", routes[i].Dst, err)
 			}
-			removed++
+			removed = append(removed, describeRoute(h, &routes[i]))
 		}
 	}
 	return removed, nil
@@ -130,7 +159,7 @@ func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	n := &Network{cfg: cfg, h: h, log: log, rules: map[int]*netlink.Rule{}, routes: map[netip.Prefix]bool{}}
+	n := &Network{cfg: cfg, h: h, log: log, rules: map[int]*netlink.Rule{}, routes: map[netip.Prefix]bool{}, guards: map[guard]bool{}}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -159,6 +188,13 @@ func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
 		return nil, fmt.Errorf("bring %s up: %w", cfg.TUN, err)
 	}
 	n.link, n.have6 = link, have6
+	if cfg.KillSwitch {
+		// What the last run left becomes this run's, and SetRoutes
+		// changes only the difference.
+		if err := n.adopt(); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.SetRoutes(cfg.Routes); err != nil {
 		return nil, err
 	}
@@ -167,13 +203,21 @@ func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
 
 // SetRoutes makes the captured destinations exactly routes: it adds what is
 // new, removes what is gone, and keeps one policy rule per address family
-// that has routes. Host-name rules call it when DNS answers change.
+// that has routes. Host-name rules call it when DNS answers change. With
+// the kill switch, the unreachable and throw routes follow too, each added
+// before anything is removed.
 func (n *Network) SetRoutes(routes []netip.Prefix) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.want = slices.Clone(routes)
+	return n.applyLocked()
+}
+
+// applyLocked makes the table and the rules what n.want and n.cfg ask for.
+func (n *Network) applyLocked() error {
 	want := map[netip.Prefix]bool{}
 	fams := map[int]bool{}
-	for _, p := range routes {
+	for _, p := range n.want {
 		p = p.Masked()
 		if p.Addr().Is6() && !n.have6 {
 			continue
@@ -181,8 +225,14 @@ func (n *Network) SetRoutes(routes []netip.Prefix) error {
 		want[p] = true
 		fams[family(p)] = true
 	}
-	// Rules first for new families, after the routes: a rule without
-	// routes would only fall through, but keep the order tidy.
+	guards := n.guardsFor(want)
+	// An exempt address stays captured while shunt runs: its route to
+	// the TUN comes before its throw route.
+	for g := range guards {
+		if g.typ == unix.RTN_THROW {
+			want[g.dst] = true
+		}
+	}
 	for p := range want {
 		if n.routes[p] {
 			continue
@@ -192,6 +242,9 @@ func (n *Network) SetRoutes(routes []netip.Prefix) error {
 			return fmt.Errorf("route %v to %s (table %d): %w", p, n.cfg.TUN, n.cfg.Table, err)
 		}
 		n.routes[p] = true
+	}
+	if err := n.addGuards(guards); err != nil {
+		return err
 	}
 	for p := range n.routes {
 		if want[p] {
@@ -203,17 +256,13 @@ func (n *Network) SetRoutes(routes []netip.Prefix) error {
 		}
 		delete(n.routes, p)
 	}
+	if err := n.removeGuards(guards); err != nil {
+		return err
+	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		switch {
 		case fams[fam] && n.rules[fam] == nil:
-			rule := netlink.NewRule()
-			rule.Family = fam
-			rule.Priority = n.cfg.Priority
-			rule.Table = n.cfg.Table
-			rule.Mark = n.cfg.Mark
-			mask := uint32(0xffffffff)
-			rule.Mask = &mask
-			rule.Invert = true
+			rule := n.policyRule(fam)
 			if err := n.h.RuleAdd(rule); err != nil {
 				return fmt.Errorf("policy rule (priority %d, table %d): %w", n.cfg.Priority, n.cfg.Table, err)
 			}
@@ -228,6 +277,19 @@ func (n *Network) SetRoutes(routes []netip.Prefix) error {
 	return nil
 }
 
+// policyRule is the rule of family fam: priority P, not fwmark M, lookup T.
+func (n *Network) policyRule(fam int) *netlink.Rule {
+	rule := netlink.NewRule()
+	rule.Family = fam
+	rule.Priority = n.cfg.Priority
+	rule.Table = n.cfg.Table
+	rule.Mark = n.cfg.Mark
+	mask := uint32(0xffffffff)
+	rule.Mask = &mask
+	rule.Invert = true
+	return rule
+}
+
 func family(p netip.Prefix) int {
 	if p.Addr().Is6() {
 		return netlink.FAMILY_V6
@@ -236,10 +298,17 @@ func family(p netip.Prefix) int {
 }
 
 // Close removes the policy rules, then the routes. The TUN device itself
-// goes when its file is closed.
+// goes when its file is closed. With the kill switch it removes only the
+// routes to the TUN: the policy rules and the unreachable routes stay, and
+// keep the captured destinations unreachable until the next Setup or
+// CleanUp.
 func (n *Network) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer n.h.Close()
+	if n.cfg.KillSwitch && len(n.guards) > 0 {
+		return n.closeKeepingGuards()
+	}
 	var errs []error
 	for _, r := range n.rules {
 		if err := n.h.RuleDel(r); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -248,9 +317,9 @@ func (n *Network) Close() error {
 	}
 	n.rules = map[int]*netlink.Rule{}
 	n.routes = map[netip.Prefix]bool{}
+	n.guards = map[guard]bool{}
 	if _, err := clearTable(n.h, n.cfg); err != nil {
 		errs = append(errs, err)
 	}
-	n.h.Close()
 	return shunterrs.Join(errs...)
 }

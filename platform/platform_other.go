@@ -25,3 +25,12 @@ func (*Network) SetRoutes([]netip.Prefix) error { return ErrNotSupported }
 
 // Close does nothing.
 func (*Network) Close() error { return nil }
+
+// SetKillSwitch is not supported on this system yet.
+func (*Network) SetKillSwitch(bool, []netip.Addr) error { return ErrNotSupported }
+
+// CleanUp is not supported on this system yet.
+func CleanUp(Config) ([]string, error) { return nil, ErrNotSupported }
+
+// KillSwitchRoutes is not supported on this system yet.
+func KillSwitchRoutes(Config) ([]string, error) { return nil, ErrNotSupported }

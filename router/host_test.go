@@ -112,7 +112,7 @@ func TestHandleTCPByHost(t *testing.T) {
 	rules := []Rule{
 		{Name: "mail", Hosts: []string{"mail.corp.example"}, Action: Tunnel, Profile: "office"},
 		{Name: "own", Hosts: []string{"gw.corp.example"}, Action: Tunnel, Profile: "own", HostFromApplication: true},
-		{Name: "fallback", Hosts: []string{"fb.corp.example"}, Action: Tunnel, Profile: "office", FallbackDirect: true},
+		{Name: "fallback", Hosts: []string{"fb.corp.example"}, Action: Tunnel, Profile: "office", OnTunnelDown: TunnelDownDirect},
 		{Name: "direct", Hosts: []string{"direct.example"}, Action: Direct},
 	}
 	for _, tt := range []struct {

@@ -149,7 +149,7 @@ func TestFallbackDirectAndAlwaysDirect(t *testing.T) {
 		go func() { a.Close() }()
 		return b, nil
 	}
-	rules := []Rule{{Destinations: pfx("10.0.0.0/8"), Action: Tunnel, Profile: "p", FallbackDirect: true}}
+	rules := []Rule{{Destinations: pfx("10.0.0.0/8"), Action: Tunnel, Profile: "p", OnTunnelDown: TunnelDownDirect}}
 	for _, tt := range []struct {
 		name     string
 		err      error
@@ -180,6 +180,57 @@ func TestFallbackDirectAndAlwaysDirect(t *testing.T) {
 				t.Errorf("an always-direct app touched the tunnel: %v", dials)
 			}
 		})
+	}
+}
+
+// on_tunnel_down: block (the default) refuses a flow whose tunnel cannot be
+// set up and never dials it direct; direct falls back, and only on a set-up
+// failure.
+func TestOnTunnelDown(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		down      TunnelDown
+		err       error
+		wantDials string
+		wantOK    bool
+	}{
+		{"default block, setup failure", TunnelDownBlock, setupErr{}, "p/10.1.1.1:25", false},
+		{"direct, setup failure", TunnelDownDirect, setupErr{}, "p/10.1.1.1:25 direct/10.1.1.1:25", true},
+		{"direct, refused channel", TunnelDownDirect, errors.New("server could not connect"), "p/10.1.1.1:25", false},
+		{"block, tunnel up", TunnelDownBlock, nil, "p/10.1.1.1:25", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &routertest.Dialer{Fail: func(c routertest.Call) error {
+				if c.Profile != "" {
+					return tt.err
+				}
+				return nil
+			}}
+			log, _ := test.NewNullLogger()
+			rules := []Rule{{Destinations: pfx("10.0.0.0/8"), Action: Tunnel, Profile: "p", OnTunnelDown: tt.down}}
+			r := New(rules, Options{Tunnels: f, Direct: f, Log: log})
+			accepted := false
+			r.HandleTCP(context.Background(), ap("198.18.0.1:4000"), ap("10.1.1.1:25"), "", func() (net.Conn, error) {
+				accepted = true
+				a, b := net.Pipe()
+				go func() { a.Close() }()
+				return b, nil
+			})
+			if got := strings.Join(f.Dials(), " "); got != tt.wantDials {
+				t.Errorf("dials %q, want %q", got, tt.wantDials)
+			}
+			if accepted != tt.wantOK {
+				t.Errorf("application accepted %v, want %v", accepted, tt.wantOK)
+			}
+		})
+	}
+	for _, s := range []string{"block", "direct"} {
+		if d, err := ParseTunnelDown(s); err != nil || d.String() != s {
+			t.Errorf("ParseTunnelDown(%q) = %v, %v", s, d, err)
+		}
+	}
+	if _, err := ParseTunnelDown("fallback"); err == nil || !strings.Contains(err.Error(), "use block or direct") {
+		t.Errorf("ParseTunnelDown(fallback): %v", err)
 	}
 }
 

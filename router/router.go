@@ -365,8 +365,9 @@ func (r *Router) dial(ctx context.Context, fl *flowEntry) (net.Conn, error) {
 	}
 	// With a fallback, the tunnel gets only part of the time, so a silent
 	// server leaves enough to go direct.
+	fallback := d.Rule.OnTunnelDown == TunnelDownDirect
 	tctx := ctx
-	if deadline, ok := ctx.Deadline(); ok && d.Rule.FallbackDirect {
+	if deadline, ok := ctx.Deadline(); ok && fallback {
 		var cancel context.CancelFunc
 		tctx, cancel = context.WithTimeout(ctx, time.Until(deadline)/2)
 		defer cancel()
@@ -380,8 +381,8 @@ func (r *Router) dial(ctx context.Context, fl *flowEntry) (net.Conn, error) {
 	}
 	var se SetupError
 	setupFailed := errors.As(err, &se) && se.TunnelSetupFailed() || tctx.Err() != nil
-	if err != nil && d.Rule.FallbackDirect && setupFailed && ctx.Err() == nil {
-		fl.log(logrus.WarnLevel, err, "tunnel cannot be set up: falling back to direct, as the rule allows")
+	if err != nil && fallback && setupFailed && ctx.Err() == nil {
+		fl.log(logrus.WarnLevel, err, "tunnel cannot be set up: falling back to direct, as the rule allows (on_tunnel_down: direct)")
 		fl.direct.Store(true)
 		return r.opts.Direct.DialContext(ctx, "tcp", addr)
 	}

@@ -48,6 +48,41 @@ func ParseAction(s string) (Action, error) {
 	return 0, fmt.Errorf("unknown action %q: use tunnel, direct or block", s)
 }
 
+// TunnelDown is what a tunnel rule does with a flow whose tunnel cannot be
+// set up (no server answers, the login fails): on_tunnel_down.
+type TunnelDown int
+
+const (
+	// TunnelDownBlock refuses the flow: the application sees a refused
+	// connection, and nothing is sent in the clear. The default: a tunnel
+	// rule fails closed.
+	TunnelDownBlock TunnelDown = iota
+	// TunnelDownDirect connects the flow directly, without a tunnel, and
+	// logs a warning (fallback_direct).
+	TunnelDownDirect
+)
+
+func (t TunnelDown) String() string {
+	switch t {
+	case TunnelDownBlock:
+		return "block"
+	case TunnelDownDirect:
+		return "direct"
+	}
+	return fmt.Sprintf("on_tunnel_down(%d)", int(t))
+}
+
+// ParseTunnelDown parses "block" or "direct".
+func ParseTunnelDown(s string) (TunnelDown, error) {
+	switch s {
+	case "block":
+		return TunnelDownBlock, nil
+	case "direct":
+		return TunnelDownDirect, nil
+	}
+	return 0, fmt.Errorf("unknown on_tunnel_down %q: use block or direct", s)
+}
+
 // PortRange is an inclusive range of TCP ports; a single port has Lo == Hi.
 type PortRange struct{ Lo, Hi uint16 }
 
@@ -98,9 +133,9 @@ type Rule struct {
 	// HostFromApplication makes the SSH connection go to the destination
 	// host itself instead of the profile's host.
 	HostFromApplication bool
-	// FallbackDirect sends the flow direct when the tunnel cannot be set
-	// up.
-	FallbackDirect bool
+	// OnTunnelDown is what happens to a Tunnel rule's flow when its
+	// tunnel cannot be set up; the zero value refuses it.
+	OnTunnelDown TunnelDown
 }
 
 // Label is how logs name the rule: its position, and its name.

@@ -40,6 +40,9 @@ type explanation struct {
 		Prefix   string `json:"prefix,omitempty"` // the captured route it is in
 		Rule     string `json:"rule,omitempty"`   // the rule that captures it
 		Why      string `json:"why"`
+		// Stopped is what happens to the flow while shunt is not
+		// running (kill_switch).
+		Stopped string `json:"when_stopped,omitempty"`
 	} `json:"capture"`
 	Steps []router.Step `json:"steps"`
 	// Decision is what shunt does with the flow once captured; "none"
@@ -55,6 +58,9 @@ type explanation struct {
 		// it: direct, through which proxy (and the proxy rule that
 		// chose it), through which jump profile.
 		Route string `json:"route,omitempty"`
+		// TunnelDown is what happens to a tunnelled flow when its
+		// tunnel cannot be set up (on_tunnel_down).
+		TunnelDown string `json:"tunnel_down,omitempty"`
 	} `json:"decision"`
 }
 
@@ -210,11 +216,13 @@ func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc
 	e.Steps = ex.Steps
 	d := ex.Decision
 	e.Decision.Action, e.Decision.Why = d.Action.String(), d.Why
+	e.Capture.Stopped = ex.Stopped
 	if d.Rule == nil {
 		return e, nil
 	}
 	e.Decision.Index, e.Decision.Rule = d.Index+1, d.Rule.Label(d.Index)
 	e.Decision.Profile, e.Decision.Server, e.Decision.Route = ex.Profile, ex.Server, ex.Route
+	e.Decision.TunnelDown = ex.TunnelDown
 	return e, nil
 }
 
@@ -400,10 +408,16 @@ func printExplanation(w io.Writer, e *explanation) {
 		fmt.Fprintln(w, "direct: captured, but no rule matches: shunt connects it directly, not through a tunnel")
 	case d.Action == "tunnel":
 		fmt.Fprintf(w, "tunnel (rule %s) through profile %s: %s\n", d.Rule, d.Profile, d.Route)
+		if d.TunnelDown != "" {
+			fmt.Fprintf(w, "tunnel down: %s\n", d.TunnelDown)
+		}
 	case d.Action == "block":
 		fmt.Fprintf(w, "block (rule %s): the application sees a refused connection\n", d.Rule)
 	default:
 		fmt.Fprintf(w, "direct (rule %s)\n", d.Rule)
+	}
+	if c.Stopped != "" {
+		fmt.Fprintf(w, "shunt stopped: %s\n", c.Stopped)
 	}
 }
 
@@ -462,11 +476,13 @@ func explainFake(e *explanation, plan *engine.Plan, f flowAsked, fake []netip.Ad
 	e.Steps = ex.Steps
 	d := ex.Decision
 	e.Decision.Action, e.Decision.Why = d.Action.String(), d.Why
+	e.Capture.Stopped = ex.Stopped
 	if d.Rule == nil {
 		return e
 	}
 	e.Decision.Index, e.Decision.Rule = d.Index+1, d.Rule.Label(d.Index)
 	e.Decision.Profile, e.Decision.Server, e.Decision.Route = ex.Profile, ex.Server, ex.Route
+	e.Decision.TunnelDown = ex.TunnelDown
 	if d.Action == router.Tunnel {
 		e.Decision.Route += fmt.Sprintf("; the channel is opened to %s by name, and the SSH server resolves it", net.JoinHostPort(f.host, strconv.Itoa(int(f.Dst.Port()))))
 	}

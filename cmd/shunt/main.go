@@ -38,6 +38,7 @@ Usage:
   shunt explain [flags] DEST[:PORT]    show which rule a flow matches, and why
   shunt import-tectia [--best-effort] ssh-broker-config.xml
                                        convert a Tectia configuration to YAML
+  shunt cleanup [--config FILE]...     remove the kill switch and what a crashed shunt left (needs root)
   shunt version                        print the version
 ` + ctlUsage + `
 
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdExplain(args, stdout, stderr)
 	case "import-tectia":
 		return cmdImportTectia(args, stdout, stderr)
+	case "cleanup":
+		return cmdCleanup(args, stdout, stderr)
 	case "status", "flows", "reload", "down", "connect", "disconnect", "close", "auth":
 		return runCtl(cmd, args, stdout, stderr)
 	case "version":
