@@ -184,6 +184,16 @@ func (a platformOwners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
 	return router.Owner{UID: o.UID, Exe: o.Exe, Name: o.Name}, nil
 }
 
+// LookupUID finds the user alone where platform can (its sock_diag answer,
+// without /proc).
+func (a platformOwners) LookupUID(src, dst netip.AddrPort) (uint32, error) {
+	if u, ok := a.OwnerLookup.(platform.UIDLookup); ok {
+		return u.LookupUID(src, dst)
+	}
+	o, err := a.OwnerLookup.Lookup(src, dst)
+	return o.UID, err
+}
+
 // Close closes the lookup where it holds something to close (Linux's
 // netlink socket); platform.OwnerLookup itself promises no Close.
 func (a platformOwners) Close() error {

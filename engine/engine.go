@@ -421,6 +421,20 @@ func (o *owners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
 	return ol.Lookup(src, dst)
 }
 
+// LookupUID implements router.UIDs: the user alone where the lookup in
+// force can find it so.
+func (o *owners) LookupUID(src, dst netip.AddrPort) (uint32, error) {
+	ol := o.get()
+	if ol == nil {
+		return 0, errNoOwnerLookup
+	}
+	if u, ok := ol.(router.UIDs); ok {
+		return u.LookupUID(src, dst)
+	}
+	ow, err := ol.Lookup(src, dst)
+	return ow.UID, err
+}
+
 // names stands in for the resolver, which Reload replaces, and for the DNS
 // server's answers from the far side.
 type names struct {

@@ -33,6 +33,13 @@ type OwnerLookup interface {
 	Lookup(src, dst netip.AddrPort) (Owner, error)
 }
 
+// UIDLookup is implemented by owner lookups that can find a flow's user
+// alone, more cheaply than its process (Linux: one sock_diag request, no
+// /proc).
+type UIDLookup interface {
+	LookupUID(src, dst netip.AddrPort) (uint32, error)
+}
+
 // ErrNoSocket is returned, wrapped with the flow, when no local socket has
 // the flow's addresses: it came from another host, or its socket is gone.
 var ErrNoSocket = errors.New("no local socket")

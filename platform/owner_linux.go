@@ -124,16 +124,9 @@ func (l *ownerLookup) Lookup(src, dst netip.AddrPort) (Owner, error) {
 	if err != nil {
 		return Owner{}, err
 	}
-	s, err := l.diag.get(src, dst)
-	if errors.Is(err, unix.ENOENT) {
-		return Owner{}, errNoSocket(src, dst)
-	}
+	s, err := l.socket(src, dst)
 	if err != nil {
-		return Owner{}, fmt.Errorf("owner of %v -> %v: sock_diag: %w", src, dst, err)
-	}
-	switch s.state {
-	case tcpListen, tcpTimeWait, tcpNewSynRecv: // no socket of a process
-		return Owner{}, errNoSocket(src, dst)
+		return Owner{}, err
 	}
 	o := Owner{UID: s.uid}
 	if s.inode == 0 { // closed by its process, still sending
@@ -147,6 +140,37 @@ func (l *ownerLookup) Lookup(src, dst netip.AddrPort) (Owner, error) {
 	}
 	o.PID, o.Exe, o.Name = id.pid, exe.exe, exe.name
 	return o, nil
+}
+
+// LookupUID finds only the user of the local socket src connected to dst:
+// one sock_diag request, no look at /proc (the process is not needed to
+// check whose flow it is).
+func (l *ownerLookup) LookupUID(src, dst netip.AddrPort) (uint32, error) {
+	src, dst, err := flowTuple(src, dst)
+	if err != nil {
+		return 0, err
+	}
+	s, err := l.socket(src, dst)
+	if err != nil {
+		return 0, err
+	}
+	return s.uid, nil
+}
+
+// socket asks sock_diag for the local socket of the flow.
+func (l *ownerLookup) socket(src, dst netip.AddrPort) (diagSock, error) {
+	s, err := l.diag.get(src, dst)
+	if errors.Is(err, unix.ENOENT) {
+		return s, errNoSocket(src, dst)
+	}
+	if err != nil {
+		return s, fmt.Errorf("owner of %v -> %v: sock_diag: %w", src, dst, err)
+	}
+	switch s.state {
+	case tcpListen, tcpTimeWait, tcpNewSynRecv: // no socket of a process
+		return s, errNoSocket(src, dst)
+	}
+	return s, nil
 }
 
 // process finds the process holding socket inode, and its executable.

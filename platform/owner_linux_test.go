@@ -85,6 +85,15 @@ func TestOwnerLookupLoopback(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkOwner(t, network+" server end", o, os.Getpid(), self)
+			// The user alone, from the socket, without /proc.
+			before := len(l.procs)
+			uid, err := l.LookupUID(addrPort(c.LocalAddr()), addrPort(ln.Addr()))
+			if err != nil || uid != uint32(os.Geteuid()) {
+				t.Errorf("LookupUID = %d, %v; want %d", uid, err, os.Geteuid())
+			}
+			if len(l.procs) != before {
+				t.Error("LookupUID looked at processes")
+			}
 		}
 
 		// Many flows at once, none cached.

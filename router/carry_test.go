@@ -148,3 +148,50 @@ func TestRuleCarries(t *testing.T) {
 		t.Error("no rule checks users: no owner lookup needed")
 	}
 }
+
+// uidOnly is an owner lookup that can find the user alone (router.UIDs),
+// counting each kind of lookup.
+type uidOnly struct {
+	uidOwners
+	uidLookups atomic.Int64
+}
+
+func (o *uidOnly) LookupUID(src, dst netip.AddrPort) (uint32, error) {
+	o.uidLookups.Add(1)
+	ow, err := o.uidOwners.Lookup(src, dst)
+	o.uidOwners.lookups.Add(-1)
+	return ow.UID, err
+}
+
+// The allowed_users check asks only for the user where the lookup can
+// find it alone (no process, no /proc); a refused flow is looked up whole,
+// for the log line that names its application.
+func TestCarriesAsksOnlyForTheUser(t *testing.T) {
+	rules := []Rule{{Name: "corp", Destinations: pfx("10.1.0.0/24"), Action: Tunnel, Profile: "corp", AllowedUsers: []uint32{1000}}}
+	for _, tt := range []struct {
+		srcPort           uint16
+		wantUID, wantFull int64
+		refused           bool
+	}{
+		{srcPort: 2000, wantUID: 1},
+		{srcPort: 2001, wantUID: 1, wantFull: 1, refused: true},
+	} {
+		f := &routertest.Dialer{}
+		owners := &uidOnly{}
+		log, _ := test.NewNullLogger()
+		r := New(rules, Options{Tunnels: f, Direct: f, Owners: owners, Log: log})
+		src := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), tt.srcPort)
+		r.HandleTCP(context.Background(), src, netip.MustParseAddrPort("10.1.0.5:25"), "", func() (net.Conn, error) {
+			a, b := net.Pipe()
+			a.Close()
+			return b, nil
+		})
+		r.Wait()
+		if u, full := owners.uidLookups.Load(), owners.lookups.Load(); u != tt.wantUID || full != tt.wantFull {
+			t.Errorf("port %d: %d user lookups and %d whole ones, want %d and %d", tt.srcPort, u, full, tt.wantUID, tt.wantFull)
+		}
+		if refused := len(f.Dials()) == 0; refused != tt.refused {
+			t.Errorf("port %d: refused %v, want %v", tt.srcPort, refused, tt.refused)
+		}
+	}
+}

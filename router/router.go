@@ -42,6 +42,12 @@ type Owners interface {
 	Lookup(src, dst netip.AddrPort) (Owner, error)
 }
 
+// UIDs is implemented by Owners that find a flow's user alone more cheaply
+// than its process: whose flow it is is all the allowed_users check needs.
+type UIDs interface {
+	LookupUID(src, dst netip.AddrPort) (uint32, error)
+}
+
 // Names tells which host names resolve to an address (from the answers
 // shunt itself got for host-name rules).
 type Names interface {
@@ -147,6 +153,20 @@ func (r *Router) lookupOwner(f *Flow) error {
 	return err
 }
 
+// lookupUID finds the user behind f, and only the user where the lookup
+// can do that alone (UIDs).
+func (r *Router) lookupUID(f *Flow) error {
+	u, ok := r.opts.Owners.(UIDs)
+	if !ok {
+		return r.lookupOwner(f)
+	}
+	uid, err := u.LookupUID(f.Src, f.Dst)
+	if err == nil {
+		f.Owner = &Owner{UID: uid}
+	}
+	return err
+}
+
 // errNoOwners: the router was given no owner lookup.
 var errNoOwners = errors.New("no owner lookup")
 
@@ -160,10 +180,15 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 		return true
 	}
 	if !rs.owner && fl.f.Owner == nil && fl.ownerErr == nil {
-		fl.ownerErr = r.lookupOwner(&fl.f)
+		fl.ownerErr = r.lookupUID(&fl.f)
 	}
 	if rule.Carries(fl.f.Owner) {
 		return true
+	}
+	if fl.f.Owner != nil && fl.f.Owner.Exe == "" && fl.ownerErr == nil {
+		// Refused by the user alone: find the application too, for the
+		// log line that says whose flow was refused.
+		r.lookupOwner(&fl.f)
 	}
 	msg := fmt.Sprintf("flow refused: profile %q carries only the flows of its allowed_users (uids %v)", rule.Profile, rule.AllowedUsers)
 	if o := fl.f.Owner; o == nil || o.NoUID {
