@@ -30,10 +30,14 @@ import (
 // serves each SSH connection in a process of its own, which has 1,024
 // descriptors unless its unit raises the limit (MaxSessions bounds
 // session channels only, not forwarding); each open in flight holds one
-// (its connect), and each open channel one. 256 leaves three quarters of
-// them to the flows that are open, and is far more than applications
-// open at once to destinations that answer (a browser opens some tens).
-const DefaultMaxPendingOpens = 256
+// (its connect), and each open channel one: 640 leaves a third of them to
+// the flows that are open. It lies above the router's share of set-ups
+// for one destination (512, router/limit.go), so a flood to one
+// destination that does not answer is bounded there first and leaves
+// room for the flows to other destinations; this bound catches a flood
+// spread over many. Applications open far fewer at once to destinations
+// that answer (a browser some tens).
+const DefaultMaxPendingOpens = 640
 
 // DefaultOpenStallTimeout is how long a server may answer no channel open
 // while some wait before its connection is declared broken: longer than
@@ -49,6 +53,10 @@ type PendingOpensError struct {
 	Target  string
 	Limit   int
 }
+
+// Overloaded tells the router that the flow was refused at once as part
+// of a flood (router.Overloaded), which the broker warns about itself.
+func (e *PendingOpensError) Overloaded() bool { return true }
 
 func (e *PendingOpensError) Error() string {
 	return fmt.Sprintf("profile %s: %d channel opens are waiting for the server's answer already (max_pending_opens); refused the one to %s at once",

@@ -119,7 +119,11 @@ func TestLimitBlackholedDestination(t *testing.T) {
 	echoCheck(t, topo.client, working, []byte("before the flood")) // logged in
 
 	const flood = 6000
-	const share = 512 // router.DefaultMaxSetupsPerDestination
+	// The destination's share of set-ups (router.DefaultMaxSetupsPer
+	// Destination), below the profile's bound on channel opens in flight
+	// (broker.DefaultMaxPendingOpens, 640): the working flow's open finds
+	// room.
+	const share = 512
 	fds, err := topo.client.connects(flood, dead)
 	t.Cleanup(func() {
 		for _, fd := range fds {

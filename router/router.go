@@ -26,6 +26,17 @@ type Tunnels interface {
 	DialVia(ctx context.Context, profile, server, addr string) (net.Conn, error)
 }
 
+// Overloaded is implemented by errors of Tunnels that refused a flow at
+// once because too many are waiting already (the broker's bound on channel
+// opens in flight): the flow is refused as over a limit, logged at debug,
+// since whoever refused it warns about the flood itself.
+type Overloaded interface{ Overloaded() bool }
+
+func overloaded(err error) bool {
+	var o Overloaded
+	return errors.As(err, &o) && o.Overloaded()
+}
+
 // SetupError is implemented by errors that mean the tunnel itself could not
 // be set up (server unreachable, login failed), as opposed to the server
 // refusing the one destination. Only those fall back to direct.
@@ -257,6 +268,12 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 		case timedOut && ctx.Err() == nil && fl.direct.Load():
 			fl.log(logrus.WarnLevel, err, fmt.Sprintf("flow refused: direct connect timed out after %g s, as the application's own would have without shunt (%s)", timeout.Seconds(), r.connectWhy))
 			r.refuse(fl, reasonTimeout)
+		case overloaded(err):
+			// A flood: the tunnels' own bound refused it at once, and
+			// said so once (rate-limited); a line for each flow would
+			// only slow the refusals of the flood down.
+			fl.log(logrus.DebugLevel, err, "flow refused: the tunnel takes no more set-ups now")
+			r.refuse(fl, reasonLimit)
 		default:
 			fl.log(logrus.WarnLevel, err, "flow refused: upstream failed")
 			r.refuse(fl, reasonUpstream+err.Error())
