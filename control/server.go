@@ -37,6 +37,9 @@ type Options struct {
 	// Log gets a line for every refused request and every change asked
 	// for; nil means logrus's standard logger.
 	Log logrus.FieldLogger
+	// Pprof serves Go's runtime profiles at /debug/pprof/, to root and
+	// the daemon's own user only (see pprofRoutes).
+	Pprof bool
 }
 
 // Server serves the control API on a Unix socket.
@@ -46,6 +49,7 @@ type Server struct {
 	log     logrus.FieldLogger
 	access  access
 	groups  func(Peer) []uint32 // a peer's supplementary groups
+	pprof   bool
 	mux     *http.ServeMux
 	hs      *http.Server
 
@@ -112,6 +116,7 @@ func newServer(opts Options, a access, groups func(Peer) []uint32) *Server {
 		log:     opts.Log,
 		access:  a,
 		groups:  groups,
+		pprof:   opts.Pprof,
 		ctx:     ctx,
 		cancel:  cancel,
 		served:  make(chan struct{}),
@@ -315,6 +320,9 @@ func (s *Server) routes() *http.ServeMux {
 	})
 	route(http.MethodPost, "/v1/flows/{id}/close", s.closeFlow)
 	route(http.MethodPost, "/v1/prompts/{id}/answer", s.answer)
+	if s.pprof {
+		s.pprofRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s (this shunt serves the /v1 API)", r.URL.Path))
 	})

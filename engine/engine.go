@@ -73,6 +73,9 @@ type Engine struct {
 	dns       *splitDNS
 	dnsLive   atomic.Pointer[splitDNS] // dns, for Status
 	upstreams *upstreams
+	// watch checks the SSH connections after network changes and clock
+	// jumps, while the engine runs (netwatch.go).
+	watch *netWatch
 
 	// routesMu guards the capture: the resolver's callbacks change the
 	// routes too, and Hurry removes them while Close may wait elsewhere.
@@ -89,6 +92,7 @@ type Engine struct {
 func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 	up := &upstreams{}
 	deps, osc := deps.withDefaults(up)
+	deps.Dialer = newFDDialer(deps.Dialer, deps.Log)
 	defer func() {
 		if err != nil {
 			// Nothing else is open yet.
@@ -183,6 +187,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if runtime.GOOS == "linux" && (e.dev == nil || e.osCapture != nil) && os.Geteuid() != 0 {
 		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
 	}
+	logFileLimit(e.log)
 	for _, sh := range plan.Ruleset.Shadowed() {
 		e.log.Warn(sh.String())
 	}
@@ -247,6 +252,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 
 	e.broker.Start(e.runCtx)
+	e.watch = e.startWatch(name)
 	opts := netstack.Options{MTU: cfg.TUN.MTU, Hosts: fakeHosts{&e.names.far}, Log: e.log}
 	if e.stack, err = netstack.New(e.dev, &gate{r: e.router, stopping: &e.live.stopping, log: e.log}, opts); err != nil {
 		return err
@@ -386,7 +392,9 @@ func (e *Engine) closeLocked() error {
 	if ol := e.owners.get(); ol != nil {
 		errList = append(errList, ol.Close())
 	}
+	e.watch.stop()
 	errList = append(errList, e.broker.Close())
+	e.watch.wait()
 	e.removeCapture()
 	errList = append(errList, e.removeErr)
 	if r := e.names.set(nil); r != nil {

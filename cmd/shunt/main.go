@@ -323,12 +323,12 @@ func cmdDaemon(args []string, stdout, stderr io.Writer) int {
 // cmdRun runs shunt up, or shunt daemon (headless: nobody is asked at a
 // terminal, prompts wait for shunt auth).
 func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer) int {
-	var pprofAddr string
+	var pprof pprofFlag
 	cf, rest, err := parseConfigFlags(name, args, stdout, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&pprofAddr, "pprof", "", "serve Go's pprof profiles on this loopback `address` (e.g. 127.0.0.1:6060)")
+		fs.Var(&pprof, "pprof", "serve Go's pprof profiles on the control socket, at /debug/pprof/ (to root and shunt's own user only)")
 	})
 	if err != nil || len(rest) > 0 {
-		return usageExit(err, stderr, "usage: shunt "+name+" [--config FILE]... [--pprof ADDR]")
+		return usageExit(err, stderr, "usage: shunt "+name+" [--config FILE]... [--pprof]")
 	}
 	// A profile without allowed_users carries the daemon's own user's
 	// flows, and shunt up's those of the user it acts for.
@@ -359,16 +359,9 @@ func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer)
 		how = "set by GOMAXPROCS"
 	}
 	log.Infof("running Go code on %d of %d CPUs (%s)", procs, runtime.NumCPU(), how)
-	if pprofAddr != "" {
-		if err := servePprof(pprofAddr, log); err != nil {
-			log.Error(err)
-			return 1
-		}
-	}
-
 	stop := catchStopSignals(log)
 	defer stop.release()
-	o := upOptions{headless: headless, load: func() (*config.Config, error) {
+	o := upOptions{headless: headless, pprof: bool(pprof), load: func() (*config.Config, error) {
 		l, err := cf.load()
 		if err != nil {
 			return nil, err
@@ -501,6 +494,8 @@ type upOptions struct {
 	load func() (*config.Config, error)
 	// notify tells systemd; nil: newNotifier.
 	notify *notifier
+	// pprof serves Go's profiles on the control socket (--pprof).
+	pprof bool
 }
 
 // up runs the engine until ctx ends, shunt down asks, or the device
@@ -529,13 +524,18 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 		return err
 	}
 	be := &served{Backend: e.Control(), sys: sys, log: log}
-	srv, err := control.NewServer(control.Options{Socket: cfg.Control.Socket, Group: cfg.Control.Group, Backend: be, Log: log})
+	srv, err := control.NewServer(control.Options{Socket: cfg.Control.Socket, Group: cfg.Control.Group, Backend: be, Log: log, Pprof: o.pprof})
 	switch {
 	case errors.Is(err, control.ErrUnsupported):
 		log.Warn(err)
+		if o.pprof {
+			log.Warn("--pprof: no profiles without the control socket")
+		}
 	case err != nil:
 		e.Close()
 		return err
+	case o.pprof:
+		log.WithField("socket", srv.Socket()).Info("serving pprof on the control socket at /debug/pprof/, to root and shunt's own user only (curl --unix-socket SOCKET http://shunt/debug/pprof/)")
 	}
 	if l := cfg.Metrics.Listen; l != "" {
 		ms, err := metrics.Listen(l, e.Metrics(), log)
@@ -602,7 +602,8 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	case <-e.Stopping():
 		log.Info("stopping: shunt down asked for it")
 	case err := <-e.Err():
-		runErr = fmt.Errorf("TUN device failed: %w", err)
+		runErr = e.DeviceFailed(err)
+		log.Errorf("%v: stopping", runErr)
 	}
 	sys.stopping()
 	stopCtx, cancel := context.WithCancel(context.Background())

@@ -2,33 +2,24 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/pprof"
-
-	"github.com/sirupsen/logrus"
+	"strconv"
 )
 
-// servePprof serves the runtime profiles on a loopback address only: they
-// reveal memory contents.
-func servePprof(addr string, log logrus.FieldLogger) error {
-	host, _, err := net.SplitHostPort(addr)
+// pprofFlag is --pprof: serve Go's profiles on the control socket, at
+// /debug/pprof/, to root and shunt's own user only. It once took a
+// loopback address, which any local user could reach; an address now
+// gets an error saying where the profiles went.
+type pprofFlag bool
+
+func (f *pprofFlag) String() string { return strconv.FormatBool(bool(*f)) }
+
+func (f *pprofFlag) IsBoolFlag() bool { return true }
+
+func (f *pprofFlag) Set(s string) error {
+	b, err := strconv.ParseBool(s)
 	if err != nil {
-		return fmt.Errorf("--pprof %q: %w", addr, err)
+		return fmt.Errorf("--pprof takes no address any more: the profiles are served on the control socket (curl --unix-socket SOCKET http://shunt/debug/pprof/), to root and shunt's own user only")
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("--pprof %q: give a loopback address (127.0.0.1:PORT): profiles show memory", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--pprof: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	go http.Serve(ln, mux)
-	log.WithField("address", "http://"+ln.Addr().String()+"/debug/pprof/").Info("serving pprof")
+	*f = pprofFlag(b)
 	return nil
 }
