@@ -246,11 +246,13 @@ func (n *Stack) configure(opts Options) error {
 func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	if n.inFlight.Add(1) > n.maxInFlight {
 		n.inFlight.Add(-1)
-		req.Complete(true)
+		// Logged before the RST: the log has the warning by the time
+		// the application sees its refusal.
 		if count, warn := n.overLimit.tick(); warn {
 			n.log.WithFields(logrus.Fields{"in_flight": n.maxInFlight, "refused": count}).
 				Warn("refusing new flows: the most set-ups the stack takes at once are in flight")
 		}
+		req.Complete(true)
 		return
 	}
 	n.mu.Lock()
