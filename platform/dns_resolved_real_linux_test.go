@@ -89,6 +89,22 @@ func realResolvedChild(t *testing.T, root, bin string) {
 	if err := os.Mkdir("/run/systemd", 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A private /etc, a copy of the machine's: files bound over single
+	// files of the machine's /etc would be detached by the kernel as soon
+	// as the machine renames over them (useradd in another test renames
+	// /etc/passwd), and a restarted resolved would not find its user.
+	etc := filepath.Join(dir, "etc")
+	if out, err := exec.Command("cp", "-a", "/etc/.", etc+"/").CombinedOutput(); err != nil {
+		t.Fatalf("copy /etc: %v\n%s", err, out)
+	}
+	mustMount(etc, "/etc", "", unix.MS_BIND)
+	// Before the temporary directory goes (cleanups run last first): the
+	// mounts inside the copy would keep it busy.
+	t.Cleanup(func() {
+		for _, m := range []string{"/etc/resolv.conf", "/etc/systemd", "/etc"} {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	})
 	if _, err := user.Lookup("systemd-resolve"); err != nil {
 		for _, f := range []struct{ file, line string }{
 			{"/etc/passwd", "systemd-resolve:x:64991:64991:shunt test:/:/usr/sbin/nologin\n"},
@@ -98,9 +114,7 @@ func realResolvedChild(t *testing.T, root, bin string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cp := filepath.Join(dir, filepath.Base(f.file))
-			writeFile(t, cp, string(data)+f.line, 0o644)
-			mustMount(cp, f.file, "", unix.MS_BIND)
+			writeFile(t, f.file, string(data)+f.line, 0o644)
 		}
 	}
 	// resolved reads a foreign /etc/resolv.conf as its global servers.
