@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/shunt-dev/shunt/broker/brokertest"
+	"github.com/shunt-dev/shunt/state"
 )
 
 // explanation is the whole text of the connection attempt's failure
@@ -458,6 +460,70 @@ func TestHostKeyExplainedOncePerAttempt(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("flow %d refers to %s; the attempts were logged at %v", i, m[1], attempts)
+		}
+	}
+}
+
+// recorded keeps every event the broker publishes, as JSON.
+type recorded struct {
+	mu   sync.Mutex
+	json []string
+}
+
+func (r *recorded) Active() bool { return true }
+
+func (r *recorded) Publish(e state.Event) {
+	b, _ := json.Marshal(e)
+	r.mu.Lock()
+	r.json = append(r.json, string(b))
+	r.mu.Unlock()
+}
+
+// Logins that succeed, by password, by keyboard-interactive and with an
+// encrypted key, logged at trace level: no secret reaches the log, the
+// status or the events, at any level.
+func TestSuccessfulLoginsKeepSecrets(t *testing.T) {
+	const pw, code, phrase = "pw-sekrit-1", "kbd-sekrit-2", "phrase-sekrit-3"
+	echo := brokertest.Echo(t)
+	toEcho := func(network, _ string) (net.Conn, error) { return net.Dial(network, echo) }
+	_, pwProf := server(t, brokertest.Options{Password: pw, Dial: toEcho})
+	pwProf.Name, pwProf.AuthMethods = "pw", []string{AuthPassword}
+	_, kbdProf := server(t, brokertest.Options{Challenge: "Verification code: ", Answer: code, Dial: toEcho})
+	kbdProf.Name, kbdProf.AuthMethods = "kbd", []string{AuthKeyboardInteractive}
+	keySrv, keyProf := server(t, brokertest.Options{Dial: toEcho})
+	keyFile, key := writeKey(t, t.TempDir(), "id_enc", phrase)
+	keySrv.Allow(key.PublicKey())
+	keyProf.Name, keyProf.IdentityFiles, keyProf.AuthMethods = "key", []string{keyFile}, []string{AuthPublicKey}
+
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.TraceLevel)
+	ev := &recorded{}
+	pr := answers(map[QuestionKind]string{Password: pw, Challenge: code, Passphrase: phrase})
+	b := newBroker(t, Options{Log: log, Prompter: pr, Events: ev}, pwProf, kbdProf, keyProf)
+	for _, p := range []string{"pw", "kbd", "key"} {
+		mustDial(t, b, p, "10.0.0.1:25")
+	}
+	for _, k := range []QuestionKind{Password, Challenge, Passphrase} {
+		if pr.count(k) != 1 {
+			t.Errorf("asked %d times for %v, want once", pr.count(k), k)
+		}
+	}
+	status, _ := json.Marshal(b.Status())
+	conns, _ := json.Marshal(b.Connections())
+	text := string(status) + string(conns)
+	for _, e := range hook.AllEntries() {
+		s, _ := e.String()
+		text += s
+	}
+	ev.mu.Lock()
+	text += strings.Join(ev.json, "\n")
+	ev.mu.Unlock()
+	if !strings.Contains(text, "SSH connection up") {
+		t.Fatalf("the trace log shows no login:\n%s", text)
+	}
+	for _, secret := range []string{pw, code, phrase} {
+		if strings.Contains(text, secret) {
+			t.Errorf("%q appears in the log, the status or the events", secret)
 		}
 	}
 }
