@@ -313,7 +313,11 @@ func (p *Plan) AnswerFor(name string) DNSAnswer {
 	if !p.Config.DNS.Serve {
 		return DNSAnswer{}
 	}
-	pol := p.dnsPolicy()
+	return p.answerFor(p.dnsPolicy(), name)
+}
+
+// answerFor is AnswerFor with the plan's policy made already.
+func (p *Plan) answerFor(pol dns.Policy, name string) DNSAnswer {
 	if slices.Contains(pol.Hosts, name) || slices.ContainsFunc(pol.Domains, func(d string) bool { return underDomain(name, d) }) {
 		return DNSAnswer{Fake: true}
 	}
@@ -331,9 +335,13 @@ func (p *Plan) AnswerFor(name string) DNSAnswer {
 // DNS server answers (they would reach a local resolver, and their
 // answers there are not what applications get).
 func (p *Plan) WatchedHosts() []string {
+	if !p.Config.DNS.Serve {
+		return p.Config.Hosts()
+	}
+	pol := p.dnsPolicy()
 	var out []string
 	for _, h := range p.Config.Hosts() {
-		if a := p.AnswerFor(h); !a.Fake && a.Through == nil {
+		if a := p.answerFor(pol, h); !a.Fake && a.Through == nil {
 			out = append(out, h)
 		}
 	}
