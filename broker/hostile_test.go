@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -439,48 +440,16 @@ func knownHostsFor(t *testing.T, srv *brokertest.Server, port int) string {
 }
 
 // rawServer accepts TCP connections and runs serve on each: a server
-// that speaks whatever a test needs instead of SSH.
+// that speaks whatever a test needs instead of SSH. It returns the port.
 func rawServer(t *testing.T, serve func(c net.Conn)) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	addr := brokertest.Serve(t, func(c net.Conn) {
+		serve(c)
+		// Hold the connection open: the client must not wait for its
+		// end to see the fault.
+		io.Copy(io.Discard, c)
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				serve(c)
-				// Hold the connection open: the client must not wait
-				// for its end to see the fault.
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return int(netip.MustParseAddrPort(addr).Port())
 }
 
 // Servers that do not speak SSH properly: each attempt fails with an

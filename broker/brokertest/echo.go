@@ -13,6 +13,16 @@ import (
 // goroutines have ended (goleak finds none).
 func Echo(t testing.TB) string {
 	t.Helper()
+	return Serve(t, func(c net.Conn) { io.Copy(c, c) })
+}
+
+// Serve listens on the loopback and runs handle for every connection, in
+// a goroutine of its own, closing the connection after it: a server that
+// speaks whatever a test needs. It returns the address. At the test's
+// cleanup the listener and every connection still open are closed, and
+// Serve's goroutines have ended.
+func Serve(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +55,7 @@ func Echo(t testing.TB) string {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				io.Copy(c, c)
+				handle(c)
 				c.Close()
 				mu.Lock()
 				delete(conns, c)
