@@ -42,33 +42,9 @@ func TestHelperClient(t *testing.T) {
 // members by their primary or a supplementary group are served. curl is
 // the client, as a user's script would be, and so is control.Client.
 func TestOtherUsers(t *testing.T) {
-	lack := ""
-	if os.Geteuid() != 0 {
-		lack = "needs root to run clients as other users"
-	} else if _, err := exec.LookPath("curl"); err != nil {
-		lack = "needs curl (apt-get install curl)"
-	}
-	testns.Need(t, lack)
-
-	// A directory the other users can reach (t.TempDir's are 0700).
-	dir, err := os.MkdirTemp("", "shunt-control-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	socket := filepath.Join(dir, "s")
-	const group = 54321
-	logs := &syncBuffer{}
-	log := logrus.New()
-	log.Out = logs
 	b := &controltest.Backend{}
 	b.SetStatus(sample())
-	srv, err := control.NewServer(control.Options{Socket: socket, Group: fmt.Sprint(group), Backend: b, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	dir, socket, logs := otherUsersServer(t, control.Options{Backend: b})
 
 	// The test binary, where the other users may run it.
 	self, err := os.Executable()
@@ -112,10 +88,10 @@ func TestOtherUsers(t *testing.T) {
 	for _, who := range []struct {
 		uid, gid uint32
 		groups   []uint32
-	}{{54400, 54400, nil}, {54403, 54403, []uint32{group + 1, 27}}} {
+	}{{54400, 54400, nil}, {54403, 54403, []uint32{otherGroup + 1, 27}}} {
 		out := curl(who.uid, who.gid, who.groups...)
 		want := fmt.Sprintf(`{"error":"uid %d, gid %d, pid `, who.uid, who.gid)
-		if !strings.Contains(out, "status 403") || !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("may not use the control socket: it serves root and members of group %d (control.group)", group)) {
+		if !strings.Contains(out, "status 403") || !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("may not use the control socket: it serves root and members of group %d (control.group)", otherGroup)) {
 			t.Errorf("uid %d, groups %v, past the mode:\n%s\nwant a 403 starting %s", who.uid, who.groups, out, want)
 		}
 		if !strings.Contains(logs.String(), fmt.Sprintf("control socket: refused: uid %d", who.uid)) {
@@ -131,7 +107,7 @@ func TestOtherUsers(t *testing.T) {
 	for _, who := range []struct {
 		uid, gid uint32
 		groups   []uint32
-	}{{54401, 54401, []uint32{27, group}}, {54402, group, nil}} {
+	}{{54401, 54401, []uint32{27, otherGroup}}, {54402, otherGroup, nil}} {
 		if out := curl(who.uid, who.gid, who.groups...); !strings.Contains(out, "status 200") || !strings.Contains(out, `"name":"office"`) {
 			t.Errorf("member uid %d gid %d groups %v:\n%s", who.uid, who.gid, who.groups, out)
 		}
@@ -156,4 +132,40 @@ func copyFile(from, to string, mode os.FileMode) error {
 	}
 	_, err = io.Copy(out, in)
 	return errors.Join(err, out.Close())
+}
+
+// otherGroup is control.group in the tests that run clients as other
+// users.
+const otherGroup = 54321
+
+// otherUsersServer serves opts on a socket in a directory other users can
+// reach (t.TempDir's are 0700), with control.group otherGroup, logging to
+// the buffer it returns; it skips (fails in CI) without root or curl. The
+// server closes when the test ends.
+func otherUsersServer(t *testing.T, opts control.Options) (dir, socket string, logs *syncBuffer) {
+	t.Helper()
+	lack := ""
+	if os.Geteuid() != 0 {
+		lack = "needs root to run clients as other users"
+	} else if _, err := exec.LookPath("curl"); err != nil {
+		lack = "needs curl (apt-get install curl)"
+	}
+	testns.Need(t, lack)
+	dir, err := os.MkdirTemp("", "shunt-control-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	socket = filepath.Join(dir, "s")
+	logs = &syncBuffer{}
+	log := logrus.New()
+	log.Out = logs
+	opts.Socket, opts.Group, opts.Log = socket, fmt.Sprint(otherGroup), log
+	srv, err := control.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return dir, socket, logs
 }

@@ -1,47 +1,19 @@
 package control_test
 
 import (
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/control/controltest"
-	"github.com/shunt-dev/shunt/internal/testns"
 )
 
 // Another user, as the kernel reports it, is refused the profiles even as
 // a member of control.group; root gets them. curl is the client.
 func TestPprofOtherUser(t *testing.T) {
-	lack := ""
-	if os.Geteuid() != 0 {
-		lack = "needs root to run clients as other users"
-	} else if _, err := exec.LookPath("curl"); err != nil {
-		lack = "needs curl (apt-get install curl)"
-	}
-	testns.Need(t, lack)
-	dir, err := os.MkdirTemp("", "shunt-pprof-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	socket := filepath.Join(dir, "s")
-	const group = 54321
-	logs := &syncBuffer{}
-	log := logrus.New()
-	log.Out = logs
-	srv, err := control.NewServer(control.Options{Socket: socket, Group: fmt.Sprint(group), Backend: &controltest.Backend{}, Log: log, Pprof: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	_, socket, logs := otherUsersServer(t, control.Options{Backend: &controltest.Backend{}, Pprof: true})
 	curl := func(cred *syscall.Credential) string {
 		cmd := exec.Command("curl", "-q", "-sS", "--unix-socket", socket, "-w", "\nstatus %{http_code}\n", "http://shunt/debug/pprof/goroutine?debug=1")
 		if cred != nil {
@@ -52,7 +24,7 @@ func TestPprofOtherUser(t *testing.T) {
 		out, _ := cmd.CombinedOutput()
 		return string(out)
 	}
-	if out := curl(&syscall.Credential{Uid: 54401, Gid: 54401, Groups: []uint32{group}}); !strings.Contains(out, "status 403") || !strings.Contains(out, "may not read the profiles") {
+	if out := curl(&syscall.Credential{Uid: 54401, Gid: 54401, Groups: []uint32{otherGroup}}); !strings.Contains(out, "status 403") || !strings.Contains(out, "may not read the profiles") {
 		t.Errorf("a member of control.group:\n%s\nwant a 403", out)
 	}
 	if !strings.Contains(logs.String(), "refused: uid 54401") {
