@@ -139,18 +139,7 @@ func TestKillSwitchSurvivesTheDevice(t *testing.T) {
 // stop without the kill switch removes everything.
 func TestKillSwitchCleanStopAndRestart(t *testing.T) {
 	inNewNetns(t, func() {
-		killSwitchNet(t)
-		cfg := DefaultConfig("shks1", []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")})
-		cfg.KillSwitch = true
-		dev, err := tun.Open(cfg.TUN, 1500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := Setup(cfg, quiet())
-		if err != nil {
-			dev.Close()
-			t.Fatal(err)
-		}
+		cfg, dev, n := killSwitchUp(t, "shks1")
 		if err := n.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +162,7 @@ func TestKillSwitchCleanStopAndRestart(t *testing.T) {
 		if got := routeVia(t, "10.9.5.5"); got != "unreachable" {
 			t.Errorf("between Prepare and Setup, 10.9.5.5 goes via %s, want unreachable", got)
 		}
-		dev, err = tun.Open(cfg.TUN, 1500)
+		dev, err := tun.Open(cfg.TUN, 1500)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,18 +201,7 @@ func TestKillSwitchCleanStopAndRestart(t *testing.T) {
 // CleanUp says what it removed.
 func TestCleanUpSays(t *testing.T) {
 	inNewNetns(t, func() {
-		killSwitchNet(t)
-		cfg := DefaultConfig("shks2", []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")})
-		cfg.KillSwitch = true
-		dev, err := tun.Open(cfg.TUN, 1500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := Setup(cfg, quiet())
-		if err != nil {
-			dev.Close()
-			t.Fatal(err)
-		}
+		cfg, dev, n := killSwitchUp(t, "shks2")
 		n.Close()
 		dev.Close()
 		waitGone(t, cfg.TUN)
@@ -264,4 +242,23 @@ func waitGone(t *testing.T, name string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// killSwitchUp makes the test network and sets up device name with the
+// kill switch, capturing 10.9.0.0/16.
+func killSwitchUp(t *testing.T, name string) (Config, tun.Device, *Network) {
+	t.Helper()
+	killSwitchNet(t)
+	cfg := DefaultConfig(name, []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")})
+	cfg.KillSwitch = true
+	dev, err := tun.Open(cfg.TUN, 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Setup(cfg, quiet())
+	if err != nil {
+		dev.Close()
+		t.Fatal(err)
+	}
+	return cfg, dev, n
 }
