@@ -450,26 +450,32 @@ func (l *link) drop(s *session, why error) bool {
 
 // keepalive sends keepalive@openssh.com every interval while none is
 // pending, and closes the connection once the server has sent nothing at
-// all for interval × count. Any byte counts, so a busy connection whose
-// replies queue behind data is never taken for dead. It closes it too
-// once the server has answered no channel open for the profile's
-// OpenStallTimeout while some waited: a server that answers keepalives
-// but not opens would otherwise refuse every new flow for ever.
+// all for interval × count of shunt's watching (see silence). Any byte
+// counts, so a busy connection whose replies queue behind data is never
+// taken for dead. It closes it too once the server has answered no
+// channel open for the profile's OpenStallTimeout while some waited: a
+// server that answers keepalives but not opens would otherwise refuse
+// every new flow for ever.
 func (l *link) keepalive(s *session) {
 	p := l.pool.p
 	limit := p.KeepaliveInterval * time.Duration(p.KeepaliveCount)
 	check := max(p.KeepaliveInterval/4, 10*time.Millisecond)
 	t := time.NewTicker(check)
 	defer t.Stop()
-	s.transport.lastRead.Store(time.Now().UnixNano())
+	start := time.Now()
+	s.transport.lastRead.Store(start.UnixNano())
+	quiet := newSilence(start, s.transport.lastRead.Load(), max(2*check, silenceStep))
 	var pending atomic.Bool
-	lastSent := time.Now()
+	lastSent := start
 	for {
 		select {
 		case <-s.done:
 			return
-		case now := <-t.C:
-			silent := now.Sub(time.Unix(0, s.transport.lastRead.Load()))
+		case <-t.C:
+			// The time now, not the tick's: a tick sent before shunt
+			// was stopped may be read only after it.
+			now := time.Now()
+			silent, resumed := quiet.observe(now, s.transport.lastRead.Load())
 			if silent >= limit {
 				l.log.WithField("silent_for", silent.Round(time.Millisecond).String()).
 					Warn("SSH server stopped answering keepalives; closing the connection, the next flow reconnects")
@@ -484,7 +490,9 @@ func (l *link) keepalive(s *session) {
 				l.drop(s, fmt.Errorf("SSH server %s answered none of %d channel opens for %v", s.server, n, stall.Round(time.Millisecond)))
 				return
 			}
-			if now.Sub(lastSent) >= p.KeepaliveInterval && !pending.Load() {
+			// After a pause of shunt's own, ask at once: the server
+			// gets its full bound to answer, and proves itself soon.
+			if (resumed || now.Sub(lastSent) >= p.KeepaliveInterval) && !pending.Load() {
 				pending.Store(true)
 				lastSent = now
 				go func() {
@@ -496,6 +504,50 @@ func (l *link) keepalive(s *session) {
 			}
 		}
 	}
+}
+
+// silenceStep is the least silence one tick of the keepalive may count:
+// a tick late by less (a busy machine, a garbage collection) is no
+// pause of shunt's.
+const silenceStep = time.Second
+
+// silence measures how long a server has sent nothing while shunt was
+// watching. Time shunt itself did not run (stopped with SIGSTOP, the
+// machine asleep) is not the server's silence: the server could not have
+// been heard, and a connection that outlived a minute's sleep would
+// otherwise be closed at the first tick after it, before the check that
+// the clock jump starts could hear the server's answer. So each
+// observation counts at most step (twice the tick period, at least
+// silenceStep) of silence.
+type silence struct {
+	step     time.Duration
+	lastTick time.Time
+	lastRead int64 // UnixNano of the last byte, as watchedConn records it
+	silent   time.Duration
+}
+
+func newSilence(now time.Time, lastRead int64, step time.Duration) *silence {
+	return &silence{step: step, lastTick: now, lastRead: lastRead}
+}
+
+// observe records a tick at now, with the time of the last byte read,
+// and returns the silence so far, and whether shunt was away since the
+// last tick (the gap exceeded step).
+func (m *silence) observe(now time.Time, lastRead int64) (time.Duration, bool) {
+	// The monotonic clock does not count a machine's sleep; the wall
+	// clock does (Round(0) strips the monotonic reading).
+	gap := max(now.Sub(m.lastTick), now.Round(0).Sub(m.lastTick.Round(0)))
+	m.lastTick = now
+	counted := min(max(gap, 0), m.step)
+	if lastRead != m.lastRead {
+		// Something came since the last tick: silence since then, but
+		// no more than this tick may count.
+		m.lastRead = lastRead
+		m.silent = min(max(now.Round(0).Sub(time.Unix(0, lastRead)), 0), counted)
+	} else {
+		m.silent += counted
+	}
+	return m.silent, gap > m.step
 }
 
 func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
