@@ -74,6 +74,11 @@ type Options struct {
 	// identity files uses (under sudo, the user who ran sudo, not root:
 	// config.Machine.ActingUser). Empty means os.UserHomeDir.
 	Home string
+	// FileOwner, under sudo, is the user who ran sudo: the known_hosts
+	// files and directories that accept-new and ask create in that
+	// user's directories are given to them, as ssh would have made
+	// them. Nil: what the broker creates stays the process's.
+	FileOwner *FileOwner
 	// Events, when set, is told every change of a profile's connection
 	// state (see Events: Publish must not block).
 	Events Events

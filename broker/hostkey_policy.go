@@ -3,9 +3,11 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -40,7 +42,7 @@ func (h *handshake) hostKeyCallback(hk *hostKeys) ssh.HostKeyCallback {
 		default:
 			return err
 		}
-		file, rerr := recordHostKey(p.KnownHosts, hostport, key)
+		file, rerr := recordHostKey(p.KnownHosts, hostport, key, h.link.pool.b.opts.FileOwner)
 		if rerr != nil {
 			hke.Note = "recording it failed: " + rerr.Error()
 			return hke
@@ -51,19 +53,47 @@ func (h *handshake) hostKeyCallback(hk *hostKeys) ssh.HostKeyCallback {
 	}
 }
 
+// FileOwner is a user and group that files are given to.
+type FileOwner struct{ UID, GID int }
+
 // recordHostKey appends key for hostport to the first known_hosts file,
-// creating it (and its directory) if needed.
-func recordHostKey(files []string, hostport string, key ssh.PublicKey) (string, error) {
+// creating it (and the directories missing above it) as ssh(1) would for
+// the user: directories 0700, as ssh makes ~/.ssh, and the file 0600
+// (ssh's follows the umask; known_hosts names the hosts one uses, which
+// others need not read). owner, set under sudo, is the user who ran sudo:
+// what is created in a directory of theirs (their home, their ~/.ssh) is
+// given to them, as if they had run ssh; what is created in root's
+// directories stays root's. In a directory of theirs, a symbolic link is
+// not followed: they could point it at a file of root's, which root would
+// then append to.
+func recordHostKey(files []string, hostport string, key ssh.PublicKey, owner *FileOwner) (string, error) {
 	if len(files) == 0 {
 		return "", errors.New("no known_hosts file to record it in")
 	}
 	f := files[0]
-	if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+	dir := filepath.Dir(f)
+	if err := makeDirs(dir, owner); err != nil {
 		return f, err
 	}
-	fh, err := os.OpenFile(f, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	theirs := owner != nil && ownedBy(dir, owner.UID)
+	flags := os.O_RDWR | os.O_APPEND
+	if theirs {
+		flags |= noFollow
+	}
+	fh, err := os.OpenFile(f, flags|os.O_CREATE|os.O_EXCL, 0o600)
+	created := err == nil
+	if errors.Is(err, fs.ErrExist) {
+		fh, err = os.OpenFile(f, flags, 0)
+	}
 	if err != nil {
 		return f, err
+	}
+	if created && theirs {
+		if err := fh.Chown(owner.UID, owner.GID); err != nil {
+			fh.Close()
+			os.Remove(f)
+			return f, fmt.Errorf("giving %s to uid %d: %w", f, owner.UID, err)
+		}
 	}
 	// A file whose last line has no newline would get our line glued to it.
 	if st, err := fh.Stat(); err == nil && st.Size() > 0 {
@@ -81,6 +111,34 @@ func recordHostKey(files []string, hostport string, key ssh.PublicKey) (string, 
 		return f, err
 	}
 	return f, fh.Close()
+}
+
+// makeDirs makes dir and the directories missing above it, mode 0700;
+// each made in a directory of owner's is given to owner.
+func makeDirs(dir string, owner *FileOwner) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	for _, d := range slices.Backward(missing) {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if owner != nil && ownedBy(filepath.Dir(d), owner.UID) {
+			if err := os.Lchown(d, owner.UID, owner.GID); err != nil {
+				return fmt.Errorf("giving %s to uid %d: %w", d, owner.UID, err)
+			}
+		}
+	}
+	return nil
 }
 
 func keyName(k ssh.PublicKey) string {
