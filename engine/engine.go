@@ -76,6 +76,11 @@ type Engine struct {
 	// watch checks the SSH connections after network changes and clock
 	// jumps, while the engine runs (netwatch.go).
 	watch *netWatch
+	// kept are the capabilities kept after set-up, once capsDropped
+	// (caps.go).
+	kept        []platform.Capability
+	capsDropped bool
+	facts       func(*Plan) capFacts // a test's; nil: the machine's
 
 	// routesMu guards the capture: the resolver's callbacks change the
 	// routes too, and Hurry removes them while Close may wait elsewhere.
@@ -139,6 +144,7 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		Prompter:    deps.Prompter,
 		ProxyRules:  plan.ProxyRules,
 		Home:        cfg.Account().Home,
+		FileOwner:   sudoOwner(deps.Getenv),
 		Events:      &e.live.bus,
 		Timings:     e.timings,
 		Log:         e.log,
@@ -262,7 +268,8 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	return nil
+	// Everything that needs full root is set up.
+	return e.keepCaps(plan)
 }
 
 // openOwners opens the owner lookup when plan's rules need one and none is

@@ -55,6 +55,9 @@ func (e *Engine) ReloadWith(cfg *config.Config, opts ReloadOptions) error {
 	if err := fixed(old, plan); err != nil {
 		return err
 	}
+	if err := e.capsAllow(plan); err != nil {
+		return err
+	}
 	if !e.started {
 		if err := e.broker.SetProfiles(plan.Profiles, opts.ResetRemoved); err != nil {
 			return err
