@@ -20,9 +20,11 @@ package engine
 //   - Rules that name applications (and always_direct_applications): the
 //     owner lookup reads other users' /proc/PID/fd (mode 0500, and each
 //     link is a ptrace-mode check) and /proc/PID/exe: CAP_SYS_PTRACE and
-//     CAP_DAC_READ_SEARCH. A user alone comes from sock_diag, which needs
-//     neither; without CAP_SYS_PTRACE a refused flow of another user is
-//     logged with its uid but without its application.
+//     CAP_DAC_READ_SEARCH. Flows checked by user only (allowed_users, the
+//     default, and users:) get the user from sock_diag, which needs
+//     neither, but the log line that refuses another user's flow names
+//     its application too, which needs both: they are kept unless every
+//     profile has allowed_users: any and no rule names users.
 //   - accept-new and ask record new host keys in the user's known_hosts
 //     (creating ~/.ssh), given to that user as ssh would own them:
 //     CAP_DAC_OVERRIDE to write in the user's directory, CAP_CHOWN.
@@ -100,9 +102,14 @@ func capsNeeded(plan *Plan, f capFacts) []capNeed {
 	if f.sudo != nil {
 		add(platform.CapDACReadSearch, fmt.Sprintf("the keys, known_hosts and ssh_config of uid %d (sudo), read at each connection, and the configuration at each reload", f.sudo.UID))
 	}
-	if needsProcesses(plan) {
+	switch {
+	case needsProcesses(plan):
 		add(platform.CapSysPtrace, "rules name applications: other users' /proc/PID/fd and exe")
 		add(platform.CapDACReadSearch, "rules name applications: other users' /proc/PID/fd")
+	case plan.Ruleset.NeedsOwner():
+		const why = "flows are checked by user (allowed_users, users:): the application of another user's flow, named in the log line that refuses it, from /proc/PID/fd and exe"
+		add(platform.CapSysPtrace, why)
+		add(platform.CapDACReadSearch, why)
 	}
 	for _, p := range plan.Profiles {
 		for _, file := range slices.Concat(p.IdentityFiles, p.CertificateFiles, p.KnownHosts) {

@@ -58,7 +58,7 @@ func ownersOf(m map[string]uint32) func(string) (uint32, bool) {
 // machine: CAP_NET_ADMIN always, the others only while something that
 // runs after set-up needs them.
 func TestCapsNeeded(t *testing.T) {
-	const profile = "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    known_hosts: [/etc/shunt/known_hosts]\n"
+	const profile = "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    known_hosts: [/etc/shunt/known_hosts]\n    allowed_users: any\n"
 	const tunnel = "rules:\n  - destinations: [10.0.0.0/8]\n    action: tunnel\n    profile: p\n"
 	alice := &broker.FileOwner{UID: 1000, GID: 1000}
 	aliceHome := map[string]uint32{"/home/alice": 1000}
@@ -69,19 +69,22 @@ func TestCapsNeeded(t *testing.T) {
 		want  string
 	}{
 		{"root's files only", profile + tunnel, capFacts{}, "CAP_NET_ADMIN"},
-		{"rules with users only: sock_diag tells", profile + "rules:\n  - destinations: [10.0.0.0/8]\n    users: [1000]\n    action: tunnel\n    profile: p\n", capFacts{}, "CAP_NET_ADMIN"},
+		{"rules with users: the refused flow's application", profile + "rules:\n  - destinations: [10.0.0.0/8]\n    users: [1000]\n    action: tunnel\n    profile: p\n", capFacts{},
+			"CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_SYS_PTRACE"},
+		{"allowed_users by default: the refused flow's application", strings.Replace(profile, "    allowed_users: any\n", "", 1) + tunnel, capFacts{},
+			"CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_SYS_PTRACE"},
 		{"rules with applications", profile + tunnel + "  - applications: [curl]\n    action: direct\n", capFacts{},
 			"CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_SYS_PTRACE"},
 		{"always-direct applications", profile + tunnel + "always_direct_applications: [firefox]\n", capFacts{},
 			"CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_SYS_PTRACE"},
 		{"under sudo", profile + tunnel, capFacts{sudo: alice}, "CAP_DAC_READ_SEARCH CAP_NET_ADMIN"},
-		{"a key in a user's home", "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/home/alice/.ssh/id]\n    known_hosts: [/etc/shunt/known_hosts]\n" + tunnel,
+		{"a key in a user's home", "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/home/alice/.ssh/id]\n    known_hosts: [/etc/shunt/known_hosts]\n    allowed_users: any\n" + tunnel,
 			capFacts{owner: ownersOf(aliceHome)}, "CAP_DAC_READ_SEARCH CAP_NET_ADMIN"},
 		{"accept-new in root's directory", strings.Replace(profile, "    known_hosts", "    host_key_policy: accept-new\n    known_hosts", 1) + tunnel,
 			capFacts{owner: ownersOf(aliceHome)}, "CAP_NET_ADMIN"},
-		{"accept-new in the user's home", "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    host_key_policy: accept-new\n    known_hosts: [/home/alice/.ssh/known_hosts]\n" + tunnel,
+		{"accept-new in the user's home", "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    host_key_policy: accept-new\n    known_hosts: [/home/alice/.ssh/known_hosts]\n    allowed_users: any\n" + tunnel,
 			capFacts{sudo: alice, owner: ownersOf(aliceHome)}, "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_NET_ADMIN"},
-		{"strict in the user's home records nothing", "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    known_hosts: [/home/alice/.ssh/known_hosts]\n" + tunnel,
+		{"strict in the user's home records nothing", "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    known_hosts: [/home/alice/.ssh/known_hosts]\n    allowed_users: any\n" + tunnel,
 			capFacts{sudo: alice, owner: ownersOf(aliceHome)}, "CAP_DAC_READ_SEARCH CAP_NET_ADMIN"},
 		{"another user's agent", profile + tunnel, capFacts{agentSocket: "/tmp/ssh-x/agent.1", owner: ownersOf(map[string]uint32{"/tmp/ssh-x": 1000})},
 			"CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_NET_ADMIN"},
@@ -119,7 +122,7 @@ func TestCapsNeeded(t *testing.T) {
 // A reload that needs a capability dropped at start is refused, with the
 // capability and why; one within what was kept goes through the check.
 func TestCapsAllowReload(t *testing.T) {
-	const base = "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    known_hosts: [/etc/shunt/known_hosts]\nrules:\n  - destinations: [10.0.0.0/8]\n    action: tunnel\n    profile: p\n"
+	const base = "profiles:\n  - name: p\n    host: 10.9.9.9\n    identity_files: [/etc/shunt/id]\n    known_hosts: [/etc/shunt/known_hosts]\n    allowed_users: any\nrules:\n  - destinations: [10.0.0.0/8]\n    action: tunnel\n    profile: p\n"
 	e := &Engine{
 		kept:        []platform.Capability{platform.CapNetAdmin},
 		capsDropped: true,
