@@ -79,6 +79,13 @@ func startShunt(t *testing.T, topo *topology, config string) *shunt {
 // startShuntEnv starts shunt with more environment variables.
 func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *shunt {
 	t.Helper()
+	return startShuntVia(t, topo, config, nil, env...)
+}
+
+// startShuntVia starts shunt through a program that then execs it (such
+// as setpriv with its options), with more environment variables.
+func startShuntVia(t *testing.T, topo *topology, config string, via []string, env ...string) *shunt {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "shunt.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -86,7 +93,7 @@ func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *
 	s := &shunt{log: &syncBuffer{}, done: make(chan error, 1)}
 	var ctl string
 	s.socket, ctl = socketConfig(t)
-	s.cmd = topo.client.command(shuntBin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)
+	s.cmd = topo.client.command(append(append([]string{}, via...), shuntBin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)...)
 	// Never a developer's agent, and never the developer's identity
 	// under sudo: shunt acts for root, the user the tests' clients run as.
 	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK=", "SUDO_USER="), env...)
