@@ -226,7 +226,32 @@ func (c *osCapture) killSwitch() (bool, []netip.Addr) {
 	if p == nil || !p.Config.KillSwitch {
 		return false, nil
 	}
-	return true, c.exempt.get(p.serverHosts())
+	return true, c.exempt.get(p)
+}
+
+// serverConnected is told each address the broker connected to for host:
+// with the kill switch on, an address not exempt yet becomes exempt at
+// once.
+func (c *osCapture) serverConnected(host string, a netip.Addr) {
+	if c.plan == nil {
+		return
+	}
+	p := c.plan()
+	if p == nil || !p.Config.KillSwitch || !c.exempt.connected(p, host, a) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.network == nil {
+		return // Up exempts it
+	}
+	on, exempt := c.killSwitch()
+	log := c.log.WithFields(logrus.Fields{"host": host, "address": a.Unmap().String()})
+	if err := c.network.SetKillSwitch(on, exempt); err != nil {
+		log.WithError(err).Warn("kill switch: exempting the SSH server's new address failed")
+		return
+	}
+	log.Info("kill switch: the SSH server's address changed; the new one is exempt too")
 }
 
 // prepare runs before the device is created: it refuses a device name in

@@ -138,8 +138,13 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		}
 		e.live.queue = q
 	}
+	var brokerDialer Dialer = deps.Dialer
+	if osc != nil {
+		// The kill switch exempts the addresses the broker uses.
+		brokerDialer = serverDialer{Dialer: deps.Dialer, connected: osc.serverConnected}
+	}
 	e.broker, err = broker.New(plan.Profiles, broker.Options{
-		Dialer:      deps.Dialer,
+		Dialer:      brokerDialer,
 		AgentSocket: deps.Getenv("SSH_AUTH_SOCK"),
 		Prompter:    deps.Prompter,
 		ProxyRules:  plan.ProxyRules,
