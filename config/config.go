@@ -81,6 +81,13 @@ type Config struct {
 	KillSwitch bool `yaml:"kill_switch"`
 	// killSwitchSet: the file writes kill_switch (later layers override).
 	killSwitchSet bool
+	// FlowMemory bounds the data that flows hold buffered in shunt
+	// (ByteSize; 0 when not set: the engine derives a default from the
+	// machine's memory). Over it, the flows whose applications have
+	// stopped reading longest are reset.
+	FlowMemory ByteSize `yaml:"flow_memory"`
+	// flowMemoryFile is the file FlowMemory was written in.
+	flowMemoryFile string
 
 	// Path is the file it was read from.
 	Path string `yaml:"-"`
@@ -745,6 +752,7 @@ func decode(path string, data []byte) (*Config, error) {
 		}
 	})
 	c.TUN.File, c.Log.File, c.Control.File, c.shutdownGraceFile = path, path, path, path
+	c.flowMemoryFile = path
 	c.Metrics.File, c.DNS.File, c.stateDirFile = path, path, path
 	c.stateDirLine = keyLine(root, "state_dir")
 	c.killSwitchSet = keyLine(root, "kill_switch") > 0
@@ -906,6 +914,7 @@ func (c *Config) validate() error {
 	case !g.Set:
 		g.D = DefaultShutdownGrace
 	}
+	c.validateFlowMemory(errorAt)
 
 	profiles := map[string]bool{}
 	var names []string

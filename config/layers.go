@@ -203,6 +203,9 @@ func merge(configs []*Config, global string) (*Config, []string, []error) {
 		if c.ShutdownGrace.Set {
 			m.ShutdownGrace, m.shutdownGraceFile = c.ShutdownGrace, c.shutdownGraceFile
 		}
+		if c.FlowMemory.Set {
+			m.FlowMemory, m.flowMemoryFile = c.FlowMemory, c.flowMemoryFile
+		}
 		if c.Metrics.Listen != "" {
 			m.Metrics = c.Metrics
 		}
