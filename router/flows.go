@@ -34,6 +34,9 @@ const (
 	reasonClosed  = "closed"
 	reasonReset   = "reset on request"
 	reasonBlocked = "blocked by rule"
+	// reasonMemory: its application stopped reading, and the flows'
+	// buffered data was over the budget (memory.go).
+	reasonMemory  = "reset: over the flow memory budget"
 	reasonLimit   = "refused: too many set-ups in flight"
 	reasonTimeout = "refused: direct connect timed out"
 	reasonDropped = "dropped: application handshake failed"
@@ -70,7 +73,11 @@ type flowEntry struct {
 	cancel     context.CancelFunc // the upstream dial's
 	down, up   net.Conn           // once the application's side is accepted
 	resetAsked bool
+	resetWhy   string // the reason of the reset asked for
 	ended      bool
+
+	// The memory sweep's, guarded by the router's memory.mu.
+	mem flowMem
 
 	// For the log only, written by the flow's own goroutines in turn.
 	setup    time.Duration
@@ -154,25 +161,28 @@ func (fe *flowEntry) connected(down, up net.Conn) bool {
 	return true
 }
 
-// end marks the splice over, and tells whether a reset ended it.
-func (fe *flowEntry) end() (reset bool) {
+// end marks the splice over, and tells whether a reset ended it, and why.
+func (fe *flowEntry) end() (reset bool, why string) {
 	fe.mu.Lock()
 	defer fe.mu.Unlock()
 	fe.ended = true
-	return fe.resetAsked
+	return fe.resetAsked, fe.resetWhy
 }
 
 // reset ends the flow as a broken one: a flow being set up gets no
 // upstream (its application a refused connection), a running one is reset
 // (RST to the application, the upstream closed). False when the flow is
 // ending anyway, or a reset was asked for already.
-func (fe *flowEntry) reset() bool {
+func (fe *flowEntry) reset() bool { return fe.resetFor(reasonReset) }
+
+// resetFor is reset, with the reason its close event and log give.
+func (fe *flowEntry) resetFor(why string) bool {
 	fe.mu.Lock()
 	if fe.ended || fe.resetAsked {
 		fe.mu.Unlock()
 		return false
 	}
-	fe.resetAsked = true
+	fe.resetAsked, fe.resetWhy = true, why
 	down, up := fe.down, fe.up
 	fe.mu.Unlock()
 	if down == nil {

@@ -95,6 +95,8 @@ type Options struct {
 	// Events, when set, receives an event as each flow opens and as it
 	// closes or is refused (see Publisher).
 	Events Publisher
+	// Memory bounds the data the flows hold buffered (see SweepMemory).
+	Memory MemoryOptions
 	Log    logrus.FieldLogger
 }
 
@@ -105,6 +107,7 @@ type Router struct {
 	opts  Options
 	flows sync.WaitGroup
 	table flowTable
+	mem   memory
 	setup *limiter
 	// connectWhy says where ConnectTimeout came from, for the log.
 	connectWhy string
@@ -124,6 +127,7 @@ func New(rules []Rule, opts Options) *Router {
 	}
 	r := &Router{opts: opts, DialTimeout: DefaultDialTimeout, setup: newLimiter(opts.Limits), connectWhy: why}
 	r.table.init()
+	r.mem.init(opts.Memory)
 	r.SetRules(rules)
 	return r
 }
@@ -312,11 +316,14 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 	r.flows.Add(1)
 	startJoin(down, up, &fl.bytes, func(sent, received int64, err error) {
 		defer r.flows.Done()
-		reset := fl.end()
+		reset, why := fl.end()
 		fl.sent, fl.received, fl.closed = sent, received, true
 		r.table.remove(fl, false)
 		reason := reasonClosed
 		switch {
+		case reset && why == reasonMemory:
+			fl.log(logrus.InfoLevel, nil, "flow reset: its application stopped reading, and the flows' buffered data was over the flow memory budget")
+			reason = why
 		case reset:
 			fl.log(logrus.InfoLevel, nil, "flow reset on request")
 			reason = reasonReset

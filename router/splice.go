@@ -74,8 +74,14 @@ func Join(a, b net.Conn, done func(aToB, bToA int64, err error)) { startJoin(a, 
 // byteCounts are the bytes a join has copied each way so far. The copy
 // adds to them as it writes (one atomic add per chunk), so they can be
 // read while the flow runs; at the end they equal what done is given.
+//
+// writesAB and writesBA count each direction's writes twice, as one
+// begins and as it returns: odd while a write is in progress. A count
+// that stays odd and unchanged means a destination that takes nothing
+// (memory.go): the flow's data waits in buffers meanwhile.
 type byteCounts struct {
-	aToB, bToA atomic.Int64
+	aToB, bToA         atomic.Int64
+	writesAB, writesBA atomic.Uint64
 }
 
 // startJoin is Join, counting into n (or into counts of its own when n
@@ -88,19 +94,19 @@ func startJoin(a, b net.Conn, n *byteCounts, done func(aToB, bToA int64, err err
 	j.left.Store(2)
 	var p *pump
 	if pr, ok := a.(pollReader); ok {
-		p = &pump{src: pr, srcConn: a, dst: b, n: &n.aToB, end: func(n int64, err error) {
+		p = &pump{src: pr, srcConn: a, dst: b, n: &n.aToB, writes: &n.writesAB, end: func(n int64, err error) {
 			j.aToB, j.errAB = n, err
 			j.finish()
 		}}
 		p.start()
 	} else {
 		go func() {
-			j.aToB, j.errAB = copyHalf(b, a, &n.aToB)
+			j.aToB, j.errAB = copyHalf(b, a, &n.aToB, &n.writesAB)
 			j.finish()
 		}()
 	}
 	go func() {
-		j.bToA, j.errBA = copyHalf(a, b, &n.bToA)
+		j.bToA, j.errBA = copyHalf(a, b, &n.bToA, &n.writesBA)
 		if p != nil {
 			// The pump may be idle on a connection this direction
 			// just reset or half-closed: let it look.
@@ -153,6 +159,7 @@ type pump struct {
 	state   atomic.Int32
 	stop    func()
 	n       *atomic.Int64 // bytes written to dst
+	writes  *atomic.Uint64
 }
 
 func (p *pump) start() {
@@ -209,8 +216,10 @@ func (p *pump) drain(buf []byte) (ended bool, err error) {
 	for {
 		nr, rerr := p.src.TryRead(buf)
 		if nr > 0 {
+			p.writes.Add(1)
 			nw, werr := p.dst.Write(buf[:nr])
 			p.n.Add(int64(nw))
+			p.writes.Add(1)
 			if werr != nil {
 				return true, werr
 			}
@@ -230,11 +239,12 @@ func (p *pump) drain(buf []byte) (ended bool, err error) {
 	}
 }
 
-// copyHalf copies src to dst, adding what it writes to count. On EOF it
-// closes dst's write half and src's read half; on an error it resets both
-// connections, which ends the other direction too.
-func copyHalf(dst, src net.Conn, count *atomic.Int64) (int64, error) {
-	n, err := copyAdaptive(dst, src, count)
+// copyHalf copies src to dst, adding what it writes to count and its
+// writes to writes (see byteCounts). On EOF it closes dst's write half and
+// src's read half; on an error it resets both connections, which ends the
+// other direction too.
+func copyHalf(dst, src net.Conn, count *atomic.Int64, writes *atomic.Uint64) (int64, error) {
+	n, err := copyAdaptive(dst, src, count, writes)
 	return endHalf(dst, src, n, err)
 }
 
@@ -276,8 +286,9 @@ const smallBufSize = 1 << 10
 // small, switch to a pooled 64 KiB buffer when a read fills the small one
 // (bulk data: fewer, larger SSH packets), and give it back when reads turn
 // short again (the flow went quiet). Each write is added to count as it
-// is done, for readers while the copy runs.
-func copyAdaptive(dst io.Writer, src io.Reader, count *atomic.Int64) (int64, error) {
+// is done, for readers while the copy runs, and each write to writes as it
+// begins and as it returns (see byteCounts).
+func copyAdaptive(dst io.Writer, src io.Reader, count *atomic.Int64, writes *atomic.Uint64) (int64, error) {
 	small := make([]byte, smallBufSize)
 	var big *[]byte
 	defer func() {
@@ -293,9 +304,11 @@ func copyAdaptive(dst io.Writer, src io.Reader, count *atomic.Int64) (int64, err
 		}
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
+			writes.Add(1)
 			nw, werr := dst.Write(buf[:nr])
 			written += int64(nw)
 			count.Add(int64(nw))
+			writes.Add(1)
 			if werr != nil {
 				return written, werr
 			}

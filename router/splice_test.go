@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -150,12 +151,17 @@ func (r *scriptedReader) Read(p []byte) (int, error) {
 
 // A burst moves to the large buffer; a quiet flow waits with the small one.
 func TestCopyAdaptiveBuffer(t *testing.T) {
-	r := &scriptedReader{chunks: []int{100, smallBufSize, 60000, 30000, 200, 100}}
+	want0 := []int{100, smallBufSize, 60000, 30000, 200, 100}
+	r := &scriptedReader{chunks: slices.Clone(want0)}
 	var sink bytes.Buffer
 	var count atomic.Int64
-	n, err := copyAdaptive(&sink, r, &count)
+	var writes atomic.Uint64
+	n, err := copyAdaptive(&sink, r, &count, &writes)
 	if err != nil || n != int64(sink.Len()) || count.Load() != n {
 		t.Fatalf("copied %d (counted %d), %v", n, count.Load(), err)
+	}
+	if w := writes.Load(); w != 2*uint64(len(want0)) {
+		t.Errorf("writes counted %d, want 2 for each of %d writes", w, len(want0))
 	}
 	want := []int{smallBufSize, smallBufSize, spliceBufSize, spliceBufSize, spliceBufSize, smallBufSize, smallBufSize}
 	if fmt.Sprint(r.offered) != fmt.Sprint(want) {
