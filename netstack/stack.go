@@ -114,11 +114,18 @@ const (
 	// TCP buffer ranges: a captured flow is as fast as its upstream (an SSH
 	// channel), so large buffers mostly absorb its bursts. The stack grows
 	// each flow's receive buffer from the default only when the flow needs it.
+	//
+	// The send buffer stays at 1 MiB: gVisor tunes it to twice the
+	// congestion window, which with the TUN's 64 KiB segments and no loss
+	// passes 4 MiB within a second, and a flow whose application stops
+	// reading then holds all of it (with the SSH window, 6 MiB a flow).
+	// The TUN's round trip is tens of microseconds: 1 MiB in flight
+	// covers it at any rate an SSH channel reaches.
 	tcpBufMin     = 4 << 10
 	tcpRcvDefault = 1 << 20
 	tcpRcvMax     = 8 << 20
 	tcpSndDefault = 1 << 20
-	tcpSndMax     = 6 << 20
+	tcpSndMax     = 1 << 20
 	nicID         = 1
 	// closeGrace bounds how long Close waits for the flows' handlers.
 	closeGrace = 5 * time.Second
@@ -375,6 +382,9 @@ type conn struct {
 	ep     tcpip.Endpoint
 	wq     *waiter.Queue
 	closed atomic.Bool
+	// sendBefore and recvBefore are the buffer sizes from before a cut
+	// (ShrinkSend, ShrinkReceive); 0 while none is in force.
+	sendBefore, recvBefore atomic.Int64
 }
 
 // Abort resets the flow: the application sees "connection reset by peer",
@@ -418,6 +428,62 @@ func (c *conn) TryRead(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.New(err.String())}
+}
+
+// cutBuffer is what a stalled flow's send or receive buffer is cut to: a
+// few segments of a slow reader's, little held for one that reads none.
+const cutBuffer = 16 << 10
+
+// Buffered is what the flow's buffers hold at most: send is the send
+// buffer's size (the queue is that full when a writer blocks; while a cut
+// is in force, the size before it, which the queue may still hold), and
+// receive the bytes the application sent that were not read yet.
+func (c *conn) Buffered() (send, receive int64) {
+	send = c.sendBefore.Load()
+	if send == 0 {
+		send = c.ep.SocketOptions().GetSendBufferSize()
+	}
+	if n, err := c.ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption); err == nil {
+		receive = int64(n)
+	}
+	return send, receive
+}
+
+// ShrinkSend cuts the send buffer to cutBuffer, for an application that
+// stopped reading: what is queued stays until it reads or the flow ends,
+// but no more is taken until the queue is below the cut. false puts back
+// the size it had. Either way gVisor then no longer tunes the size itself
+// (as setting SO_SNDBUF does on Linux).
+func (c *conn) ShrinkSend(cut bool) {
+	ops := c.ep.SocketOptions()
+	if cut {
+		if c.sendBefore.Load() == 0 {
+			c.sendBefore.Store(ops.GetSendBufferSize())
+			ops.SetSendBufferSize(cutBuffer, true)
+		}
+		return
+	}
+	if before := c.sendBefore.Swap(0); before != 0 {
+		ops.SetSendBufferSize(before, true)
+	}
+}
+
+// ShrinkReceive cuts the receive buffer to cutBuffer, for a far side that
+// stopped reading: the window the application sees closes, and its data
+// waits in its own socket instead of in shunt. false puts back the size it
+// had; gVisor's moderation of the size stays off for the flow.
+func (c *conn) ShrinkReceive(cut bool) {
+	ops := c.ep.SocketOptions()
+	if cut {
+		if c.recvBefore.Load() == 0 {
+			c.recvBefore.Store(ops.GetReceiveBufferSize())
+			ops.SetReceiveBufferSize(cutBuffer, true)
+		}
+		return
+	}
+	if before := c.recvBefore.Swap(0); before != 0 {
+		ops.SetReceiveBufferSize(before, true)
+	}
 }
 
 // NotifyReadable calls f whenever data, the end of the stream or an error
