@@ -81,6 +81,9 @@ type Engine struct {
 	kept        []platform.Capability
 	capsDropped bool
 	facts       func(*Plan) capFacts // a test's; nil: the machine's
+	// memory sweeps the flows' buffers while the engine runs (memory.go).
+	memory        *memoryWatch
+	memoryStarted bool
 
 	// routesMu guards the capture: the resolver's callbacks change the
 	// routes too, and Hurry removes them while Close may wait elsewhere.
@@ -165,8 +168,10 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		Names:        &e.names,
 		AlwaysDirect: cfg.AlwaysDirectApplications,
 		Events:       &e.live.bus,
+		Memory:       memoryOptions(cfg),
 		Log:          e.log,
 	})
+	e.memory = newMemoryWatch(e.router, e.log)
 	return e, nil
 }
 
@@ -268,6 +273,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if e.stack, err = netstack.New(e.dev, &gate{r: e.router, stopping: &e.live.stopping, log: e.log}, opts); err != nil {
 		return err
 	}
+	e.startMemory(cfg)
 	if e.dns != nil {
 		if err := e.dns.serve(e.stack, plan, name); err != nil {
 			return err
@@ -403,6 +409,9 @@ func (e *Engine) closeLocked() error {
 	}
 	if ol := e.owners.get(); ol != nil {
 		errList = append(errList, ol.Close())
+	}
+	if e.memoryStarted {
+		e.memory.close()
 	}
 	e.watch.stop()
 	errList = append(errList, e.broker.Close())

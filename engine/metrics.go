@@ -20,6 +20,7 @@ func (e *Engine) Metrics() *metrics.Collector {
 		Events:      &e.live.bus,
 		Timings:     e.timings,
 		DNS:         dnsSource{e},
+		Memory:      memorySource{e.memory},
 	})
 }
 

@@ -64,6 +64,7 @@ func (e *Engine) ReloadWith(cfg *config.Config, opts ReloadOptions) error {
 		}
 		e.broker.SetProxyRules(plan.ProxyRules)
 		e.router.SetRuleset(plan.Ruleset)
+		e.reloadMemory(old.Config, cfg)
 		e.plan.Store(plan)
 		return nil
 	}
@@ -88,6 +89,7 @@ func (e *Engine) ReloadWith(cfg *config.Config, opts ReloadOptions) error {
 	}
 	e.broker.SetProxyRules(plan.ProxyRules)
 	e.router.SetRuleset(plan.Ruleset)
+	e.reloadMemory(old.Config, cfg)
 	e.plan.Store(plan)
 	if replaced := e.names.set(res); replaced != nil {
 		replaced.Close()

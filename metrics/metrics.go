@@ -81,6 +81,22 @@ type DNS interface {
 	DNSStatus() *state.DNS
 }
 
+// FlowMemory is the budget for the flows' buffered data and what the
+// latest sweep found (router.MemoryUse, as plain data).
+type FlowMemory struct {
+	// Budget is flow_memory; Buffered the estimate of what the open flows
+	// hold; Stalled the flows whose applications (or far sides) stopped
+	// reading; Reset the flows reset over the budget since shunt started.
+	Budget, Buffered int64
+	Stalled          int
+	Reset            int64
+}
+
+// Memory gives the flow memory figures (the engine's sweeps).
+type Memory interface {
+	FlowMemory() FlowMemory
+}
+
 // Sources are what a Collector reads at each scrape. A nil source is
 // left out of the metrics.
 type Sources struct {
@@ -91,6 +107,7 @@ type Sources struct {
 	// Timings are the latency histograms the broker feeds.
 	Timings *Timings
 	DNS     DNS
+	Memory  Memory
 }
 
 // States are the connection states, in the order they are exported; every
@@ -125,6 +142,14 @@ var (
 		"Channels (tunnelled flows) open on the profile's SSH connections.", []string{"profile"}, nil)
 	descReconnects = prometheus.NewDesc("shunt_ssh_reconnects_total",
 		"SSH connections made again after one was lost (not after an idle close).", []string{"profile"}, nil)
+	descMemBudget = prometheus.NewDesc("shunt_flow_memory_budget_bytes",
+		"The budget for data that flows hold buffered in shunt (flow_memory).", nil, nil)
+	descMemBuffered = prometheus.NewDesc("shunt_flow_memory_buffered_bytes",
+		"An upper estimate of the data the open flows hold buffered (SSH windows, the stack's queues, the splice's chunks).", nil, nil)
+	descMemStalled = prometheus.NewDesc("shunt_flows_stalled",
+		"Open flows whose application (or far side) has stopped reading: their buffers are cut until they drain.", nil, nil)
+	descMemReset = prometheus.NewDesc("shunt_flows_memory_reset_total",
+		"Flows reset because the buffered data was over the budget, the ones stalled longest first.", nil, nil)
 	descDropped = prometheus.NewDesc("shunt_events_dropped_total",
 		"Events lost by listeners that did not keep up (flows --follow, ...).", nil, nil)
 )
@@ -178,6 +203,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- descDNSQueries
 		ch <- descDNSNXDomain
 		ch <- descDNSNames
+	}
+	if c.src.Memory != nil {
+		for _, d := range []*prometheus.Desc{descMemBudget, descMemBuffered, descMemStalled, descMemReset} {
+			ch <- d
+		}
 	}
 }
 
@@ -238,6 +268,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Timings != nil {
 		c.src.Timings.collect(ch)
+	}
+	if c.src.Memory != nil {
+		m := c.src.Memory.FlowMemory()
+		gauge(descMemBudget, m.Budget)
+		gauge(descMemBuffered, m.Buffered)
+		gauge(descMemStalled, int64(m.Stalled))
+		counter(descMemReset, m.Reset)
 	}
 	if c.src.DNS != nil {
 		if d := c.src.DNS.DNSStatus(); d != nil {
