@@ -79,12 +79,26 @@ func startShunt(t *testing.T, topo *topology, config string) *shunt {
 // startShuntEnv starts shunt with more environment variables.
 func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *shunt {
 	t.Helper()
-	return startShuntVia(t, topo, config, nil, env...)
+	return startShuntWith(t, topo, shuntBin, nil, config, env...)
 }
 
 // startShuntVia starts shunt through a program that then execs it (such
 // as setpriv with its options), with more environment variables.
 func startShuntVia(t *testing.T, topo *topology, config string, via []string, env ...string) *shunt {
+	t.Helper()
+	return startShuntWith(t, topo, shuntBin, via, config, env...)
+}
+
+// startShuntBin starts the shunt binary bin (startShuntEnv's is the race
+// detector's build).
+func startShuntBin(t *testing.T, topo *topology, bin, config string, env ...string) *shunt {
+	t.Helper()
+	return startShuntWith(t, topo, bin, nil, config, env...)
+}
+
+// startShuntWith starts the shunt binary bin, through the program via
+// when there is one.
+func startShuntWith(t *testing.T, topo *topology, bin string, via []string, config string, env ...string) *shunt {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "shunt.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
@@ -93,7 +107,7 @@ func startShuntVia(t *testing.T, topo *topology, config string, via []string, en
 	s := &shunt{log: &syncBuffer{}, done: make(chan error, 1)}
 	var ctl string
 	s.socket, ctl = socketConfig(t)
-	s.cmd = topo.client.command(append(append([]string{}, via...), shuntBin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)...)
+	s.cmd = topo.client.command(append(append([]string{}, via...), bin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)...)
 	// Never a developer's agent, and never the developer's identity
 	// under sudo: shunt acts for root, the user the tests' clients run as.
 	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK=", "SUDO_USER="), env...)
