@@ -46,10 +46,16 @@ const (
 
 // flowMemory is the budget cfg asks for, and where it came from.
 func flowMemory(cfg *config.Config) (budget int64, why string) {
+	total, ok := machineMemory()
+	return budgetFor(cfg, total, ok)
+}
+
+// budgetFor is flowMemory on a machine with total bytes of memory (ok:
+// known).
+func budgetFor(cfg *config.Config, total int64, ok bool) (budget int64, why string) {
 	if cfg.FlowMemory.Set {
 		return cfg.FlowMemory.Bytes, "flow_memory"
 	}
-	total, ok := machineMemory()
 	if !ok {
 		return otherFlowMemory, "default"
 	}
@@ -102,6 +108,12 @@ func (w *memoryWatch) run() {
 func (w *memoryWatch) sweep(now time.Time) {
 	use := w.r.SweepMemory(now)
 	w.last.Store(&use)
+	w.afterSweep(use, now)
+}
+
+// afterSweep returns memory to the system when the buffered data fell a
+// lot since its peak.
+func (w *memoryWatch) afterSweep(use router.MemoryUse, now time.Time) {
 	w.peak = max(w.peak, use.Buffered)
 	if w.peak-use.Buffered < releaseDrop || use.Buffered > w.peak/2 || now.Sub(w.lastRelease) < releaseEvery {
 		return
@@ -160,11 +172,8 @@ type memorySource struct{ w *memoryWatch }
 
 func (s memorySource) FlowMemory() metrics.FlowMemory {
 	u := s.w.use()
-	if u == (router.MemoryUse{}) {
-		// Before the first sweep: the budget in force all the same.
-		u.Budget = s.w.r.MemoryBudget()
-	}
-	return metrics.FlowMemory{Budget: u.Budget, Buffered: u.Buffered, Stalled: u.Stalled, Reset: u.Reset}
+	// The budget in force, also before the first sweep after a reload.
+	return metrics.FlowMemory{Budget: s.w.r.MemoryBudget(), Buffered: u.Buffered, Stalled: u.Stalled, Reset: u.Reset}
 }
 
 var _ metrics.Memory = memorySource{}
