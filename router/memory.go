@@ -220,6 +220,12 @@ func (r *Router) sweepFlow(fe *flowEntry, now time.Time) {
 		send, recv = b.Buffered()
 	}
 	est := recv
+	if fe.resetRequested() {
+		// Reset already (by a sweep, or on request): it ends as soon as
+		// its splice sees the reset, and holds nothing from then on.
+		fm.estimate, fm.stalledSince = 0, time.Time{}
+		return
+	}
 	if busyBA {
 		est += send + spliceBufSize
 		if fe.action() == Tunnel {
