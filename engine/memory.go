@@ -37,10 +37,13 @@ const (
 	memorySweepEvery = 250 * time.Millisecond
 	// When the buffered data falls by releaseDrop or more, and to half
 	// its peak or less (many flows ended, or were reset), the memory it
-	// took goes back to the system at once (debug.FreeOSMemory: a
-	// collection and the release of the free pages), at most every
-	// releaseEvery. Without it the Go runtime gives it back over minutes.
+	// took goes back to the system within seconds (debug.FreeOSMemory: a
+	// collection and the release of the free pages): releaseDelay after
+	// the fall, and again releaseEvery after that (see afterSweep).
+	// Without it the heap stays: nothing allocates after a burst, so no
+	// collection runs, and the runtime gives back only freed memory.
 	releaseDrop  = 32 << 20
+	releaseDelay = time.Second
 	releaseEvery = 5 * time.Second
 )
 
@@ -78,8 +81,11 @@ type memoryWatch struct {
 	last atomic.Pointer[router.MemoryUse]
 
 	// The sweeping goroutine's own.
-	peak        int64
-	lastRelease time.Time
+	peak int64
+	// due is when memory goes back to the system next (zero: not due);
+	// again, that one more release follows it.
+	due   time.Time
+	again bool
 	// release returns memory to the system (debug.FreeOSMemory); a test
 	// hook.
 	release func()
@@ -112,17 +118,30 @@ func (w *memoryWatch) sweep(now time.Time) {
 }
 
 // afterSweep returns memory to the system when the buffered data fell a
-// lot since its peak.
+// lot since its peak: once releaseDelay after the fall, when the flows
+// that ended have let go of what they held (an SSH channel's buffer until
+// the server confirms its close, the stack's endpoint until its reset is
+// processed), and once more releaseEvery later, for what was still
+// held then. A further fall within that time is taken in by the second.
 func (w *memoryWatch) afterSweep(use router.MemoryUse, now time.Time) {
 	w.peak = max(w.peak, use.Buffered)
-	if w.peak-use.Buffered < releaseDrop || use.Buffered > w.peak/2 || now.Sub(w.lastRelease) < releaseEvery {
+	if w.peak-use.Buffered >= releaseDrop && use.Buffered <= w.peak/2 {
+		if w.due.IsZero() {
+			w.due, w.again = now.Add(releaseDelay), true
+		}
+		w.peak = use.Buffered
+	}
+	if w.due.IsZero() || now.Before(w.due) {
 		return
 	}
 	start := time.Now()
 	w.release()
-	w.log.WithFields(logrus.Fields{"buffered_peak": w.peak, "buffered": use.Buffered, "took": time.Since(start).Round(time.Millisecond).String()}).
+	w.log.WithFields(logrus.Fields{"buffered": use.Buffered, "took": time.Since(start).Round(time.Millisecond).String()}).
 		Debug("flows' buffered data fell: memory returned to the system")
-	w.peak, w.lastRelease = use.Buffered, now
+	w.due = time.Time{}
+	if w.again {
+		w.due, w.again = now.Add(releaseEvery), false
+	}
 }
 
 // close stops the sweeps and waits for the last to end; nil does nothing.

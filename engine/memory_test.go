@@ -34,13 +34,15 @@ func TestFlowMemoryDefault(t *testing.T) {
 }
 
 // Memory goes back to the system after a large fall of the buffered
-// data, not after small ones, and not more often than releaseEvery.
+// data, not after small ones: releaseDelay after the fall and once more
+// releaseEvery later.
 func TestMemoryRelease(t *testing.T) {
 	log, _ := test.NewNullLogger()
 	w := newMemoryWatch(router.New(nil, router.Options{Log: log}), log)
 	released := 0
 	w.release = func() { released++ }
 	t0 := time.Now()
+	fell := 3 * time.Second
 	for i, s := range []struct {
 		buffered int64
 		at       time.Duration
@@ -49,11 +51,16 @@ func TestMemoryRelease(t *testing.T) {
 		{10 << 20, 0, 0},
 		{200 << 20, time.Second, 0},
 		{180 << 20, 2 * time.Second, 0}, // a small fall
-		{90 << 20, 3 * time.Second, 1},  // half the peak, 110 MiB less
-		{300 << 20, 4 * time.Second, 1}, // a new peak
-		{10 << 20, 5 * time.Second, 1},  // within releaseEvery of the last
-		{10 << 20, 3*time.Second + releaseEvery, 2},
-		{0, 10 * time.Second, 2}, // 10 MiB less: too little
+		{90 << 20, fell, 0},             // half the peak, 110 MiB less
+		{90 << 20, fell + releaseDelay/2, 0},
+		{90 << 20, fell + releaseDelay, 1},
+		{20 << 20, fell + 2*releaseDelay, 1}, // a further fall: the second release takes it in
+		{20 << 20, fell + releaseDelay + releaseEvery, 2},
+		{20 << 20, fell + releaseDelay + 3*releaseEvery, 2}, // nothing more
+		{10 << 20, fell + 4*releaseEvery, 2},                // 10 MiB less: too little
+		{300 << 20, fell + 5*releaseEvery, 2},               // a new peak
+		{10 << 20, fell + 6*releaseEvery, 2},
+		{10 << 20, fell + 6*releaseEvery + releaseDelay, 3},
 	} {
 		w.afterSweep(router.MemoryUse{Buffered: s.buffered}, t0.Add(s.at))
 		if released != s.want {
