@@ -438,9 +438,7 @@ const cutBuffer = 16 << 10
 // buffer's size (the queue is that full when a writer blocks; while a cut
 // is in force, the size before it, which the queue may still hold), and
 // receive the bytes the application sent that were not read yet.
-// sendFull says the send queue has no room (gVisor's writable readiness):
-// the application has acknowledged nothing since a writer filled it.
-func (c *conn) Buffered() (send, receive int64, sendFull bool) {
+func (c *conn) Buffered() (send, receive int64) {
 	send = c.sendBefore.Load()
 	if send == 0 {
 		send = c.ep.SocketOptions().GetSendBufferSize()
@@ -448,8 +446,7 @@ func (c *conn) Buffered() (send, receive int64, sendFull bool) {
 	if n, err := c.ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption); err == nil {
 		receive = int64(n)
 	}
-	sendFull = c.ep.Readiness(waiter.WritableEvents) == 0
-	return send, receive, sendFull
+	return send, receive
 }
 
 // ShrinkSend cuts the send buffer to cutBuffer, for an application that

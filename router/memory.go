@@ -26,10 +26,8 @@ type Buffers interface {
 	// Buffered is what the buffers hold, as an upper estimate: send is
 	// the send buffer's size (a writer blocks only once it is full; while
 	// a cut is in force, the size before it, which the queue may still
-	// hold), receive the bytes received and not read yet. sendFull says
-	// the send queue has no room: the application took nothing since a
-	// writer filled it.
-	Buffered() (send, receive int64, sendFull bool)
+	// hold), receive the bytes received and not read yet.
+	Buffered() (send, receive int64)
 	// ShrinkSend cuts the send buffer to a small size (true), or puts
 	// back the size it had (false): a writer toward an application that
 	// does not read then queues little more.
@@ -60,9 +58,6 @@ type MemoryOptions struct {
 // not is waiting on an application that has stopped reading, and the
 // flow's buffers are full by then.
 const DefaultStallAfter = 500 * time.Millisecond
-
-// minResetFrees is the least a flow reset over the budget must hold.
-const minResetFrees = 2 * spliceBufSize
 
 // memoryLogEvery spaces the warnings about flows reset over the budget.
 const memoryLogEvery = 10 * time.Second
@@ -162,11 +157,6 @@ func (r *Router) SweepMemory(now time.Time) MemoryUse {
 			if use.Buffered <= use.Budget {
 				break
 			}
-			if fe.mem.estimate < minResetFrees {
-				// Stalled toward the far side with little queued:
-				// resetting it would free next to nothing.
-				continue
-			}
 			if fe.resetFor(reasonMemory) {
 				use.Buffered -= fe.mem.estimate
 				fe.mem.stalledSince = time.Time{}
@@ -200,37 +190,26 @@ func (r *Router) sweepFlow(fe *flowEntry, now time.Time) {
 	stall := r.mem.stall
 	// progress updates one direction: since is set when a write is first
 	// seen in progress, and cleared when none is.
-	// A flow's own buffers, before the cuts below: whether the send queue
-	// is full tells a slow reader (the queue drains between sweeps, but
-	// the stack wakes the writer only once half of it is free, seconds
-	// later at a slow reader's pace) from one that stopped.
-	var send, recv int64
-	sendFull := true
-	if b := fm.buf; b != nil {
-		send, recv, sendFull = b.Buffered()
-	}
-	// progress updates one direction: since is set when a write is first
-	// seen in progress, or seen moving, and cleared when none is.
-	progress := func(writes uint64, moved bool, last *uint64, since *time.Time) (busy, stalled bool) {
+	progress := func(writes uint64, last *uint64, since *time.Time) (busy, stalled bool) {
 		busy = writes%2 == 1
 		switch {
 		case !busy:
 			*since = time.Time{}
-		case writes != *last || moved || since.IsZero():
+		case writes != *last || since.IsZero():
 			*since = now
 		}
 		*last = writes
 		return busy, busy && now.Sub(*since) >= stall
 	}
-	busyBA, stalledBA := progress(fe.bytes.writesBA.Load(), !sendFull, &fm.writesBA, &fm.sinceBA)
-	busyAB, stalledAB := progress(fe.bytes.writesAB.Load(), false, &fm.writesAB, &fm.sinceAB)
+	busyBA, stalledBA := progress(fe.bytes.writesBA.Load(), &fm.writesBA, &fm.sinceBA)
+	busyAB, stalledAB := progress(fe.bytes.writesAB.Load(), &fm.writesAB, &fm.sinceAB)
 
+	var send, recv int64
 	if b := fm.buf; b != nil {
 		if stalledBA != fm.cutSend {
-			// Cut once stalled; put back once the queue has room
-			// again or the write returned: with the buffer cut, only
-			// when the queue is nearly empty, i.e. the application
-			// drained it.
+			// Cut once stalled; put back once the write that stalled
+			// returned: with the buffer cut, it returns only when the
+			// queue is nearly empty, i.e. the application drained it.
 			b.ShrinkSend(stalledBA)
 			fm.cutSend = stalledBA
 		}
@@ -238,6 +217,7 @@ func (r *Router) sweepFlow(fe *flowEntry, now time.Time) {
 			b.ShrinkReceive(stalledAB)
 			fm.cutRecv = stalledAB
 		}
+		send, recv = b.Buffered()
 	}
 	est := recv
 	if fe.resetRequested() {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,16 +23,13 @@ import (
 type bufConn struct {
 	*net.TCPConn
 	send, recv int64
-	// room: the send queue is not full (a slow reader's, between two
-	// wake-ups of the writer).
-	room atomic.Bool
-	mu   sync.Mutex
-	cuts []string
+	mu         sync.Mutex
+	cuts       []string
 }
 
 var _ Buffers = (*bufConn)(nil)
 
-func (c *bufConn) Buffered() (int64, int64, bool) { return c.send, c.recv, !c.room.Load() }
+func (c *bufConn) Buffered() (int64, int64) { return c.send, c.recv }
 
 func (c *bufConn) ShrinkSend(cut bool) { c.record("send", cut) }
 
@@ -290,30 +286,4 @@ func TestFormatBytes(t *testing.T) {
 func nullLog() *logrus.Logger {
 	l, _ := test.NewNullLogger()
 	return l
-}
-
-// A slow reader: its write stays in progress for long (the stack wakes
-// the writer only once half the send buffer is free), but the queue has
-// room at the sweeps, so it is no stalled flow: no cut, no reset, however
-// far over the budget.
-func TestMemorySlowReaderNotStalled(t *testing.T) {
-	u := newLoopUpstreams(t)
-	r := New(flowRules, Options{Tunnels: u, Direct: u, Log: nullLog(),
-		Memory: MemoryOptions{Budget: 1 << 20, TunnelWindow: 2 << 20}})
-	f := openMemFlow(t, r, u, 5001, 1<<20)
-	f.blocked(t)
-	f.down.room.Store(true)
-	t0 := time.Now()
-	for i := range 5 {
-		use := r.SweepMemory(t0.Add(time.Duration(i) * time.Second))
-		if use.Stalled != 0 || use.ResetNow != 0 || f.down.Cuts() != "" || use.Buffered <= use.Budget {
-			t.Fatalf("sweep at +%d s: %+v, cuts %q; want it over the budget, and the flow neither stalled, cut nor reset", i, use, f.down.Cuts())
-		}
-	}
-	// It stops reading: the queue stays full, and a sweep a second
-	// after the last that saw room finds it stalled.
-	f.down.room.Store(false)
-	if use := r.SweepMemory(t0.Add(5 * time.Second)); use.ResetNow != 1 {
-		t.Errorf("once its queue stays full: %+v, want it reset", use)
-	}
 }
