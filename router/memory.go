@@ -59,6 +59,9 @@ type MemoryOptions struct {
 // flow's buffers are full by then.
 const DefaultStallAfter = 500 * time.Millisecond
 
+// minResetFrees is the least a flow reset over the budget must hold.
+const minResetFrees = 2 * spliceBufSize
+
 // memoryLogEvery spaces the warnings about flows reset over the budget.
 const memoryLogEvery = 10 * time.Second
 
@@ -156,6 +159,11 @@ func (r *Router) SweepMemory(now time.Time) MemoryUse {
 		for _, fe := range stalled {
 			if use.Buffered <= use.Budget {
 				break
+			}
+			if fe.mem.estimate < minResetFrees {
+				// Stalled toward the far side with little queued:
+				// resetting it would free next to nothing.
+				continue
 			}
 			if fe.resetFor(reasonMemory) {
 				use.Buffered -= fe.mem.estimate
