@@ -178,7 +178,7 @@ func TestMemoryBudgetResetsStalledLongest(t *testing.T) {
 	log, hook := test.NewNullLogger()
 	const window = 2 << 20
 	r := New(flowRules, Options{Tunnels: u, Direct: u, Log: log, Events: &bus,
-		Memory: MemoryOptions{Budget: 4 << 20, TunnelWindow: window}})
+		Memory: MemoryOptions{Budget: 4 << 20, TunnelWindow: window, ResetAfter: DefaultStallAfter}})
 	// A flow that reads all the while, direct (no window) and without
 	// a send buffer of its own: while its write is in progress it counts
 	// only the splice's chunk.
@@ -286,4 +286,27 @@ func TestFormatBytes(t *testing.T) {
 func nullLog() *logrus.Logger {
 	l, _ := test.NewNullLogger()
 	return l
+}
+
+// Over the budget (but within UrgentOver times it), a flow stalled for
+// less than ResetAfter is not reset: under heavy load a slow reader's
+// write stays in progress for seconds.
+func TestMemoryBudgetWaitsResetAfter(t *testing.T) {
+	u := newLoopUpstreams(t)
+	r := New(flowRules, Options{Tunnels: u, Direct: u, Log: nullLog(),
+		Memory: MemoryOptions{Budget: 4 << 20, TunnelWindow: 2 << 20, ResetAfter: time.Hour}})
+	for i := range 4 {
+		f := openMemFlow(t, r, u, 5101+i, 1<<20)
+		f.blocked(t)
+	}
+	t0 := time.Now()
+	r.SweepMemory(t0)
+	use := r.SweepMemory(t0.Add(time.Minute))
+	if use.ResetNow != 0 || use.Stalled != 4 || use.Buffered <= use.Budget {
+		t.Errorf("sweep over the budget before ResetAfter: %+v, want 4 stalled, none reset", use)
+	}
+	use = r.SweepMemory(t0.Add(time.Hour + time.Minute))
+	if use.ResetNow == 0 {
+		t.Errorf("sweep over the budget after ResetAfter: %+v, want resets", use)
+	}
 }
