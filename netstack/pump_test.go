@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -241,4 +242,54 @@ func TestWriteNowKeepsOrder(t *testing.T) {
 	if first := <-e.out; len(*first) != headroom+16<<10 {
 		t.Errorf("first queued packet is %d bytes, want the large one", len(*first)-headroom)
 	}
+}
+
+// A SYN-ACK is never written on the stack's goroutine (gVisor holds the
+// endpoint's lock then, and the application's answer must not find it
+// held), and a full queue waits for the writer rather than drop it; other
+// packets that find the queue full are dropped, as before.
+func TestSYNACKQueuedNeverDropped(t *testing.T) {
+	dev := newLoopDevice(nil, 1)
+	e := newLinkEndpoint(dev, maxPacket) // no writer goroutine yet
+	write := func(pkt []byte) (int, tcpip.Error) {
+		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+		defer pb.DecRef()
+		var list stack.PacketBufferList
+		list.PushBack(pb)
+		return e.WritePackets(list)
+	}
+	synAck := tcpPacket(52)
+	header.TCP(synAck[header.IPv4MinimumSize:]).SetFlags(uint8(header.TCPFlagSyn | header.TCPFlagAck))
+	if !isSYN(synAck) || isSYN(tcpPacket(52)) {
+		t.Fatal("isSYN does not tell a SYN-ACK from an ACK")
+	}
+	if n, err := write(synAck); n != 1 || err != nil {
+		t.Fatalf("WritePackets(SYN-ACK): %d, %v", n, err)
+	}
+	if dev.written.Load() != 0 || len(e.out) != 1 {
+		t.Fatalf("a SYN-ACK on an idle device: %d written at once, %d queued; want it queued", dev.written.Load(), len(e.out))
+	}
+	for len(e.out) < outQueueLen {
+		write(tcpPacket(1500))
+	}
+	if n, _ := write(tcpPacket(1500)); n != 0 {
+		t.Fatalf("a data packet on a full queue: %d taken, want it dropped", n)
+	}
+	taken := make(chan int)
+	go func() {
+		n, _ := write(synAck)
+		taken <- n
+	}()
+	select {
+	case n := <-taken:
+		t.Fatalf("a SYN-ACK on a full queue returned %d before the writer ran; want it to wait", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	dev.want = outQueueLen + 1
+	e.start(func(error) {})
+	defer func() { e.close(); dev.Close(); e.Wait() }()
+	if n := <-taken; n != 1 {
+		t.Fatalf("the SYN-ACK that waited: %d taken, want 1", n)
+	}
+	<-dev.wrote
 }
