@@ -79,26 +79,36 @@ func startShunt(t *testing.T, topo *topology, config string) *shunt {
 // startShuntEnv starts shunt with more environment variables.
 func startShuntEnv(t *testing.T, topo *topology, config string, env ...string) *shunt {
 	t.Helper()
-	return startShuntWith(t, topo, shuntBin, nil, config, env...)
+	return startShuntWith(t, topo, config, shuntOptions{env: env})
 }
 
 // startShuntVia starts shunt through a program that then execs it (such
 // as setpriv with its options), with more environment variables.
 func startShuntVia(t *testing.T, topo *topology, config string, via []string, env ...string) *shunt {
 	t.Helper()
-	return startShuntWith(t, topo, shuntBin, via, config, env...)
+	return startShuntWith(t, topo, config, shuntOptions{env: env, wrap: via})
 }
 
 // startShuntBin starts the shunt binary bin (startShuntEnv's is the race
 // detector's build).
 func startShuntBin(t *testing.T, topo *topology, bin, config string, env ...string) *shunt {
 	t.Helper()
-	return startShuntWith(t, topo, bin, nil, config, env...)
+	return startShuntWith(t, topo, config, shuntOptions{env: env, bin: bin})
 }
 
-// startShuntWith starts the shunt binary bin, through the program via
-// when there is one.
-func startShuntWith(t *testing.T, topo *topology, bin string, via []string, config string, env ...string) *shunt {
+// shuntOptions are what a test adds to the usual `shunt up`.
+type shuntOptions struct {
+	env  []string // more environment variables
+	args []string // more arguments to up (e.g. --pprof)
+	// wrap comes before shunt on the command line, inside the client
+	// namespace: a program that sets something up and execs the rest
+	// (prlimit --nofile=64:64, say), so the PID stays shunt's.
+	wrap []string
+	bin  string // the shunt binary; shuntBin, built with -race, if empty
+}
+
+// startShuntWith starts shunt up with o's additions and waits until it is up.
+func startShuntWith(t *testing.T, topo *topology, config string, o shuntOptions) *shunt {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "shunt.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
@@ -107,10 +117,16 @@ func startShuntWith(t *testing.T, topo *topology, bin string, via []string, conf
 	s := &shunt{log: &syncBuffer{}, done: make(chan error, 1)}
 	var ctl string
 	s.socket, ctl = socketConfig(t)
-	s.cmd = topo.client.command(append(append([]string{}, via...), bin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path)...)
+	bin := shuntBin
+	if o.bin != "" {
+		bin = o.bin
+	}
+	args := append([]string{}, o.wrap...)
+	args = append(append(args, bin, "up", "--global", "", "--user-config", "", "--config", ctl, "--config", path), o.args...)
+	s.cmd = topo.client.command(args...)
 	// Never a developer's agent, and never the developer's identity
 	// under sudo: shunt acts for root, the user the tests' clients run as.
-	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK=", "SUDO_USER="), env...)
+	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK=", "SUDO_USER="), o.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
