@@ -13,8 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +55,7 @@ func TestLoadThousandFlows(t *testing.T) {
 
 	// At info: a debug line per flow only slows shunt down.
 	sh := startShuntWith(t, topo, strings.Replace(shuntConfig(topo, sd, sd.knownHosts, internalRules), "level: debug", "level: info", 1),
-		shuntOptions{args: []string{"--pprof"}, bin: plainShunt(t)})
+		shuntOptions{args: []string{"--pprof"}, bin: plainShuntBin(t)})
 	// The baseline: logged in, one flow done and closed.
 	c, err := dialExchange(topo.client, addr, loadBytes, nil)
 	if err != nil {
@@ -315,7 +313,7 @@ func sample(t *testing.T, sh *shunt) processSample {
 	if p.fds, err = procFDs(pid); err != nil {
 		t.Fatal(err)
 	}
-	if p.rss, p.hwm, err = procMemory(pid); err != nil {
+	if p.rss, p.hwm, err = readProcMemory(pid); err != nil {
 		t.Fatal(err)
 	}
 	if p.goroutines, err = goroutines(sh); err != nil {
@@ -345,8 +343,8 @@ func procFDs(pid int) (int, error) {
 	return len(entries), err
 }
 
-// procMemory is VmRSS and VmHWM from /proc/PID/status.
-func procMemory(pid int) (rss, hwm int64, err error) {
+// readProcMemory is VmRSS and VmHWM from /proc/PID/status, in bytes.
+func readProcMemory(pid int) (rss, hwm int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
@@ -429,32 +427,4 @@ func waitFlows(t *testing.T, sh *shunt, topo *topology, n int) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// plainShunt builds shunt without the race detector, once per test
-// binary, for the load tests: the race-enabled build moved 1,000 flows of
-// 1 MiB each way in 58-120 s on 2 cores (against 23 s without), with up to
-// 5.5 GB of RSS, past their time budget. The rest of the suite runs the
-// race-enabled shunt; these tests measure the one users run.
-func plainShunt(t *testing.T) string {
-	t.Helper()
-	plainBuild.once.Do(func() {
-		bin := filepath.Join(filepath.Dir(shuntBin), "shunt-norace")
-		out, err := exec.Command("go", "build", "-o", bin, "../cmd/shunt").CombinedOutput()
-		if err != nil {
-			plainBuild.err = fmt.Errorf("go build ../cmd/shunt: %v\n%s", err, out)
-			return
-		}
-		plainBuild.bin = bin
-	})
-	if plainBuild.err != nil {
-		t.Fatal(plainBuild.err)
-	}
-	return plainBuild.bin
-}
-
-var plainBuild struct {
-	once sync.Once
-	bin  string
-	err  error
 }

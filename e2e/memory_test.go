@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -78,26 +77,9 @@ func plainShuntBin(t *testing.T) string {
 // (/proc/PID/status VmRSS and VmHWM), in bytes.
 func procMemory(t *testing.T, pid int) (rss, hwm int64) {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	rss, hwm, err := readProcMemory(pid)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			t.Fatalf("/proc/%d/status %s: %v", pid, k, err)
-		}
-		if k == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
 	}
 	return rss, hwm
 }
