@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"syscall"
@@ -21,8 +22,16 @@ func logFileLimit(log logrus.FieldLogger) {
 		log.WithError(err).Debug("reading the descriptor limit")
 		return
 	}
-	log.WithFields(logrus.Fields{"soft": soft, "hard": hard}).
-		Infof("descriptor limit %d: tunnelled flows take none, each direct flow and SSH connection one; at the limit new direct flows are refused", soft)
+	f := logrus.Fields{"soft": soft, "hard": hard}
+	room := ""
+	// What is open before the TUN, the control socket and the first SSH
+	// connection: the room left is a few less than said.
+	if open, err := openFiles(); err == nil && uint64(open)+8 < soft {
+		f["open"] = open
+		room = fmt.Sprintf(" (room for about %d)", soft-uint64(open)-8)
+	}
+	log.WithFields(f).
+		Infof("descriptor limit %d: tunnelled flows take none, each direct flow and SSH connection one%s; at the limit new direct flows are refused", soft, room)
 }
 
 // outOfFiles tells whether err is the process or the system running out

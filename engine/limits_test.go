@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,5 +49,24 @@ func TestFDDialerWarns(t *testing.T) {
 	other.DialContext(context.Background(), "tcp", "192.0.2.1:80")
 	if logs.Len() != 0 {
 		t.Errorf("a refused connection logged %q", logs.String())
+	}
+}
+
+// openFiles counts this process's descriptors: one more file open, one more.
+func TestOpenFiles(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no descriptors to count on Windows")
+	}
+	before, err := openFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if after, err := openFiles(); err != nil || after != before+1 {
+		t.Fatalf("openFiles: %d before a file was opened, %d (%v) after; want one more", before, after, err)
 	}
 }
