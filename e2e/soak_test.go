@@ -51,7 +51,7 @@ func TestSoak(t *testing.T) {
 	far := serveExchange(t, topo.internal, fmt.Sprintf("[::]:%d", portLoad), soakBytes)
 	addr := net.JoinHostPort(internalAddr, strconv.Itoa(portLoad))
 	sh := startShuntWith(t, topo, strings.Replace(shuntConfig(topo, sd, sd.knownHosts, internalRules), "level: debug", "level: info", 1),
-		shuntOptions{bin: plainShunt(t)})
+		shuntOptions{bin: plainShuntBin(t)})
 
 	var (
 		completed atomic.Int64
@@ -90,7 +90,7 @@ func TestSoak(t *testing.T) {
 		var p processSample
 		var err error
 		if p.fds, err = procFDs(pid); err == nil {
-			p.rss, p.hwm, err = procMemory(pid)
+			p.rss, p.hwm, err = readProcMemory(pid)
 		}
 		if err != nil {
 			close(stop)
