@@ -105,7 +105,9 @@ func TestUnansweredOpensReplaceConnection(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("dial to a server that answers no open: %v, want the dial deadline", err)
 	}
-	// A flow that waits longer is reset with the connection.
+	// A flow that waits longer is reset with the connection, once its
+	// one try on a fresh connection (which answers no open either) has
+	// stalled too.
 	_, err = b.Dial(context.Background(), "gw", target)
 	if !errors.Is(err, ErrConnectionLost) {
 		t.Fatalf("a flow waiting on the stalled connection: %v, want ErrConnectionLost", err)
@@ -115,8 +117,8 @@ func TestUnansweredOpensReplaceConnection(t *testing.T) {
 	}
 	srv.HoldOpens.Store(false)
 	mustDial(t, b, "gw", target)
-	if n := srv.Logins.Load(); n != 2 {
-		t.Errorf("%d logins, want 2 (the broken connection replaced)", n)
+	if n := srv.Logins.Load(); n != 3 {
+		t.Errorf("%d logins, want 3 (the broken connection replaced, twice)", n)
 	}
 }
 
@@ -506,5 +508,39 @@ func TestMalformedServers(t *testing.T) {
 				t.Errorf("the attempt allocated %d MiB", alloc>>20)
 			}
 		})
+	}
+}
+
+// A flow whose channel open is in flight when the connection dies (the
+// server crashed, a proxy on the way was killed) has sent nothing yet: it
+// gets one fresh connection instead of a refusal for a loss it had no part
+// in. The second connection serves it.
+func TestOpenRetriedWhenConnectionDiesUnderIt(t *testing.T) {
+	srv, p := keyedServerWith(t, brokertest.Options{})
+	b := newBroker(t, Options{}, p)
+	target := brokertest.Echo(t)
+	mustDial(t, b, "gw", target)
+
+	srv.HoldOpens.Store(true)
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := b.Dial(context.Background(), "gw", target)
+		done <- result{c, err}
+	}()
+	waitUntil(t, func() bool { return srv.Held() == 1 })
+	srv.HoldOpens.Store(false)
+	srv.Drop()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("a flow whose open was in flight when the connection died: %v, want a fresh connection", r.err)
+	}
+	defer r.c.Close()
+	roundTrip(t, r.c, "again")
+	if n := srv.Logins.Load(); n != 2 {
+		t.Errorf("%d logins, want 2", n)
 	}
 }

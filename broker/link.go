@@ -557,6 +557,21 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	start := time.Now()
 	ch, err := l.openDirect(ctx, s, addr)
+	if err != nil && s.lost() && ctx.Err() == nil {
+		// The connection died under the open, before shunt noticed: the
+		// flow has sent nothing yet, so it gets a fresh connection (once)
+		// instead of a refusal that names a loss it had no part in. If
+		// that cannot be had, the application is refused with the reason
+		// (the proxy or server that is down).
+		if l.drop(s, fmt.Errorf("SSH connection to %s lost", s.server)) {
+			l.log.Warn("SSH connection lost; its flows are reset, the next flow reconnects")
+		}
+		if s, err = l.get(ctx); err != nil {
+			return nil, &SetupError{Err: err}
+		}
+		start = time.Now()
+		ch, err = l.openDirect(ctx, s, addr)
+	}
 	if err != nil {
 		var oce *ssh.OpenChannelError
 		var busy *PendingOpensError

@@ -317,9 +317,13 @@ func TestFlowBytesBulkWhileRead(t *testing.T) {
 			if _, err := io.ReadFull(server, got[:half]); err != nil {
 				t.Fatal(err)
 			}
-			if f := r.Flows(); len(f) != 1 || f[0].Sent < int64(half) {
-				t.Fatalf("mid-transfer: %+v, want at least %d bytes counted", f, half)
-			}
+			// The splice counts a write once it returns, which may be a
+			// moment after the server has read its bytes; the rest is not
+			// read until the count has caught up.
+			waitUntil(t, fmt.Sprintf("at least %d bytes counted mid-transfer", half), func() bool {
+				f := r.Flows()
+				return len(f) == 1 && f[0].Sent >= int64(half)
+			})
 			if _, err := io.ReadFull(server, got[half:]); err != nil {
 				t.Fatal(err)
 			}
