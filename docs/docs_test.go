@@ -127,3 +127,43 @@ func TestLogBlockParsing(t *testing.T) {
 		t.Errorf("fields = %v", got)
 	}
 }
+
+// testName is a test named in a document, in backticks.
+var testName = regexp.MustCompile("`(Test[A-Z][A-Za-z0-9_]*)`")
+
+// citedIn is a run of test names followed by the file that holds them:
+// `TestA`, `TestB` (`dir/x_test.go`).
+var citedIn = regexp.MustCompile("((?:`Test[A-Za-z0-9_]+`(?:, | and )?)+) \\(`([^`]+_test\\.go)`")
+
+func TestComparisonCitesRealTests(t *testing.T) {
+	const file = "comparison.md"
+	doc, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := goSources(t, true)
+	names := testName.FindAllStringSubmatch(string(doc), -1)
+	if len(names) == 0 {
+		t.Fatalf("%s cites no test", file)
+	}
+	for _, m := range names {
+		if !strings.Contains(tests, "func "+m[1]+"(") {
+			t.Errorf("%s cites %s, but no _test.go file has func %s(", file, m[1], m[1])
+		}
+	}
+	pairs := 0
+	for _, m := range citedIn.FindAllStringSubmatch(string(doc), -1) {
+		src, err := os.ReadFile(filepath.Join(repoRoot, m[2]))
+		if err != nil {
+			t.Errorf("%s cites %s: %v", file, m[2], err)
+			continue
+		}
+		for _, n := range testName.FindAllStringSubmatch(m[1], -1) {
+			pairs++
+			if !strings.Contains(string(src), "func "+n[1]+"(") {
+				t.Errorf("%s says %s is in %s, but it is not there", file, n[1], m[2])
+			}
+		}
+	}
+	t.Logf("%d test names cited, %d with their file checked", len(names), pairs)
+}
