@@ -24,6 +24,7 @@ import (
 	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/control"
+	"github.com/shunt-dev/shunt/demo"
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/router"
@@ -38,6 +39,7 @@ Usage:
   shunt explain [flags] DEST[:PORT]    show which rule a flow matches, and why
   shunt import-tectia [--best-effort] ssh-broker-config.xml
                                        convert a Tectia configuration to YAML
+  shunt demo [--keep]                  see shunt work in a small world of network namespaces (needs root)
   shunt cleanup [--config FILE]...     remove the kill switch and what a crashed shunt left (needs root)
   shunt version                        print the version
 ` + ctlUsage + `
@@ -71,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdImportTectia(args, stdout, stderr)
 	case "cleanup":
 		return cmdCleanup(args, stdout, stderr)
+	case "demo":
+		return cmdDemo(args, stdout, stderr)
+	case "demo-node": // hidden: a piece of the demo inside a namespace
+		return demo.Node(args, stderr)
 	case "status", "flows", "reload", "down", "connect", "disconnect", "close", "auth":
 		return runCtl(cmd, args, stdout, stderr)
 	case "version":
