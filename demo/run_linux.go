@@ -111,12 +111,16 @@ func Run(o Options) int {
 			fmt.Fprintf(errw, "The logs are in %s (shunt's own: %s).\n", d.logs, filepath.Join(d.logs, "shunt.log"))
 		}
 	}()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A closed output (demo | head) must not kill the demo before it
+	// has removed its world.
+	signal.Ignore(syscall.SIGPIPE)
 	d.ctx = ctx
 	err := d.run()
 	if ctx.Err() != nil {
 		fmt.Fprintln(out, "\nInterrupted: removing the demo world.")
+		ok, o.Keep = true, false // nothing to report: remove everything
 		return 130
 	}
 	if err != nil {
@@ -578,7 +582,7 @@ The demo world %[1]s stays up. Try, as root:
   sudo ip netns exec %[2]s nc -v %[3]s 23                      # refused: rule no-telnet
   sudo shunt status --socket %[4]s
   sudo shunt flows --follow --socket %[4]s
-  shunt explain --global "" --user-config "" --config %[5]s %[3]s:23
+  sudo ip netns exec %[2]s shunt explain --global "" --user-config "" --config %[5]s %[3]s:23
 Its logs are in %[6]s. Remove it with:
   sudo shunt demo --down %[1]s`, d.id, c, internalAddr, d.socket, d.config, d.logs)
 }
