@@ -348,13 +348,27 @@ type proc struct {
 	done chan struct{} // closed when it has exited
 }
 
+// logTail returns the last lines of a process's log, indented, for an
+// error message.
+func (d *run) logTail(name string) string {
+	b, _ := os.ReadFile(filepath.Join(d.logs, name+".log"))
+	if len(bytes.TrimSpace(b)) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 4 {
+		lines = lines[len(lines)-4:]
+	}
+	return "; its log ends:\n    " + strings.Join(lines, "\n    ")
+}
+
 // exited returns an error naming the first process that exited, nil
 // while all run.
 func (d *run) exited() error {
 	for _, p := range d.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited early (%v)", p.name, p.cmd.ProcessState)
+			return fmt.Errorf("%s exited early (%v)%s", p.name, p.cmd.ProcessState, d.logTail(p.name))
 		default:
 		}
 	}

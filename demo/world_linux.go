@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,5 +287,3 @@ func zombie(pid int) bool {
 	}
 	return false
 }
-
-var _ = netip.Addr{}
