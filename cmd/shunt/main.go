@@ -24,7 +24,6 @@ import (
 	"github.com/shunt-dev/shunt/broker/prompt"
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/control"
-	"github.com/shunt-dev/shunt/demo"
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/router"
@@ -42,11 +41,14 @@ Usage:
   shunt demo [--keep]                  see shunt work in a small world of network namespaces (needs root)
   shunt cleanup [--config FILE]...     remove the kill switch and what a crashed shunt left (needs root)
   shunt version                        print the version
+  shunt completion bash|zsh|fish|powershell
+                                       print a shell completion script
+  shunt man DIR                        write a man page for each command into DIR
 ` + ctlUsage + `
 
 The configuration is /etc/shunt/shunt.yaml, then the user's
 ~/.config/shunt/shunt.yaml, then each --config file, merged.
-Run "shunt COMMAND -h" for a command's flags.
+Run "shunt COMMAND --help" for a command's flags and examples.
 `
 
 func main() {
@@ -59,39 +61,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "up":
-		return cmdUp(args, stdout, stderr)
-	case "daemon":
-		return cmdDaemon(args, stdout, stderr)
-	case "check":
-		return cmdCheck(args, stdout, stderr)
-	case "explain":
-		return cmdExplain(args, stdout, stderr)
-	case "import-tectia":
-		return cmdImportTectia(args, stdout, stderr)
-	case "cleanup":
-		return cmdCleanup(args, stdout, stderr)
-	case "demo":
-		return cmdDemo(args, stdout, stderr)
-	case "demo-node": // hidden: a piece of the demo inside a namespace
-		return demo.Node(args, stderr)
-	case "status", "flows", "reload", "down", "connect", "disconnect", "close", "auth":
-		return runCtl(cmd, args, stdout, stderr)
-	case "version":
-		fs := flag.NewFlagSet("shunt version", flag.ContinueOnError)
-		if err := parseFlags(fs, args, stdout, stderr); err != nil || fs.NArg() > 0 {
-			return usageExit(err, stderr, "usage: shunt version")
-		}
-		fmt.Fprintln(stdout, version())
-		return 0
+	switch args[0] {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		if len(args) == 1 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
 	}
-	fmt.Fprintf(stderr, "shunt: unknown command %q\n\n%s", cmd, usage)
-	return 2
+	return execute(args, stdout, stderr)
 }
 
 // versionOverride is the version to report, when the build sets one:
