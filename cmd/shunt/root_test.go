@@ -121,6 +121,12 @@ func TestRootManPages(t *testing.T) {
 		if !bytes.Contains(b, []byte(".TH \"SHUNT\"")) || !bytes.Contains(b, []byte(".SH NAME")) {
 			t.Errorf("%s.1 has no .TH or NAME section:\n%s", n, b)
 		}
+		// groff, where there is one, reads it without a warning.
+		if _, err := exec.LookPath("groff"); err == nil {
+			if out, err := exec.Command("groff", "-man", "-z", "-ww", filepath.Join(dir, n+".1")).CombinedOutput(); err != nil || len(out) > 0 {
+				t.Errorf("groff of %s.1: %v %s", n, err, out)
+			}
+		}
 	}
 }
 
