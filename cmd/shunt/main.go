@@ -34,6 +34,7 @@ const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
 Usage:
   shunt up [--config FILE]...          capture and tunnel until interrupted (needs root)
   shunt daemon [--config FILE]...      the same without a terminal: as a service (see shunt.service)
+  shunt init USER@HOST --capture CIDR  write a starter configuration
   shunt check [--config FILE]...       validate the configuration
   shunt explain [flags] DEST[:PORT]    show which rule a flow matches, and why
   shunt import-tectia [--best-effort] ssh-broker-config.xml

@@ -138,6 +138,17 @@ was killed left behind. Needs root.` + configHelp,
 			Example:  "  shunt auth\n  shunt auth --wait office\n  echo \"$PASS\" | shunt auth office",
 			Run:      ctlCmd("auth"),
 			Complete: completeProfiles},
+		{Use: "init USER@HOST --capture CIDR [--ports LIST] [flags]", Short: "write a starter configuration",
+			Long: `Write a commented starter configuration: one profile for the SSH gateway
+USER@HOST and one rule sending the --capture networks (only the --ports,
+if given) through it. As root it writes /etc/shunt/shunt.yaml (mode 0644),
+otherwise the user's ~/.config/shunt/shunt.yaml (mode 0600), or --output
+FILE. An existing file is never replaced without --force. It then runs
+shunt check on the result (unless --no-check) and prints the next step.`,
+			Example: `  shunt init alice@gw.example.com --capture 10.1.0.0/16
+  shunt init alice@gw.example.com --capture 10.1.0.0/16,10.2.0.0/16 --ports 25,143,993-995 --output ./shunt.yaml
+  sudo shunt init --profile office --identity ~/.ssh/id_ed25519 --capture 10.1.0.0/16 alice@gw.example.com --force`,
+			Run: cmdInit},
 		{Use: "demo [--keep] [--gateway auto|sshd|builtin]", Short: "see shunt work in a small world of network namespaces (needs root)",
 			Long: `Build a small world in network namespaces on this machine (a client, an
 SSH gateway and an internal host with a web page and a mail-like service),
