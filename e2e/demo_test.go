@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/shunt-dev/shunt/internal/testns"
 )
 
 // demoRun runs the built binary's shunt demo with args and env (nil: the
@@ -108,19 +106,24 @@ func TestDemo(t *testing.T) {
 	demoCheck(t, rc, out, id)
 }
 
-// TestDemoBuiltinGateway runs it with no sshd on PATH: the built-in shunt
-// gateway serves.
-func TestDemoBuiltinGateway(t *testing.T) {
+// TestDemoWithoutSSHD runs it with no sshd on PATH: until the built-in
+// gateway is in the build, the demo refuses at once, says what to
+// install, and leaves nothing behind.
+func TestDemoWithoutSSHD(t *testing.T) {
 	prerequisites(t)
-	if out, _ := exec.Command(shuntBin, "gateway", "-h").CombinedOutput(); strings.Contains(string(out), "unknown command") {
-		testns.Need(t, "shunt gateway (not in this build)")
-	}
 	env := []string{"PATH=" + t.TempDir()} // no sshd, no ip, no curl
 	rc, out, id := demoRun(t, env)
-	if !strings.Contains(out, "runs the built-in SSH gateway") {
-		t.Errorf("without sshd on PATH the demo's gateway should be shunt gateway:\n%s", out)
+	if rc == 0 || !strings.Contains(out, "apt-get install openssh-server") {
+		t.Errorf("shunt demo without sshd exited %d, want a failure that says to install openssh-server:\n%s", rc, out)
 	}
-	demoCheck(t, rc, out, id)
+	if strings.Contains(out, "level=") {
+		t.Errorf("log lines on the terminal:\n%s", out)
+	}
+	if id != "" {
+		if left := demoLeftovers(id); len(left) > 0 {
+			t.Errorf("shunt demo left behind: %q", left)
+		}
+	}
 }
 
 // TestDemoKeepDown leaves the world up, tries the printed commands, and
