@@ -149,16 +149,16 @@ shunt check on the result (unless --no-check) and prints the next step.`,
   shunt init alice@gw.example.com --capture 10.1.0.0/16,10.2.0.0/16 --ports 25,143,993-995 --output ./shunt.yaml
   sudo shunt init --profile office --identity ~/.ssh/id_ed25519 --capture 10.1.0.0/16 alice@gw.example.com --force`,
 			Run: cmdInit},
-		{Use: "demo [--keep] [--gateway auto|sshd|builtin]", Short: "see shunt work in a small world of network namespaces (needs root)",
+		{Use: "demo [--keep]", Short: "see shunt work in a small world of network namespaces (needs root)",
 			Long: `Build a small world in network namespaces on this machine (a client, an
 SSH gateway and an internal host with a web page and a mail-like service),
 run shunt in the client against the gateway, then a web request, a
 download, the mail service's banner and a connection a rule blocks. It
 shows shunt status while they run, explains which rule and profile each
 took, and removes everything at the end, also on Ctrl-C. The gateway is
-OpenSSH's sshd when it is on PATH (--gateway auto). --keep leaves the
-world running and prints commands to try; --down [ID] removes kept worlds.
-Needs root and nothing else.`,
+OpenSSH's sshd from PATH (the built-in gateway is not in this build yet).
+--keep leaves the world running and prints commands to try; --down [ID]
+removes kept worlds. Needs root and sshd (openssh-server), nothing else.`,
 			Example: `  sudo shunt demo
   sudo shunt demo --keep
   sudo shunt demo --down 3fa2c1`,
