@@ -44,31 +44,29 @@ func nsName(id, role string) string { return nsPrefix + id + "-" + role }
 
 // inNS runs f on a thread in the named namespace's network namespace.
 func inNS(h netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
+	return onOwnThread(func() error {
 		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
+			return err
 		}
-		errc <- f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-	}()
-	return <-errc
+		return f()
+	})
 }
 
 // newNamed makes a named namespace as ip netns add does (bind-mounted at
 // /run/netns/NAME), without moving the caller into it.
 func newNamed(name string) (netns.NsHandle, error) {
 	var h netns.NsHandle
+	err := onOwnThread(func() (err error) {
+		h, err = netns.NewNamed(name)
+		return err
+	})
+	return h, err
+}
+
+// onOwnThread runs f on an OS thread of its own, which f may move into
+// another network namespace: the thread is moved back afterwards, or, if
+// it cannot be, dies with its goroutine instead of serving other code.
+func onOwnThread(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -78,13 +76,12 @@ func newNamed(name string) (netns.NsHandle, error) {
 			return
 		}
 		defer orig.Close()
-		h, err = netns.NewNamed(name)
+		errc <- f()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
-		errc <- err
 	}()
-	return h, <-errc
+	return <-errc
 }
 
 func buildWorld(id string) (w *world, err error) {
