@@ -41,6 +41,7 @@ Usage:
                                        convert a Tectia configuration to YAML
   shunt demo [--keep]                  see shunt work in a small world of network namespaces (needs root)
   shunt cleanup [--config FILE]...     remove the kill switch and what a crashed shunt left (needs root)
+  shunt gateway [flags]                run an SSH server that only forwards TCP to permitted destinations
   shunt version                        print the version
   shunt completion bash|zsh|fish|powershell
                                        print a shell completion script

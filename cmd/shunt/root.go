@@ -149,6 +149,22 @@ shunt check on the result (unless --no-check) and prints the next step.`,
   shunt init alice@gw.example.com --capture 10.1.0.0/16,10.2.0.0/16 --ports 25,143,993-995 --output ./shunt.yaml
   sudo shunt init --profile office --identity ~/.ssh/id_ed25519 --capture 10.1.0.0/16 alice@gw.example.com --force`,
 			Run: cmdInit},
+		{Use: "gateway [flags]", Short: "run an SSH server that only forwards TCP to permitted destinations",
+			Long: `Run a small SSH server for the far end of a tunnel. It offers no shell and
+no remote forwarding; it only opens TCP connections (direct-tcpip, what
+shunt, ssh -W, -L and -J use) to the destinations in its permit list
+(NET[:PORTS]; an empty list permits nothing). Keys come from an OpenSSH
+authorized_keys file, read again at each login; permitopen= and from=
+narrow a key further, and a key with an option the gateway cannot honour
+(command=, tunnel=, environment=, principals=, cert-authority) is refused.
+The host key is made on first start (ed25519) and kept. max_startups,
+max_auth_tries and login_grace_time work as in sshd. The configuration is
+/etc/shunt/gateway.yaml when it exists, or --config; flags replace its
+values.`,
+			Example: `  shunt gateway --host-key /etc/shunt/gw_host --authorized-keys /etc/shunt/gw_keys --permit 10.0.0.0/8:22,443
+  shunt gateway --config /etc/shunt/gateway.yaml
+  shunt gateway --listen 192.0.2.1:2222 --permit 192.0.2.7 --permit '[2001:db8::/32]:443' --host-key k --authorized-keys ak`,
+			Run: cmdGateway},
 		{Use: "demo [--keep]", Short: "see shunt work in a small world of network namespaces (needs root)",
 			Long: `Build a small world in network namespaces on this machine (a client, an
 SSH gateway and an internal host with a web page and a mail-like service),
