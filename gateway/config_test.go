@@ -173,3 +173,14 @@ func FuzzConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestExampleConfig keeps examples/gateway.yaml valid.
+func TestExampleConfig(t *testing.T) {
+	c, err := Load("../examples/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Permit) != 3 || c.HostKey != "/etc/shunt/gateway_host_ed25519" || c.MaxStartups.String() != "10:30:100" {
+		t.Errorf("examples/gateway.yaml = %+v", c)
+	}
+}

@@ -277,3 +277,43 @@ func TestServerOpenSSHClient(t *testing.T) {
 		t.Errorf("ssh -W echo = %q; stderr %s", out, stderr.String())
 	}
 }
+
+// TestServerLoginGraceTime: a connection that never authenticates is
+// closed once login_grace_time has passed.
+func TestServerLoginGraceTime(t *testing.T) {
+	keys, err := ParseAuthorizedKeys("k", ssh.MarshalAuthorizedKey(signer(t, 1).PublicKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{HostKey: signer(t, 100), AuthorizedKeys: keys, LoginGraceTime: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	defer func() { s.Close(); <-served }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A generous bound, only so a broken server fails the test rather
+	// than hanging it.
+	c.SetDeadline(time.Now().Add(time.Minute))
+	_, err = io.Copy(io.Discard, c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the server kept an unauthenticated connection open")
+	}
+	// The server closes the connection just before it stops counting
+	// it: wait for that.
+	for end := time.Now().Add(time.Minute); s.startups.Pending() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("Pending = %d after the connection was dropped", s.startups.Pending())
+		}
+	}
+}
