@@ -83,7 +83,10 @@ func (k *AuthorizedKey) AllowsFrom(addr netip.Addr) bool {
 }
 
 func matchFrom(list []Pattern, addr netip.Addr) bool {
-	addr = addr.Unmap()
+	if !addr.IsValid() {
+		return false // no address: nothing to check the list against
+	}
+	addr = addr.Unmap().WithZone("")
 	text := addr.String()
 	found := false
 	for _, p := range list {

@@ -144,13 +144,19 @@ func TestFromPatterns(t *testing.T) {
 		{"2001:DB8::*", "2001:db8::7", true},
 		{"::ffff:10.0.0.0/104", "10.1.1.1", true},
 		{"192.0.2.7", "192.0.2.7", true},
+		{"fe80::/10", "fe80::1%eth0", true},
+		{"*", "", false},
 	} {
 		ps, err := parsePatternList(tt.list)
 		if err != nil {
 			t.Errorf("parsePatternList(%q): %v", tt.list, err)
 			continue
 		}
-		if got := matchFrom(ps, netip.MustParseAddr(tt.addr)); got != tt.ok {
+		var addr netip.Addr // the zero Addr for ""
+		if tt.addr != "" {
+			addr = netip.MustParseAddr(tt.addr)
+		}
+		if got := matchFrom(ps, addr); got != tt.ok {
 			t.Errorf("from=%q at %s = %v, want %v", tt.list, tt.addr, got, tt.ok)
 		}
 	}
