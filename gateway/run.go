@@ -22,6 +22,8 @@ func Run(ctx context.Context, c Config, log logrus.FieldLogger) error {
 	if len(c.Listen) == 0 {
 		return errors.New("no listen address: set listen in the gateway configuration, or pass --listen ADDR")
 	}
+	// Read once here so that a bad file stops the start; the server
+	// reads it again at each login.
 	keys, err := LoadAuthorizedKeys(c.AuthorizedKeys)
 	if err != nil {
 		return err
@@ -40,13 +42,13 @@ func Run(ctx context.Context, c Config, log logrus.FieldLogger) error {
 		log.Warn("the permit list is empty: clients can log in but open nothing; add permit entries (NET[:PORTS])")
 	}
 	s, err := New(Options{
-		HostKey:        signer,
-		AuthorizedKeys: keys,
-		Permit:         c.Permit,
-		MaxStartups:    c.MaxStartups,
-		MaxAuthTries:   c.MaxAuthTries,
-		LoginGraceTime: c.LoginGraceTime,
-		Log:            log,
+		HostKey:            signer,
+		AuthorizedKeysFile: c.AuthorizedKeys,
+		Permit:             c.Permit,
+		MaxStartups:        c.MaxStartups,
+		MaxAuthTries:       c.MaxAuthTries,
+		LoginGraceTime:     c.LoginGraceTime,
+		Log:                log,
 	})
 	if err != nil {
 		return err

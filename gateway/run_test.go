@@ -60,6 +60,41 @@ func TestRun(t *testing.T) {
 		t.Error(err)
 	}
 	cl.Close()
+
+	// The file is read at each login: a key replaced takes effect at once.
+	other := signer(t, 2)
+	if err := os.WriteFile(keysPath, ssh.MarshalAuthorizedKey(other.PublicKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	login := func(key ssh.Signer) error {
+		cl, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "u", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.FixedHostKey(hk)})
+		if err == nil {
+			cl.Close()
+		}
+		return err
+	}
+	if err := login(client); err == nil {
+		t.Error("a key removed from the file still logs in")
+	}
+	if err := login(other); err != nil {
+		t.Errorf("a key added to the file: %v", err)
+	}
+	// A bad file refuses everyone, and says so.
+	if err := os.WriteFile(keysPath, append(ssh.MarshalAuthorizedKey(other.PublicKey()), "command=\"x\" "+string(ssh.MarshalAuthorizedKey(client.PublicKey()))...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := login(other); err == nil {
+		t.Error("logged in with a bad authorized keys file")
+	}
+	found := false
+	for _, e := range hook.AllEntries() {
+		if e.Message == "refusing logins until the authorized keys file is fixed" && strings.Contains(e.Data["error"].(error).Error(), ":2: option command") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no error logged for the bad authorized keys file")
+	}
 	cancel()
 	if err := <-ran; err != nil {
 		t.Errorf("Run: %v", err)

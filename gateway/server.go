@@ -26,15 +26,21 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// Options are what a Server needs. HostKey and AuthorizedKeys are
-// required; an empty Permit lets clients open nothing.
+// Options are what a Server needs. HostKey and AuthorizedKeys (or
+// AuthorizedKeysFile) are required; an empty Permit lets clients open
+// nothing.
 type Options struct {
 	HostKey        ssh.Signer
 	AuthorizedKeys *AuthorizedKeys
-	Permit         Permit
-	MaxStartups    MaxStartups
-	MaxAuthTries   int
-	LoginGraceTime time.Duration
+	// AuthorizedKeysFile, when set, is read again at each login, as sshd
+	// does, so that adding or removing a key needs no restart. A file
+	// with an error refuses every login until it is fixed: a revoked key
+	// must not stay valid because of a typo on another line.
+	AuthorizedKeysFile string
+	Permit             Permit
+	MaxStartups        MaxStartups
+	MaxAuthTries       int
+	LoginGraceTime     time.Duration
 	// DialTimeout bounds each dial of a destination (default 10s).
 	DialTimeout time.Duration
 	Log         logrus.FieldLogger
@@ -68,7 +74,7 @@ func New(o Options) (*Server, error) {
 	if o.HostKey == nil {
 		return nil, errors.New("gateway: no host key")
 	}
-	if o.AuthorizedKeys == nil {
+	if o.AuthorizedKeys == nil && o.AuthorizedKeysFile == "" {
 		return nil, errors.New("gateway: no authorized keys")
 	}
 	d := DefaultConfig()
@@ -113,8 +119,16 @@ func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 	if ap, err := netip.ParseAddrPort(meta.RemoteAddr().String()); err == nil {
 		from = ap.Addr()
 	}
+	keys := s.opts.AuthorizedKeys
+	if s.opts.AuthorizedKeysFile != "" {
+		var err error
+		if keys, err = LoadAuthorizedKeys(s.opts.AuthorizedKeysFile); err != nil {
+			s.log.WithError(err).Error("refusing logins until the authorized keys file is fixed")
+			return nil, errors.New("authorized keys file unusable")
+		}
+	}
 	var ok []*AuthorizedKey
-	for _, e := range s.opts.AuthorizedKeys.Lookup(key) {
+	for _, e := range keys.Lookup(key) {
 		if e.AllowsFrom(from) {
 			ok = append(ok, e)
 		}
