@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/pem"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,5 +317,78 @@ func TestServerLoginGraceTime(t *testing.T) {
 		if time.Now().After(end) {
 			t.Fatalf("Pending = %d after the connection was dropped", s.startups.Pending())
 		}
+	}
+}
+
+type fakeResolver map[string][]netip.Addr
+
+func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if as, ok := r[host]; ok {
+		return as, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// recordingDialer dials to instead of the address asked, and records
+// what was asked.
+type recordingDialer struct {
+	to    string
+	mu    sync.Mutex
+	asked []string
+}
+
+func (d *recordingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.asked = append(d.asked, addr)
+	d.mu.Unlock()
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, d.to)
+}
+
+// TestServerResolves: a name is resolved, and only its permitted
+// addresses are dialled; a name none of whose addresses is permitted is
+// refused without a dial.
+func TestServerResolves(t *testing.T) {
+	echo := echoServer(t)
+	host, client := signer(t, 100), signer(t, 1)
+	keys, err := ParseAuthorizedKeys("k", ssh.MarshalAuthorizedKey(client.PublicKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ParsePermit([]string{"192.0.2.1:5432"})
+	d := &recordingDialer{to: echo.String()}
+	s, err := New(Options{HostKey: host, AuthorizedKeys: keys, Permit: p, Dialer: d, Resolver: fakeResolver{
+		"db.internal":    {netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1")},
+		"other.internal": {netip.MustParseAddr("10.0.0.2")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	defer func() { s.Close(); <-served }()
+	c, err := ssh.Dial("tcp", l.Addr().String(), &ssh.ClientConfig{User: "u", Auth: []ssh.AuthMethod{ssh.PublicKeys(client)}, HostKeyCallback: ssh.FixedHostKey(host.PublicKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := echoThrough(t, c, "db.internal:5432"); err != nil {
+		t.Fatal(err)
+	}
+	var oce *ssh.OpenChannelError
+	if _, err := c.Dial("tcp", "other.internal:5432"); !errors.As(err, &oce) || oce.Reason != ssh.Prohibited {
+		t.Errorf("other.internal: %v", err)
+	}
+	if _, err := c.Dial("tcp", "missing.internal:5432"); !errors.As(err, &oce) || !strings.Contains(oce.Message, "cannot resolve") {
+		t.Errorf("missing.internal: %v", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.asked) != 1 || d.asked[0] != "192.0.2.1:5432" {
+		t.Errorf("dialled %v, want only 192.0.2.1:5432", d.asked)
 	}
 }
