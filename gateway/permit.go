@@ -1,7 +1,11 @@
-// Package gateway holds the parts of shunt's built-in SSH gateway: which
-// destinations it may open (permit), which keys may log in and with which
-// restrictions (authorized_keys), its configuration file, and the limits on
-// unauthenticated connections.
+// Package gateway is shunt's built-in SSH gateway: an SSH server
+// (golang.org/x/crypto/ssh) that offers no shell and no remote forwarding,
+// only direct-tcpip channels, to destinations both the key's permitopen=
+// and the gateway's permit list allow. Its parts: the permit list
+// (permit.go), authorized_keys with permitopen= and from= (authkeys.go),
+// the YAML configuration (config.go), early drop of unauthenticated
+// connections (limits.go), the host key (hostkey.go), the server
+// (server.go) and Run, which serves a configuration (run.go).
 package gateway
 
 import (
