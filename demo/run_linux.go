@@ -32,9 +32,8 @@ import (
 type Options struct {
 	// Keep leaves the world running and prints commands to try.
 	Keep bool
-	// Gateway is "auto" or "sshd" (OpenSSH's sshd from PATH), or
-	// "builtin" (shunt gateway, which this build does not have yet: it is
-	// refused with errNoGateway, as "auto" is without sshd).
+	// Gateway is "auto" (OpenSSH's sshd when on PATH, else the built-in
+	// shunt gateway), "sshd" or "builtin".
 	Gateway string
 	// Exe is the shunt binary, re-executed in the namespaces.
 	Exe            string
@@ -322,20 +321,22 @@ log:
 `, d.id, gatewayOuter, key, knownHosts, internalNet, portTelnet, internalNet, d.id, d.socket)
 }
 
-// errNoGateway: the built-in gateway (shunt gateway) is not in this
-// build yet, so the demo needs OpenSSH's sshd.
-var errNoGateway = errors.New("the demo needs an SSH server: OpenSSH's sshd is not on PATH, and this build of shunt has no built-in gateway yet; install it (sudo apt-get install openssh-server) and run the demo again")
-
 // pickGateway returns sshd's path when the demo uses OpenSSH, else "".
 func (d *run) pickGateway() (string, error) {
 	switch d.o.Gateway {
-	case "", "auto", "sshd":
+	case "", "auto":
 		if p, err := exec.LookPath("sshd"); err == nil {
 			return p, nil
 		}
-		return "", errNoGateway
+		return "", nil
+	case "sshd":
+		p, err := exec.LookPath("sshd")
+		if err != nil {
+			return "", errors.New("--gateway sshd: no sshd on PATH (install openssh-server, or use --gateway builtin)")
+		}
+		return p, nil
 	case "builtin":
-		return "", errNoGateway
+		return "", nil
 	}
 	return "", fmt.Errorf("--gateway %q: want auto, sshd or builtin", d.o.Gateway)
 }

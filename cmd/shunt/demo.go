@@ -17,7 +17,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("shunt demo", flag.ContinueOnError)
 	keep := fs.Bool("keep", false, "leave the demo world running and print commands to try by hand")
 	down := fs.Bool("down", false, "remove kept demo worlds (all, or the one whose ID follows) and exit")
-	gw := fs.String("gateway", "auto", "the SSH server: `auto` or sshd (OpenSSH's sshd from PATH); builtin (shunt gateway) is not in this build yet")
+	gw := fs.String("gateway", "auto", "the SSH server: `auto` (OpenSSH's sshd when on PATH, else the built-in shunt gateway), sshd or builtin")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return usageExit(err, stderr, demoUsage)
 	}

@@ -172,12 +172,14 @@ run shunt in the client against the gateway, then a web request, a
 download, the mail service's banner and a connection a rule blocks. It
 shows shunt status while they run, explains which rule and profile each
 took, and removes everything at the end, also on Ctrl-C. The gateway is
-OpenSSH's sshd from PATH (the built-in gateway is not in this build yet).
---keep leaves the world running and prints commands to try; --down [ID]
-removes kept worlds. Needs root and sshd (openssh-server), nothing else.`,
+OpenSSH's sshd when it is on PATH, else the built-in shunt gateway
+(--gateway auto|sshd|builtin). --keep leaves the world running and prints
+commands to try; --down [ID] removes kept worlds. Needs root, nothing
+else.`,
 			Example: `  sudo shunt demo
   sudo shunt demo --keep
-  sudo shunt demo --down 3fa2c1`,
+  sudo shunt demo --down 3fa2c1
+  sudo shunt demo --gateway builtin`,
 			Run: cmdDemo},
 		{Use: "demo-node", Short: "a piece of shunt demo, inside one of its namespaces", Hidden: true,
 			Long: "A piece of shunt demo, run by the demo inside one of its namespaces.",
