@@ -149,3 +149,10 @@ func (c *Config) tunnels(profile string) bool {
 	}
 	return false
 }
+
+// OthersMayChange says how a user other than root and the one shunt acts
+// for could change the file at path (the file or a directory above it is
+// writable by a group or everyone, or belongs to another user), or ""
+// when none can: OpenSSH's StrictModes checks. shunt gateway applies them
+// to its authorized_keys and host key, as sshd does.
+func (m Machine) OthersMayChange(path string) string { return m.othersMayChange(path) }

@@ -123,8 +123,9 @@ func documentedKeys(doc, tree string) ([]string, bool) {
 }
 
 // referenceTrees are the configuration struct trees docs/config.md must
-// document, each in its own marked table. The gateway's configuration
-// (package gateway) joins here as "gateway" when it lands.
+// document, each in its own marked table. The gateway's configuration is
+// read without struct tags; gateway's TestReferenceCoversEveryKey checks
+// its table (keys:gateway) against the keys its parser reads.
 var referenceTrees = []struct {
 	tree string
 	typ  reflect.Type

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/shunt-dev/shunt/config"
 )
 
 // Error is a problem of a file the gateway reads, at a line (0 when the
@@ -158,6 +160,11 @@ func (a *AuthorizedKeys) Len() int {
 
 // LoadAuthorizedKeys reads and parses the file at path.
 func LoadAuthorizedKeys(path string) (*AuthorizedKeys, error) {
+	// Whoever can change the file chooses who logs in (sshd's
+	// StrictModes).
+	if why := (config.Machine{}).OthersMayChange(path); why != "" {
+		return nil, &Error{File: path, Msg: "refused: other users can change the authorized keys: " + why}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read the authorized keys: %v", err)}

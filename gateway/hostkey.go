@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/shunt-dev/shunt/config"
 )
 
 // LoadOrCreateHostKey reads the host's private key at path (OpenSSH or
@@ -20,6 +23,9 @@ func LoadOrCreateHostKey(path string) (signer ssh.Signer, created bool, err erro
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
+		if why := hostKeyExposed(path); why != "" {
+			return nil, false, &Error{File: path, Msg: "refused: " + why}
+		}
 		s, err := ssh.ParsePrivateKey(data)
 		if err != nil {
 			var missing *ssh.PassphraseMissingError
@@ -64,4 +70,19 @@ func LoadOrCreateHostKey(path string) (signer ssh.Signer, created bool, err erro
 		return nil, false, &Error{File: path + ".pub", Msg: fmt.Sprintf("cannot write the host's public key: %v", err)}
 	}
 	return s, true, nil
+}
+
+// hostKeyExposed says how other users could read or change the host key
+// (sshd refuses such a key too), or "" when they cannot.
+func hostKeyExposed(path string) string {
+	if runtime.GOOS == "windows" {
+		return "" // no Unix modes
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return fmt.Sprintf("other users can read or change the host key (mode %04o): fix it with chmod 600 %s", st.Mode().Perm(), path)
+	}
+	if why := (config.Machine{}).OthersMayChange(path); why != "" {
+		return "other users can change the host key: " + why
+	}
+	return ""
 }

@@ -63,3 +63,34 @@ func TestLoadHostKeyErrors(t *testing.T) {
 		}
 	}
 }
+
+// Files other users can read or change are refused, as sshd refuses them
+// (StrictModes): a host key others can read, an authorized_keys file others
+// can write.
+func TestFilesOthersCanChangeRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix modes")
+	}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "host")
+	if _, _, err := LoadOrCreateHostKey(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadOrCreateHostKey(key); err == nil || !strings.Contains(err.Error(), "chmod 600 "+key) {
+		t.Errorf("a host key others can read: %v, want a refusal naming chmod 600", err)
+	}
+	_, l := testKey(t, 3)
+	ak := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(ak, []byte(l+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(ak, 0o620); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAuthorizedKeys(ak); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("authorized_keys its group can write: %v, want a refusal naming chmod go-w", err)
+	}
+}
