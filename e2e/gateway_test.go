@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -153,5 +154,74 @@ log:
 	}
 
 	sh.stop(t)
+	g.stop(t)
+}
+
+// gatewaySSH is OpenSSH's ssh in the client namespace, logging in to g
+// with its key, with options opts (and a remote command, if any).
+func gatewaySSH(topo *topology, g *gatewayProc, opts []string, command ...string) *exec.Cmd {
+	args := []string{"ssh", "-F", "/dev/null", "-p", gatewayPort, "-i", g.clientKey,
+		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile=" + g.knownHosts, "-o", "ExitOnForwardFailure=yes"}
+	args = append(append(args, opts...), "anyone@"+gatewayAddr)
+	return topo.client.command(append(args, command...)...)
+}
+
+// TestGatewayWithOpenSSH: OpenSSH's own client against shunt gateway.
+// ssh -N -L carries a 64 MiB download with a matching sha256; a command
+// (ssh host command) is refused; a destination outside the permit list is
+// refused with the reason; a key's permitopen= limits that key.
+func TestGatewayWithOpenSSH(t *testing.T) {
+	prerequisites(t, "ssh", "curl")
+	topo := newTopology(t)
+	s := startServices(t, topo.internal)
+	internal := func(port int) string { return net.JoinHostPort(internalAddr, fmt.Sprint(port)) }
+	g := gatewayStart(t, topo, "", fmt.Sprintf("%s/32:%d,%d", internalAddr, portDownload, portEcho))
+
+	// ssh -N -L: a local forward through the gateway.
+	fwd := gatewaySSH(topo, g, []string{"-N", "-L", fmt.Sprintf("127.0.0.1:18002:%s", internal(portDownload))})
+	var fwdLog syncBuffer
+	fwd.Stderr = &fwdLog
+	if err := fwd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fwd.Process.Kill(); fwd.Wait() })
+	file := filepath.Join(t.TempDir(), "download")
+	waitFor(t, "the download through ssh -N -L", func() bool {
+		return topo.client.command("curl", "-sS", "--fail", "--max-time", "60", "-o", file, "http://127.0.0.1:18002/blob").Run() == nil
+	})
+	if sha256File(t, file) != s.downloadSum {
+		t.Errorf("the download through ssh -N -L and the gateway does not match its sha256")
+	}
+	fwd.Process.Kill()
+	fwd.Wait()
+
+	// ssh host command: no session channels at all.
+	cmd := gatewaySSH(topo, g, nil, "true")
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("ssh host command through the gateway succeeded:\n%s", out)
+	} else if !strings.Contains(string(out), "opens only direct-tcpip channels") {
+		t.Errorf("ssh host command: %v, want the gateway's reason:\n%s", err, out)
+	}
+
+	// Outside the permit list: refused, with the reason.
+	cmd = gatewaySSH(topo, g, []string{"-W", internal(portUpload)})
+	cmd.Stdin = strings.NewReader("x")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not permitted") {
+		t.Errorf("ssh -W outside the permit list: %v, want a refusal that says it is not permitted:\n%s", err, out)
+	}
+	g.stop(t)
+
+	// A key whose permitopen= names only the echo port.
+	g = gatewayStart(t, topo, fmt.Sprintf(`permitopen="%s"`, internal(portEcho)), fmt.Sprintf("%s/32", internalAddr))
+	cmd = gatewaySSH(topo, g, []string{"-W", internal(portEcho)})
+	cmd.Stdin = strings.NewReader("allowed by permitopen\n")
+	if out, err := cmd.Output(); err != nil || string(out) != "allowed by permitopen\n" {
+		t.Errorf("ssh -W to the port permitopen= names: %q, %v", out, err)
+	}
+	cmd = gatewaySSH(topo, g, []string{"-W", internal(portDownload)})
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "permitopen") {
+		t.Errorf("ssh -W to a port permitopen= does not name (the permit list allows it): %v, want a refusal naming permitopen:\n%s", err, out)
+	}
 	g.stop(t)
 }
