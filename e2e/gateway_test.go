@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -107,14 +113,17 @@ func (g *gatewayProc) stop(t *testing.T) {
 }
 
 // TestGatewayWithShunt: shunt up on the client tunnels through shunt
-// gateway (instead of sshd) to the internal host, only where the permit
-// list allows; OpenSSH's ssh -W goes through it too; SIGTERM stops it.
+// gateway (instead of sshd) to the internal host, the checks it passes
+// against sshd: 64 MiB each way with sha256, 200 concurrent flows, a
+// destination with no listener and one outside the permit list refused
+// (RST); OpenSSH's ssh -W goes through it too; SIGTERM stops it.
 func TestGatewayWithShunt(t *testing.T) {
-	prerequisites(t, "ssh")
+	prerequisites(t, "ssh", "socat", "curl")
 	topo := newTopology(t)
 	topo.client.exec(t, "ip", "route", "add", "default", "via", gatewayAddr)
-	startServices(t, topo.internal)
-	g := gatewayStart(t, topo, "", fmt.Sprintf("%s/32:%d", internalAddr, portEcho))
+	svc := startServices(t, topo.internal)
+	internal := func(port int) string { return net.JoinHostPort(internalAddr, fmt.Sprint(port)) }
+	g := gatewayStart(t, topo, "", fmt.Sprintf("%s/32:%d,%d,%d,%d", internalAddr, portUpload, portDownload, portEcho, portNothing))
 	config := fmt.Sprintf(`profiles:
   - name: gw
     host: %s
@@ -134,14 +143,64 @@ log:
 `, gatewayAddr, gatewayPort, g.clientKey, g.knownHosts, topo.tunName())
 	sh := startShunt(t, topo, config)
 
-	echoCheck(t, topo.client, net.JoinHostPort(internalAddr, fmt.Sprint(portEcho)), []byte("through shunt gateway"))
-	// Not in the permit list: the gateway refuses the channel, and the
-	// application sees its connection fail.
-	if err := echo(topo.client, net.JoinHostPort(internalAddr, fmt.Sprint(portUpload)), []byte("x")); err == nil {
-		t.Error("a port outside the permit list was reached")
+	echoCheck(t, topo.client, internal(portEcho), []byte("through shunt gateway"))
+
+	// Both ways, 64 MiB each, checked at the far end.
+	upload := filepath.Join(t.TempDir(), "up.bin")
+	data := make([]byte, 64<<20)
+	rand.NewChaCha8([32]byte{7}).Read(data)
+	if err := os.WriteFile(upload, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	topo.client.exec(t, "socat", "-u", "FILE:"+upload, "TCP:"+internal(portUpload))
+	select {
+	case got := <-svc.uploads:
+		if got != sha256.Sum256(data) {
+			t.Errorf("the internal host received sha256 %x through the gateway, sent %x", got, sha256.Sum256(data))
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("the upload through the gateway never completed at the internal host")
+	}
+	download := filepath.Join(t.TempDir(), "down.bin")
+	topo.client.exec(t, "curl", "-sS", "--fail", "--max-time", "60", "-o", download, "http://"+internal(portDownload)+"/blob")
+	if sha256File(t, download) != svc.downloadSum {
+		t.Error("the download through the gateway does not match its sha256")
+	}
+
+	// 200 flows at once.
+	var wg sync.WaitGroup
+	failed := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := echo(topo.client, internal(portEcho), bytes.Repeat([]byte(fmt.Sprintf("flow %03d|", i)), 4000)); err != nil {
+				failed <- fmt.Errorf("flow %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		t.Error(err)
+	}
+
+	// Nothing listening behind the gateway, and a port outside the
+	// permit list: each reaches the application as a refused connection
+	// (RST), and the gateway logs why.
+	for _, port := range []int{portNothing, portWitness} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := topo.client.dial(ctx, internal(port))
+		cancel()
+		if err == nil {
+			c.Close()
+			t.Errorf("port %d through the gateway: connected, want a refused connection", port)
+		} else if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("port %d through the gateway: %v, want connection refused", port, err)
+		}
 	}
 	waitFor(t, "the gateway's refusal in its log", func() bool {
-		return strings.Contains(g.log.String(), "port 9001 is not permitted")
+		return strings.Contains(g.log.String(), fmt.Sprintf("port %d is not permitted", portWitness))
 	})
 
 	ssh := topo.client.command("ssh", "-F", "/dev/null", "-p", gatewayPort, "-i", g.clientKey,
