@@ -818,6 +818,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, where string, report func(int, stri
 	}
 }
 
+// Closest returns the name within edit distance 2 of s, if any: the
+// "did you mean" of an unknown key (shunt gateway's configuration too).
+func Closest(s string, names []string) string { return closest(s, names) }
+
 // closest returns the name within edit distance 2 of s, if any.
 func closest(s string, names []string) string {
 	best, bestD := "", 3

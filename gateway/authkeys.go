@@ -15,19 +15,8 @@ import (
 )
 
 // Error is a problem of a file the gateway reads, at a line (0 when the
-// problem is the file's as a whole).
-type Error struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// problem is the file's as a whole): config's, so that both read alike.
+type Error = config.Error
 
 // AuthorizedKey is one line of an authorized_keys file.
 type AuthorizedKey struct {

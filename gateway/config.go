@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shunt-dev/shunt/config"
 )
 
 // Config is the gateway's configuration file, as plain data. Unset keys
@@ -302,35 +304,9 @@ func yamlError(path string, err error) error {
 
 // closestKey is the known key nearest to s, if it is close.
 func closestKey(s string) string {
-	best, bestD := "", 3
 	ls := strings.ToLower(strings.ReplaceAll(s, "-", "_"))
 	if slices.Contains(configKeys, ls) {
 		return ls
 	}
-	for _, k := range configKeys {
-		if d := editDistance(ls, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return config.Closest(ls, configKeys)
 }
