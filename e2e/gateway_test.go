@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -254,6 +255,13 @@ func TestGatewayWithOpenSSH(t *testing.T) {
 	}
 	fwd.Process.Kill()
 	fwd.Wait()
+	// The channel is logged with the user, the key's fingerprint and the
+	// destination.
+	clientFP := strings.Fields(run(t, "ssh-keygen", "-l", "-f", g.clientKey+".pub"))[1]
+	opened := regexp.MustCompile(`msg=opened .*dst="` + regexp.QuoteMeta(internal(portDownload)) + `".*`)
+	if line := opened.FindString(g.log.String()); !strings.Contains(line, clientFP) || !strings.Contains(line, "user=anyone") {
+		t.Errorf("the channel's log line %q lacks the user or the key's fingerprint %s", line, clientFP)
+	}
 
 	// ssh host command: no session channels at all.
 	cmd := gatewaySSH(topo, g, nil, "true")

@@ -230,7 +230,10 @@ func (s *Server) handle(nc net.Conn) {
 	entries, _ := sc.Permissions.ExtraData[entriesKey{}].([]*AuthorizedKey)
 	log = log.WithField("user", sc.User())
 	if len(entries) > 0 {
-		log = log.WithField("key", fmt.Sprintf("%s:%d", entries[0].File, entries[0].Line))
+		log = log.WithFields(logrus.Fields{
+			"key":         fmt.Sprintf("%s:%d", entries[0].File, entries[0].Line),
+			"fingerprint": ssh.FingerprintSHA256(entries[0].Key),
+		})
 	}
 	log.Info("logged in")
 	ctx, cancel := context.WithCancel(context.Background())
