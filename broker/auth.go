@@ -43,6 +43,9 @@ type handshake struct {
 	timer    *time.Timer
 	expired  atomic.Bool
 
+	// hostKey is the server's host key once accepted (keyLabel).
+	hostKey string
+
 	agentConn     net.Conn
 	passwordTries int
 	usedPassword  string

@@ -21,6 +21,9 @@ func (h *handshake) hostKeyCallback(hk *hostKeys) ssh.HostKeyCallback {
 	p := h.link.pool.p
 	return func(hostport string, remote net.Addr, key ssh.PublicKey) error {
 		err := hk.check(hostport, remote, key)
+		if err == nil {
+			h.hostKey = keyLabel(key)
+		}
 		var hke *HostKeyError
 		if err == nil || !errors.As(err, &hke) || hke.Revoked != nil || len(hke.Known) > 0 {
 			return err
@@ -30,7 +33,7 @@ func (h *handshake) hostKeyCallback(hk *hostKeys) ssh.HostKeyCallback {
 		case Ask:
 			text := fmt.Sprintf("The authenticity of host '%s' can't be established.\n%s key fingerprint is %s.\nAre you sure you want to continue connecting (yes/no)? ",
 				hostport, keyName(key), ssh.FingerprintSHA256(key))
-			ans, aerr := h.ask(Question{Kind: HostKey, Text: text, Echo: true})
+			ans, aerr := h.ask(Question{Kind: HostKey, Text: text, Echo: true, HostKey: keyLabel(key)})
 			if aerr != nil {
 				hke.Note = "asking failed: " + aerr.Error()
 				return hke
@@ -49,6 +52,7 @@ func (h *handshake) hostKeyCallback(hk *hostKeys) ssh.HostKeyCallback {
 		}
 		h.link.log.WithFields(map[string]any{"server": hostport, "fingerprint": ssh.FingerprintSHA256(key), "known_hosts": file}).
 			Warn("new host key accepted and recorded")
+		h.hostKey = keyLabel(key)
 		return nil
 	}
 }

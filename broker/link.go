@@ -46,6 +46,9 @@ type link struct {
 	// The state as published, and the server (host:port) connected to
 	// or tried, and the way to it; guarded by pool.smu.
 	st, server, route string
+	// hostKey is the host key of the server logged in to (keyLabel),
+	// guarded by pool.smu.
+	hostKey string
 
 	// Channels open, and the bytes they carried (an atomic add per Read
 	// and Write of a channel).

@@ -54,6 +54,9 @@ type Question struct {
 	Text string
 	// Echo is true when the answer may be shown as it is typed.
 	Echo bool
+	// HostKey, for a HostKey question, is the key asked about, as
+	// OpenSSH names it: "ED25519 SHA256:...".
+	HostKey string
 	// Abandoned is closed once no flow waits for the connection any more
 	// (nil: never). A prompter may withdraw the question then, and
 	// return an error, as prompt.Queue does; or keep asking, as the

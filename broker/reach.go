@@ -139,6 +139,7 @@ func (l *link) connectHost(a *attempt, host string) (*session, error) {
 		return nil, fail("SSH login as "+p.User+" to", err)
 	}
 	hs.remember()
+	l.setHostKey(hs.hostKey)
 	took := time.Since(start)
 	l.handshakeTook(took)
 	l.log.WithFields(logrus.Fields{
@@ -147,6 +148,7 @@ func (l *link) connectHost(a *attempt, host string) (*session, error) {
 		"user":      p.User,
 		"handshake": took.Round(time.Millisecond).String(),
 		"version":   string(sc.ServerVersion()),
+		"host_key":  hs.hostKey,
 	}).Info("SSH connection up")
 	// x/crypto's Client answers the server's global requests with
 	// failure (keepalives among them, as OpenSSH's ssh does) and never

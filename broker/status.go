@@ -56,8 +56,15 @@ func (l *link) update(err error) {
 func (l *link) setTarget(server, route string) {
 	pl := l.pool
 	pl.smu.Lock()
-	l.server, l.route = server, route
+	l.server, l.route, l.hostKey = server, route, ""
 	pl.smu.Unlock()
+}
+
+// setHostKey records the host key of the server the link just logged in to.
+func (l *link) setHostKey(key string) {
+	l.pool.smu.Lock()
+	l.hostKey = key
+	l.pool.smu.Unlock()
 }
 
 // setAsking counts a prompt the link's attempt waits on (+1) or no longer
@@ -190,6 +197,10 @@ type Connection struct {
 	State   string // as in state.Profile
 	Up      bool   // State is state.Connected
 	Server  string // the host that answered, or is being tried
+	// HostKey is the server's host key, "ED25519 SHA256:...", once a
+	// connection to it is up (it stays after the connection ends, until
+	// the next attempt).
+	HostKey string
 	// Channels open on the connection, and the bytes they carried (over
 	// the life of the broker, across reconnects).
 	Channels       int
@@ -219,7 +230,7 @@ func (b *Broker) Connections() []Connection {
 		for _, l := range pl.links {
 			out = append(out, Connection{
 				Profile: pl.name, Via: pl.via, Index: l.index,
-				State: l.st, Up: l.st == state.Connected, Server: l.server,
+				State: l.st, Up: l.st == state.Connected, Server: l.server, HostKey: l.hostKey,
 				Channels: int(l.channels.Load()),
 				Sent:     l.traffic.sent.Load(), Received: l.traffic.received.Load(),
 				RequestsRefused: l.requestsRefused.Load(), StderrDiscarded: l.stderrDiscarded.Load(),

@@ -159,7 +159,7 @@ func (e *Engine) machineFacts(plan *Plan) capFacts {
 		return e.facts(plan)
 	}
 	f := capFacts{
-		sudo:        sudoOwner(e.deps.Getenv),
+		sudo:        SudoOwner(e.deps.Getenv),
 		agentSocket: e.deps.Getenv("SSH_AUTH_SOCK"),
 		dnsMode:     plan.Config.DNS.Mode,
 		resolvConf:  "/etc/resolv.conf",
@@ -171,10 +171,10 @@ func (e *Engine) machineFacts(plan *Plan) capFacts {
 	return f
 }
 
-// sudoOwner is the user who ran sudo, as ActingUser in config finds them:
+// SudoOwner is the user who ran sudo, as ActingUser in config finds them:
 // the user database's entry of SUDO_USER, else SUDO_UID and SUDO_GID. Nil
 // when shunt does not run as root under sudo for another user.
-func sudoOwner(getenv func(string) string) *broker.FileOwner {
+func SudoOwner(getenv func(string) string) *broker.FileOwner {
 	name := getenv("SUDO_USER")
 	if os.Geteuid() != 0 || name == "" || name == "root" {
 		return nil

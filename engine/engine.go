@@ -152,7 +152,7 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		Prompter:    deps.Prompter,
 		ProxyRules:  plan.ProxyRules,
 		Home:        cfg.Account().Home,
-		FileOwner:   sudoOwner(deps.Getenv),
+		FileOwner:   SudoOwner(deps.Getenv),
 		Events:      &e.live.bus,
 		Timings:     e.timings,
 		Log:         e.log,
