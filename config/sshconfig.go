@@ -331,3 +331,6 @@ func (c *Config) expandTokens(s, alias, host, remoteUser string) string {
 	r := strings.NewReplacer("%%", "%", "%d", c.account.Home, "%u", c.account.Name, "%h", host, "%r", remoteUser, "%n", alias)
 	return c.expandHome(r.Replace(s))
 }
+
+// SSHConfigRead are the ssh_config files that exist and were read.
+func (c *Config) SSHConfigRead() []string { return slices.Clone(c.sshConfigRead) }

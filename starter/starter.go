@@ -15,9 +15,12 @@ import (
 
 // Options is what the starter configuration is made from.
 type Options struct {
-	Profile    string   // profile name; "gateway" when empty
-	User       string   // login on the gateway
-	Host       string   // gateway host name or address
+	Profile string // profile name; "gateway" when empty
+	User    string // login on the gateway
+	Host    string // gateway host name or address, or a Host of ssh_config
+	// SSHConfig takes the profile from OpenSSH's client configuration
+	// (Host is an alias there): ssh_config instead of host.
+	SSHConfig  bool
 	Port       int      // SSH port; 0 leaves the default (22, or ~/.ssh/config's)
 	Identity   string   // private key file; empty leaves the defaults
 	KnownHosts string   // known_hosts file; empty leaves the default
@@ -29,6 +32,9 @@ type Options struct {
 func Render(o Options) ([]byte, error) {
 	if o.Host == "" {
 		return nil, errors.New("no gateway host: give USER@HOST")
+	}
+	if strings.ContainsAny(o.Host, " \t\r\n#\"'") || strings.ContainsAny(o.User, "\r\n") {
+		return nil, fmt.Errorf("%q is not a host name or address", o.User+"@"+o.Host)
 	}
 	if len(o.Capture) == 0 {
 		return nil, errors.New("nothing to capture: give --capture CIDR")
@@ -43,7 +49,13 @@ func Render(o Options) ([]byte, error) {
 	b.WriteString("# The SSH server traffic is carried through.\n")
 	b.WriteString("profiles:\n")
 	fmt.Fprintf(&b, "  - name: %s\n", quote(name))
-	fmt.Fprintf(&b, "    host: %s\n", quote(o.Host))
+	if o.SSHConfig {
+		fmt.Fprintf(&b, "    # HostName, User, Port, IdentityFile, ProxyJump... from ssh_config's Host %s;\n", o.Host)
+		b.WriteString("    # the keys set here win.\n")
+		fmt.Fprintf(&b, "    ssh_config: %s\n", quote(o.Host))
+	} else {
+		fmt.Fprintf(&b, "    host: %s\n", quote(o.Host))
+	}
 	if o.User != "" {
 		fmt.Fprintf(&b, "    user: %s\n", quote(o.User))
 	}
