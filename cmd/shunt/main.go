@@ -182,6 +182,10 @@ func parseConfigFlags(name string, args []string, stdout, stderr io.Writer, extr
 // prints the flags to stdout and returns flag.ErrHelp; a bad flag is
 // printed to stderr, with the flags, and returned.
 func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	if fc, ok := stdout.(*flagCapture); ok {
+		fc.fs = fs
+		return flag.ErrHelp
+	}
 	var out bytes.Buffer
 	fs.SetOutput(&out)
 	err := fs.Parse(args)

@@ -3,7 +3,9 @@ package main
 // The command tree: cobra gives shunt its --help, shell completion and man
 // pages. Each command still parses its own flags with the standard flag
 // package (DisableFlagParsing), so every flag spelling that worked before
-// (-config, --config, -c) still works and the errors read as before.
+// (-config, --config, -c) still works and the errors read as before; the
+// tree learns the flags from the command itself (flagCapture), so that
+// completion offers them and the man pages list them.
 //
 // To turn a new stdlib-flag command into a cobra command, write
 //
@@ -23,10 +25,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 
 	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/demo"
@@ -41,6 +45,92 @@ type command struct {
 	// Hidden keeps the command out of help, completion and man pages
 	// (a piece of another command, run by shunt itself).
 	Hidden bool
+}
+
+// flagCapture, given to a command as its stdout, asks the command for its
+// flags instead of running it: parseFlags, which every command calls
+// before it does anything, hands it the command's flag set and returns as
+// for -h. The tree learns each command's flags this way, from the code
+// that parses them, for completion and the man pages.
+type flagCapture struct {
+	io.Writer
+	fs *flag.FlagSet
+}
+
+// commandFlags is c's flag set (nil for a command without one).
+func commandFlags(c command) *flag.FlagSet {
+	fc := &flagCapture{Writer: io.Discard}
+	c.Run([]string{"-h"}, fc, io.Discard)
+	return fc.fs
+}
+
+// cobraFlags tells cobra about the flags of fs, which cobra does not parse
+// (DisableFlagParsing): a one-letter flag with the same value as a long
+// one is its shorthand (-c for --config). Defaults under the home
+// directory read "~/...": the man pages are made on one machine and read
+// on others.
+func cobraFlags(fs *flag.FlagSet, to *pflag.FlagSet) {
+	home, _ := os.UserHomeDir()
+	short := map[flag.Value]string{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if len(f.Name) == 1 && comparableValue(f.Value) {
+			short[f.Value] = f.Name
+		}
+	})
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		pf := &pflag.Flag{Name: f.Name, Usage: usage, DefValue: f.DefValue, Value: goFlagValue{f.Value, name}}
+		if home != "" && strings.HasPrefix(f.DefValue, home+"/") {
+			pf.DefValue = "~" + strings.TrimPrefix(f.DefValue, home)
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			pf.NoOptDefVal = "true"
+		}
+		switch {
+		case !comparableValue(f.Value):
+		case len(f.Name) == 1:
+			for _, g := range flagsOf(fs) {
+				if len(g.Name) > 1 && comparableValue(g.Value) && g.Value == f.Value {
+					return // the shorthand of g
+				}
+			}
+		default:
+			pf.Shorthand = short[f.Value]
+		}
+		to.AddFlag(pf)
+	})
+}
+
+// comparableValue reports whether v can be compared (and be a map key): a
+// value of flag.Func's kind cannot.
+func comparableValue(v flag.Value) bool { return reflect.TypeOf(v).Comparable() }
+
+func flagsOf(fs *flag.FlagSet) []*flag.Flag {
+	var out []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { out = append(out, f) })
+	return out
+}
+
+// goFlagValue is a standard flag's value as pflag sees it; typ is the
+// value's name in the usage ("file", "path"; "bool", "string"... when
+// the usage names none).
+type goFlagValue struct {
+	flag.Value
+	typ string
+}
+
+func (v goFlagValue) Type() string {
+	if v.typ == "" {
+		return "bool"
+	}
+	return v.typ
+}
+
+// takesFile reports whether the flag's value is a file or directory
+// name, completed as one.
+func takesFile(f *flag.Flag) bool {
+	name, _ := flag.UnquoteUsage(f)
+	return name == "file" || name == "path" || name == "dir"
 }
 
 // exitCode carries a command's exit code out of cobra's Execute.
@@ -138,16 +228,28 @@ was killed left behind. Needs root.` + configHelp,
 			Example:  "  shunt auth\n  shunt auth --wait office\n  echo \"$PASS\" | shunt auth office",
 			Run:      ctlCmd("auth"),
 			Complete: completeProfiles},
-		{Use: "init USER@HOST --capture CIDR [--ports LIST] [flags]", Short: "write a starter configuration",
+		{Use: "init USER@HOST --capture CIDR [--ports LIST] [flags]", Short: "write a starter configuration, once its login works",
 			Long: `Write a commented starter configuration: one profile for the SSH gateway
 USER@HOST and one rule sending the --capture networks (only the --ports,
-if given) through it. As root it writes /etc/shunt/shunt.yaml (mode 0644),
-otherwise the user's ~/.config/shunt/shunt.yaml (mode 0600), or --output
-FILE. An existing file is never replaced without --force. It then runs
-shunt check on the result (unless --no-check) and prints the next step.`,
+if given) through it. A HOST that a Host block of ~/.ssh/config names
+becomes a profile with ssh_config: HOST, as ssh would use it.
+
+Before writing, it logs in as shunt up would (agent, keys, passphrase and
+password prompts) and shows the server's host key fingerprint: known, or,
+when known_hosts lacks it, recorded with --accept or when you say yes at
+the terminal; a changed key is refused. A refused key or login writes
+nothing and says why. Without USER@HOST or --capture, at a terminal, it
+asks for them.
+
+As root it writes /etc/shunt/shunt.yaml (mode 0644), otherwise the user's
+~/.config/shunt/shunt.yaml (mode 0600), or --output FILE. An existing file
+is never replaced without --force. It then runs shunt check on the file
+and prints the next step. --no-check writes the file without logging in
+or checking.`,
 			Example: `  shunt init alice@gw.example.com --capture 10.1.0.0/16
-  shunt init alice@gw.example.com --capture 10.1.0.0/16,10.2.0.0/16 --ports 25,143,993-995 --output ./shunt.yaml
-  sudo shunt init --profile office --identity ~/.ssh/id_ed25519 --capture 10.1.0.0/16 alice@gw.example.com --force`,
+  shunt init office --capture 10.1.0.0/16,10.2.0.0/16 --ports 25,143,993-995 --output ./shunt.yaml
+  sudo shunt init alice@gw.example.com --capture 10.1.0.0/16 --accept
+  shunt init`,
 			Run: cmdInit},
 		{Use: "gateway [flags]", Short: "run an SSH server that only forwards TCP to permitted destinations",
 			Long: `Run a small SSH server for the far end of a tunnel. It offers no shell and
@@ -261,10 +363,27 @@ func wrap(c command, stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	var fs *flag.FlagSet
+	if !c.Hidden {
+		if fs = commandFlags(c); fs != nil {
+			cobraFlags(fs, cc.Flags())
+		}
+	}
 	cc.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		// The flags are not cobra's: complete a file after --config or -c.
-		if n := len(args); n > 0 && (args[n-1] == "--config" || args[n-1] == "-c" || args[n-1] == "-config") {
-			return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+		// cobra completes the flags' names; their values are ours to
+		// complete, as cobra does not parse them.
+		if n := len(args); n > 0 && fs != nil && strings.HasPrefix(args[n-1], "-") && !strings.Contains(args[n-1], "=") {
+			if f := fs.Lookup(strings.TrimLeft(args[n-1], "-")); f != nil {
+				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+					switch {
+					case f.Name == "config" || f.Name == "c" || f.Name == "global" || f.Name == "user-config":
+						return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+					case takesFile(f):
+						return nil, cobra.ShellCompDirectiveDefault
+					}
+					return nil, cobra.ShellCompDirectiveNoFileComp
+				}
+			}
 		}
 		if strings.HasPrefix(toComplete, "-") {
 			return nil, cobra.ShellCompDirectiveNoFileComp

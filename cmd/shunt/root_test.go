@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,6 +161,75 @@ func TestRootHiddenCommands(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(dir, "shunt-"+name+".1")); err == nil {
 			t.Errorf("hidden command %s has a man page", name)
+		}
+	}
+}
+
+// The tree knows every command's flags, from the flag set the command
+// parses: completion offers their names and the man pages list them,
+// while the command still parses them itself.
+func TestRootFlagsKnown(t *testing.T) {
+	root := newRoot(&bytes.Buffer{}, &bytes.Buffer{})
+	for _, c := range commands() {
+		if c.Hidden {
+			continue
+		}
+		name := strings.Fields(c.Use)[0]
+		fs := commandFlags(c)
+		if fs == nil {
+			t.Errorf("shunt %s: no flag set captured (does it call parseFlags first?)", name)
+			continue
+		}
+		cc, _, err := root.Find([]string{name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs.VisitAll(func(f *flag.Flag) {
+			if cc.Flags().Lookup(f.Name) == nil && cc.Flags().ShorthandLookup(f.Name) == nil {
+				t.Errorf("shunt %s: cobra does not know -%s", name, f.Name)
+			}
+		})
+	}
+	// -c is --config's shorthand, not a flag of its own.
+	if cc, _, _ := root.Find([]string{"check"}); cc.Flags().Lookup("config").Shorthand != "c" {
+		t.Errorf("check: --config has no -c shorthand")
+	}
+	var out bytes.Buffer
+	run([]string{"__complete", "init", "alice@gw", "--acc"}, &out, &bytes.Buffer{})
+	if !strings.Contains(out.String(), "--accept\t") {
+		t.Errorf("completion of init --acc: %q", out.String())
+	}
+	out.Reset()
+	run([]string{"__complete", "gateway", "--host-key", ""}, &out, &bytes.Buffer{})
+	if !strings.HasSuffix(strings.TrimSpace(out.String()), ":0") {
+		t.Errorf("completion after --host-key: %q, want files (directive 0)", out.String())
+	}
+	out.Reset()
+	run([]string{"__complete", "init", "--capture", ""}, &out, &bytes.Buffer{})
+	if !strings.HasSuffix(strings.TrimSpace(out.String()), ":4") {
+		t.Errorf("completion after --capture: %q, want no files (directive 4)", out.String())
+	}
+	dir := t.TempDir()
+	if code := run([]string{"man", dir}, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Fatal("shunt man failed")
+	}
+	for page, wants := range map[string][]string{
+		"shunt-init.1":    {".SH OPTIONS", "--accept", "--known-hosts"},
+		"shunt-check.1":   {".SH OPTIONS", `\fB-c\fP, \fB--config\fP`, "--user-config"},
+		"shunt-gateway.1": {"--permit", "--authorized-keys"},
+	} {
+		b, _ := os.ReadFile(filepath.Join(dir, page))
+		for _, w := range wants {
+			if !bytes.Contains(b, []byte(w)) {
+				t.Errorf("%s lacks %q", page, w)
+			}
+		}
+	}
+	// A default under the home directory reads ~/...: not this machine's.
+	if home, _ := os.UserHomeDir(); home != "" {
+		b, _ := os.ReadFile(filepath.Join(dir, "shunt-check.1"))
+		if bytes.Contains(b, []byte(home+"/")) {
+			t.Errorf("shunt-check.1 names this machine's home %s:\n%s", home, b)
 		}
 	}
 }
