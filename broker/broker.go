@@ -292,3 +292,12 @@ func (e *ChannelError) Error() string {
 }
 
 func (e *ChannelError) Unwrap() error { return e.Err }
+
+// DestinationRefused tells a proxy's client what became of its
+// connection: the server refused the channel, or the destination refused
+// the server's connect ("Connection refused", as OpenSSH reports it),
+// against a destination the server could not reach (no route, no such
+// name, a timeout).
+func (e *ChannelError) DestinationRefused() bool {
+	return e.Err.Reason != ssh.ConnectionFailed || strings.Contains(strings.ToLower(e.Err.Message), "refused")
+}

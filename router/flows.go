@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,13 @@ type flowEntry struct {
 	d        Decision
 	rule     string // d's rule label, "" for none
 	start    time.Time
+	// peer is the far end of the application's socket, for owner
+	// lookups: Dst for a captured flow, the listener for an inbound one.
+	peer netip.AddrPort
+	// via names the listener an inbound flow came to, "" for captured.
+	via string
+	// refusal says why the set-up refused the flow (nil: it opened).
+	refusal *Refused
 
 	bytes  byteCounts  // aToB is sent (from the application), bToA received
 	open   atomic.Bool // set up: the splice runs
@@ -121,6 +129,10 @@ func (fe *flowEntry) fill(s *state.Flow, phase string) {
 		Received: fe.bytes.bToA.Load(),
 		Started:  fe.start,
 		State:    phase,
+		Via:      fe.via,
+	}
+	if !fe.f.Dst.Addr().IsValid() {
+		s.Dst = fe.f.target() // a name, never looked up here
 	}
 	if fe.f.Host != "" {
 		// The application connected to the name (Dst is its fake

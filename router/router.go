@@ -143,25 +143,28 @@ func (r *Router) SetRuleset(rs *Ruleset) { r.rules.Store(rs) }
 // Rules returns the rules in force.
 func (r *Router) Rules() []Rule { return r.rules.Load().Rules() }
 
-// flow gathers what the decision needs to know about a flow.
-func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string) (Flow, error) {
+// flow gathers what the decision needs to know about a flow. peer is the
+// far end of the application's socket, which the owner lookup needs: dst
+// for a captured flow, the listener's address for an inbound one.
+func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string, peer netip.AddrPort) (Flow, error) {
 	f := Flow{Src: src, Dst: dst, Host: host}
-	if r.opts.Names != nil {
+	if r.opts.Names != nil && dst.Addr().IsValid() {
 		f.Names = r.opts.Names.Names(dst.Addr().Unmap())
 	}
 	var err error
 	if rs.owner && r.opts.Owners != nil { // the decision looks at it
-		err = r.lookupOwner(&f)
+		err = r.lookupOwner(&f, peer)
 	}
 	return f, err
 }
 
-// lookupOwner finds the process and user behind f.
-func (r *Router) lookupOwner(f *Flow) error {
+// lookupOwner finds the process and user behind f, whose socket's far
+// end is peer.
+func (r *Router) lookupOwner(f *Flow, peer netip.AddrPort) error {
 	if r.opts.Owners == nil {
 		return errNoOwners
 	}
-	o, err := r.opts.Owners.Lookup(f.Src, f.Dst)
+	o, err := r.opts.Owners.Lookup(f.Src, peer)
 	if err == nil {
 		f.Owner = &o
 	}
@@ -170,12 +173,12 @@ func (r *Router) lookupOwner(f *Flow) error {
 
 // lookupUID finds the user behind f, and only the user where the lookup
 // can do that alone (UIDs).
-func (r *Router) lookupUID(f *Flow) error {
+func (r *Router) lookupUID(f *Flow, peer netip.AddrPort) error {
 	u, ok := r.opts.Owners.(UIDs)
 	if !ok {
-		return r.lookupOwner(f)
+		return r.lookupOwner(f, peer)
 	}
-	uid, err := u.LookupUID(f.Src, f.Dst)
+	uid, err := u.LookupUID(f.Src, peer)
 	if err == nil {
 		f.Owner = &Owner{UID: uid}
 	}
@@ -195,7 +198,7 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 		return true
 	}
 	if !rs.owner && fl.f.Owner == nil && fl.ownerErr == nil {
-		fl.ownerErr = r.lookupUID(&fl.f)
+		fl.ownerErr = r.lookupUID(&fl.f, fl.peer)
 	}
 	if rule.Carries(fl.f.Owner) {
 		return true
@@ -203,7 +206,7 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 	if fl.f.Owner != nil && fl.f.Owner.Exe == "" && fl.ownerErr == nil {
 		// Refused by the user alone: find the application too, for the
 		// log line that says whose flow was refused.
-		r.lookupOwner(&fl.f)
+		r.lookupOwner(&fl.f, fl.peer)
 	}
 	msg := fmt.Sprintf("flow refused: profile %q carries only the flows of its allowed_users (uids %v)", rule.Profile, rule.AllowedUsers)
 	if o := fl.f.Owner; o == nil || o.NoUID {
@@ -213,6 +216,7 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 	}
 	fl.log(logrus.WarnLevel, nil, msg)
 	r.refuse(fl, reasonNotCarried)
+	fl.refusal = &Refused{Kind: RefusedBlocked, Reason: reasonNotCarried}
 	return false
 }
 
@@ -225,13 +229,21 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 // dialled by the name.
 func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 	rs := r.rules.Load()
-	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now()}
-	fl.f, fl.ownerErr = r.flow(rs, src, dst, host)
+	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now(), peer: dst}
+	fl.f, fl.ownerErr = r.flow(rs, src, dst, host, dst)
 	fl.d = rs.Decide(fl.f)
 	fl.rule = rs.label(fl.d.Index)
+	r.setUp(ctx, rs, fl, accept)
+}
+
+// setUp carries the decided flow fl: it dials the upstream, accepts the
+// application's side and joins the two. When the flow is refused,
+// fl.refusal says why.
+func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept func() (net.Conn, error)) {
 	if fl.d.Action == Block {
 		fl.log(logrus.InfoLevel, nil, "flow blocked: refused")
 		r.refuse(fl, reasonBlocked)
+		fl.refusal = &Refused{Kind: RefusedBlocked, Reason: reasonBlocked}
 		return
 	}
 	if !r.carries(rs, fl) {
@@ -239,7 +251,7 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 	}
 	// The set-up holds a slot from here until the application's handshake
 	// is done; a flow over the limits is refused at once (see limit.go).
-	key := setupKey{dst: dst}
+	key := setupKey{dst: fl.f.Dst}
 	if fl.d.Action == Tunnel {
 		key.profile = fl.d.Rule.Profile
 	}
@@ -249,6 +261,7 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 	if ref := r.setup.acquire(key); ref != nil {
 		r.logRefusal(fl, ref)
 		r.refuse(fl, reasonLimit)
+		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonLimit}
 		return
 	}
 	defer r.releaseSetup(key)
@@ -269,18 +282,22 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 		case fl.resetRequested():
 			fl.log(logrus.InfoLevel, err, "flow refused: reset on request")
 			r.refuse(fl, reasonReset)
+			fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonReset}
 		case timedOut && ctx.Err() == nil && fl.direct.Load():
 			fl.log(logrus.WarnLevel, err, fmt.Sprintf("flow refused: direct connect timed out after %g s, as the application's own would have without shunt (%s)", timeout.Seconds(), r.connectWhy))
 			r.refuse(fl, reasonTimeout)
+			fl.refusal = &Refused{Kind: RefusedTimeout, Reason: reasonTimeout, Err: err}
 		case overloaded(err):
 			// A flood: the tunnels' own bound refused it at once, and
 			// said so once (rate-limited); a line for each flow would
 			// only slow the refusals of the flood down.
 			fl.log(logrus.DebugLevel, err, "flow refused: the tunnel takes no more set-ups now")
 			r.refuse(fl, reasonLimit)
+			fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonLimit, Err: err}
 		default:
 			fl.log(logrus.WarnLevel, err, "flow refused: upstream failed")
 			r.refuse(fl, reasonUpstream+err.Error())
+			fl.refusal = &Refused{Kind: upstreamRefusal(err, timedOut), Reason: reasonUpstream + err.Error(), Err: err}
 		}
 		return
 	}
@@ -288,6 +305,7 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 		up.Close()
 		fl.log(logrus.InfoLevel, nil, "flow refused: reset on request")
 		r.refuse(fl, reasonReset)
+		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonReset}
 		return
 	}
 	down, err := accept()
@@ -298,6 +316,7 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 		up.Close()
 		fl.log(logrus.WarnLevel, err, "flow dropped: application handshake failed; upstream closed")
 		r.refuse(fl, reasonDropped)
+		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonDropped, Err: err}
 		return
 	}
 	fl.setup = time.Since(fl.start)
@@ -307,6 +326,7 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 		abort(up)
 		fl.log(logrus.InfoLevel, nil, "flow reset on request")
 		r.refuse(fl, reasonReset)
+		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonReset}
 		return
 	}
 	r.table.opened(fl)
@@ -348,8 +368,14 @@ func (fl *flowEntry) log(level logrus.Level, err error, msg string) {
 		return
 	}
 	f := logrus.Fields{"flow": fl.id, "src": fl.f.Src.String(), "dst": fl.f.Dst.String(), "action": fl.d.Action.String()}
+	if !fl.f.Dst.Addr().IsValid() {
+		f["dst"] = fl.f.target()
+	}
 	if fl.f.Host != "" {
 		f["host"] = fl.f.Host
+	}
+	if fl.via != "" {
+		f["via"] = fl.via
 	}
 	if o := fl.f.Owner; o != nil {
 		f["app"], f["uid"] = o.Exe, o.UID

@@ -12,12 +12,33 @@ import "time"
 // Status is a snapshot of everything at once.
 type Status struct {
 	// Capture is on while the TUN device and its routes are in place.
-	Capture  bool      `json:"capture"`
+	Capture bool `json:"capture"`
+	// NoTUN: the configuration has tun.enabled false; shunt serves only
+	// its listeners.
+	NoTUN    bool      `json:"no_tun,omitempty"`
 	Profiles []Profile `json:"profiles"`
 	Flows    []Flow    `json:"flows"`
 	Prompts  []Prompt  `json:"prompts"`
 	// DNS is split DNS while shunt's DNS server runs; absent otherwise.
 	DNS *DNS `json:"dns,omitempty"`
+	// Listeners are the SOCKS and HTTP proxies and static tunnels shunt
+	// serves.
+	Listeners []Listener `json:"listeners,omitempty"`
+}
+
+// Listener is a way into shunt besides the TUN.
+type Listener struct {
+	Kind   string `json:"kind"`   // socks, http or static
+	Listen string `json:"listen"` // the address it listens on
+	// Destination and Profile: a static tunnel's.
+	Destination string `json:"destination,omitempty"`
+	Profile     string `json:"profile,omitempty"`
+	// AllowFrom are the networks whose clients it serves besides loopback.
+	AllowFrom []string `json:"allow_from,omitempty"`
+	// Clients counts the connections it accepted, Denied those allow_from
+	// refused.
+	Clients int64 `json:"clients"`
+	Denied  int64 `json:"denied"`
 }
 
 // DNS is the state of shunt's DNS server.
@@ -109,7 +130,10 @@ type Flow struct {
 	// address that stands for it: the flow was decided by that name, and
 	// its upstream goes to host:port (the SSH server resolves it).
 	Host string `json:"host,omitempty"`
-	App  string `json:"app"` // the executable's path, when looked up
+	// Via is the listener the flow came to (a SOCKS or HTTP proxy, a
+	// static tunnel), empty for a captured flow.
+	Via string `json:"via,omitempty"`
+	App string `json:"app"` // the executable's path, when looked up
 	// UID is the application's user, -1 when not looked up.
 	UID     int    `json:"uid"`
 	Rule    string `json:"rule"`   // e.g. `#2 "mail"`, as logs name it; empty when no rule matched
