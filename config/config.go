@@ -73,6 +73,24 @@ type Config struct {
 	StateDir     string `yaml:"state_dir"`
 	stateDirFile string
 	stateDirLine int
+	// SOCKSListen and HTTPProxyListen are where shunt serves a SOCKS5
+	// (and 4, 4a) proxy and an HTTP proxy ("127.0.0.1:1080", one address
+	// or a list) whose connections go through the rules as captured
+	// flows do.
+	SOCKSListen     StringList `yaml:"socks_listen"`
+	HTTPProxyListen StringList `yaml:"http_proxy_listen"`
+	// AllowFrom are the networks whose hosts may use those two besides
+	// this host's loopback; a listener on another address needs it.
+	AllowFrom []string `yaml:"allow_from"`
+	// SOCKSUsers, when set, are the users the SOCKS listener serves, and
+	// no one else (RFC 1929).
+	SOCKSUsers []SOCKSUser `yaml:"socks_users"`
+	// StaticTunnels are ssh -L style listeners (StaticTunnel).
+	StaticTunnels []StaticTunnel `yaml:"static_tunnels"`
+	// Where the listener keys were written; listeners are them validated.
+	listenFile                     string
+	socksLine, httpLine, allowLine int
+	listeners                      []Listener
 	// KillSwitch keeps the captured destinations unreachable while shunt
 	// is not running: after shunt down, a stop signal or a crash, until
 	// the next start or shunt cleanup (loopback and the SSH servers
@@ -314,6 +332,10 @@ type emptyList struct {
 type TUN struct {
 	Name string `yaml:"name"`
 	MTU  int    `yaml:"mtu"`
+	// Enabled false: no TUN, no routes, no root; shunt serves only its
+	// listeners (socks_listen, http_proxy_listen, static_tunnels). Nil
+	// means true (TUNEnabled).
+	Enabled *bool `yaml:"enabled"`
 
 	Line int    `yaml:"-"`
 	File string `yaml:"-"`
@@ -755,6 +777,14 @@ func decode(path string, data []byte) (*Config, error) {
 	c.flowMemoryFile = path
 	c.Metrics.File, c.DNS.File, c.stateDirFile = path, path, path
 	c.stateDirLine = keyLine(root, "state_dir")
+	c.listenFile = path
+	c.socksLine, c.httpLine, c.allowLine = keyLine(root, "socks_listen"), keyLine(root, "http_proxy_listen"), keyLine(root, "allow_from")
+	for i := range c.SOCKSUsers {
+		c.SOCKSUsers[i].File = path
+	}
+	for i := range c.StaticTunnels {
+		c.StaticTunnels[i].File = path
+	}
 	c.killSwitchSet = keyLine(root, "kill_switch") > 0
 	for i := range c.DNS.ResolveThrough {
 		c.DNS.ResolveThrough[i].File = path
@@ -1089,6 +1119,8 @@ func (c *Config) validate() error {
 		c.validateTunnelDown(r, label, tunnel && err == nil, errorAt)
 	}
 	c.validateDNS(errorAt)
+	// After the profiles (static tunnels name one) and DNS (Serve).
+	c.validateListeners(errorAt)
 	return errors.Join(errs...)
 }
 

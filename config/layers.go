@@ -215,6 +215,27 @@ func merge(configs []*Config, global string) (*Config, []string, []error) {
 		if c.StateDir != "" {
 			m.StateDir, m.stateDirFile, m.stateDirLine = c.StateDir, c.stateDirFile, c.stateDirLine
 		}
+		if c.TUN.Enabled != nil {
+			m.TUN.Enabled, m.TUN.File, m.TUN.Line = c.TUN.Enabled, c.TUN.File, c.TUN.Line
+		}
+		if len(c.SOCKSListen) > 0 {
+			m.SOCKSListen, m.listenFile, m.socksLine = c.SOCKSListen, c.listenFile, c.socksLine
+		}
+		if len(c.HTTPProxyListen) > 0 {
+			m.HTTPProxyListen, m.listenFile, m.httpLine = c.HTTPProxyListen, c.listenFile, c.httpLine
+		}
+		if len(c.AllowFrom) > 0 {
+			m.AllowFrom, m.listenFile, m.allowLine = c.AllowFrom, c.listenFile, c.allowLine
+		}
+		if len(c.SOCKSUsers) > 0 {
+			m.SOCKSUsers = c.SOCKSUsers
+		}
+		if len(c.StaticTunnels) > 0 {
+			if len(m.StaticTunnels) > 0 {
+				notes = append(notes, fmt.Sprintf("the static tunnels of %s replace those of %s", c.Path, m.StaticTunnels[0].File))
+			}
+			m.StaticTunnels = c.StaticTunnels
+		}
 		if c.killSwitchSet {
 			m.KillSwitch, m.killSwitchSet = c.KillSwitch, true
 		}

@@ -22,6 +22,8 @@ type Plan struct {
 	Ruleset    *router.Ruleset
 	Profiles   []broker.Profile
 	ProxyRules []broker.ProxyRule
+	// Listeners are the SOCKS and HTTP proxies and the static tunnels.
+	Listeners []Listener
 }
 
 // Convert converts a loaded (so validated) configuration. config checks
@@ -41,7 +43,23 @@ func Convert(cfg *config.Config) (*Plan, error) {
 		Ruleset:    router.Compile(rules, cfg.AlwaysDirectApplications...),
 		Profiles:   profiles,
 		ProxyRules: proxyRules,
+		Listeners:  Listeners(cfg),
 	}, nil
+}
+
+// needsOwner reports whether flows must be traced to their processes or
+// users: the rules look at them, or a static tunnel's profile carries
+// only some users' flows.
+func (p *Plan) needsOwner() bool {
+	if p.Ruleset.NeedsOwner() {
+		return true
+	}
+	for _, l := range p.Listeners {
+		if l.Rule != nil && l.Rule.AllowedUsers != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Captured is what the plan routes to the TUN device; resolved gives a

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -92,6 +93,10 @@ type Engine struct {
 	removed   bool
 	removeErr error
 	removedCh chan struct{}
+
+	// listeners are the SOCKS and HTTP proxies and static tunnels while
+	// the engine runs (listen.go).
+	listeners atomic.Pointer[listeners]
 }
 
 // New builds an engine for cfg, a loaded configuration, on deps. Nothing
@@ -99,6 +104,16 @@ type Engine struct {
 // deps.Capture, and closes them if it fails.
 func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 	up := &upstreams{}
+	if !cfg.TUN.TUNEnabled() {
+		// Nothing is captured, so nothing need bypass a capture: no
+		// routes, no socket marks (which need root).
+		if deps.Capture == nil {
+			deps.Capture = noCapture{}
+		}
+		if deps.Dialer == nil {
+			deps.Dialer = &net.Dialer{}
+		}
+	}
 	deps, osc := deps.withDefaults(up)
 	deps.Dialer = newFDDialer(deps.Dialer, deps.Log)
 	defer func() {
@@ -200,6 +215,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}()
 	plan := e.plan.Load()
 	cfg := plan.Config
+	if !cfg.TUN.TUNEnabled() {
+		return e.startWithoutTUN(plan)
+	}
 	if runtime.GOOS == "linux" && (e.dev == nil || e.osCapture != nil) && os.Geteuid() != 0 {
 		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
 	}
@@ -279,14 +297,40 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := e.startListeners(plan); err != nil {
+		return err
+	}
 	// Everything that needs full root is set up.
 	return e.keepCaps(plan)
+}
+
+// startWithoutTUN starts an engine whose configuration has tun.enabled
+// false: no device, no routes, no DNS, nothing that needs root; only the
+// listeners, the rules and the SSH connections.
+func (e *Engine) startWithoutTUN(plan *Plan) error {
+	logFileLimit(e.log)
+	for _, sh := range plan.Ruleset.Shadowed() {
+		e.log.Warn(sh.String())
+	}
+	if err := e.openOwners(plan); err != nil {
+		return err
+	}
+	res, err := e.deps.Resolve(plan.WatchedHosts(), func() {})
+	if err != nil {
+		return err
+	}
+	e.names.set(res)
+	plan.Log(e.log, res.Addrs)
+	e.broker.Start(e.runCtx)
+	e.watch = e.startWatch("")
+	e.startMemory(plan.Config)
+	return e.startListeners(plan)
 }
 
 // openOwners opens the owner lookup when plan's rules need one and none is
 // open.
 func (e *Engine) openOwners(plan *Plan) error {
-	if !plan.Ruleset.NeedsOwner() || e.owners.get() != nil {
+	if !plan.needsOwner() || e.owners.get() != nil {
 		return nil
 	}
 	ol, err := e.deps.Owners(e.log)
@@ -388,6 +432,8 @@ func (e *Engine) closeLocked() error {
 	}
 	e.closed = true
 	e.cancel()
+	// No new client first; the flows they set up are the router's.
+	e.listeners.Load().close()
 	var errList []error
 	if e.stack != nil {
 		e.stack.Close()

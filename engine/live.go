@@ -72,6 +72,8 @@ func (e *Engine) Status() state.Status {
 		Prompts:  []state.Prompt{},
 		DNS:      e.dnsStatus(),
 	}
+	st.Listeners = e.listeners.Load().status()
+	st.NoTUN = !e.plan.Load().Config.TUN.TUNEnabled()
 	if q := e.live.queue; q != nil {
 		st.Prompts = q.Pending()
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/internal/errs"
@@ -117,5 +118,28 @@ func fixed(old, plan *Plan) error {
 	if ot.Name != nt.Name || ot.MTU != nt.MTU {
 		at(nt.File, nt.Line, "tun changed (name %s, mtu %d, in force: name %s, mtu %d): the device is made at start; restart shunt to change it", nt.Name, nt.MTU, ot.Name, ot.MTU)
 	}
+	if ot.TUNEnabled() != nt.TUNEnabled() {
+		at(nt.File, nt.Line, "tun.enabled changed to %v: the device is made (or not) at start; restart shunt to change it", nt.TUNEnabled())
+	}
+	if !sameListeners(old.Listeners, plan.Listeners) {
+		file, line := plan.Config.Path, 0
+		if len(plan.Listeners) > 0 {
+			file, line = plan.Listeners[0].File, plan.Listeners[0].Line
+		}
+		at(file, line, "socks_listen, http_proxy_listen, allow_from, socks_users or static_tunnels changed: listeners open at start; restart shunt to change them")
+	}
+	if !slices.EqualFunc(old.Config.SOCKSUsers, plan.Config.SOCKSUsers, func(a, b config.SOCKSUser) bool {
+		return a.Name == b.Name && a.PasswordHash == b.PasswordHash && a.PasswordFile == b.PasswordFile
+	}) {
+		at(plan.Config.Path, 0, "socks_users changed: they are read at start; restart shunt to change them")
+	}
 	return errs.Join(errList...)
+}
+
+// sameListeners reports whether two plans listen alike.
+func sameListeners(a, b []Listener) bool {
+	return slices.EqualFunc(a, b, func(x, y Listener) bool {
+		return x.Kind == y.Kind && x.Addr == y.Addr && slices.Equal(x.AllowFrom, y.AllowFrom) &&
+			x.Host == y.Host && x.Port == y.Port && x.Profile == y.Profile
+	})
 }

@@ -236,10 +236,24 @@ func contractStatus(st state.Status) state.Status {
 // printStatus prints the profiles, the prompts waiting for an answer, then
 // the flows, as tables.
 func (c *ctl) printStatus(w io.Writer, st state.Status) {
-	if st.Capture {
+	switch {
+	case st.Capture:
 		fmt.Fprintln(w, "capture: on")
-	} else {
+	case st.NoTUN:
+		fmt.Fprintln(w, "capture: none (tun.enabled: false): only the listeners")
+	default:
 		fmt.Fprintln(w, "capture: off (shunt is starting, or stopping)")
+	}
+	for _, l := range st.Listeners {
+		what := map[string]string{"socks": "SOCKS proxy", "http": "HTTP proxy", "static": "static tunnel"}[l.Kind]
+		if l.Kind == "static" {
+			what += " to " + l.Destination + " through " + l.Profile
+		}
+		from := "loopback"
+		if len(l.AllowFrom) > 0 {
+			from += ", " + strings.Join(l.AllowFrom, ", ")
+		}
+		fmt.Fprintf(w, "listening: %s at %s (clients from %s): %d clients, %d refused by allow_from\n", what, l.Listen, from, l.Clients, l.Denied)
 	}
 	if d := st.DNS; d != nil {
 		up := "no upstream"
@@ -285,7 +299,11 @@ func (c *ctl) printFlows(w io.Writer, flows []state.Flow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAPP\tUID\tSOURCE\tDESTINATION\tRULE\tACTION\tPROFILE\tSTATE\tSENT\tRECEIVED\tAGE")
 	for _, f := range flows {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, app(f.App), uid(f.UID), f.Src, destination(f),
+		src := f.Src
+		if f.Via != "" {
+			src += " via " + f.Via
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, app(f.App), uid(f.UID), src, destination(f),
 			dash(f.Rule), f.Action, dash(f.Profile), dash(f.State), byteCount(f.Sent), byteCount(f.Received), c.age(f.Started))
 	}
 	tw.Flush()

@@ -583,7 +583,15 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	}
 	sys.ready()
 	go sys.watchdog(watchdogInterval(log), e.Alive, upDone)
-	log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C, SIGTERM or shunt down stops it")
+	if cfg.TUN.TUNEnabled() {
+		log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C, SIGTERM or shunt down stops it")
+	} else {
+		var serving []string
+		for _, l := range cfg.Listeners() {
+			serving = append(serving, l.Name())
+		}
+		log.WithField("serving", strings.Join(serving, ", ")).Info("shunt is up, without a TUN (tun.enabled: false): only its listeners; Ctrl-C, SIGTERM or shunt down stops it")
+	}
 
 	var runErr error
 	select {

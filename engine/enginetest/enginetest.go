@@ -149,10 +149,19 @@ func (o *Owners) Open(logrus.FieldLogger) (engine.OwnerLookup, error) {
 
 // Lookup implements engine.OwnerLookup.
 func (o *Owners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.Owner == nil {
 		return router.Owner{}, errors.New("enginetest: no socket")
 	}
 	return *o.Owner, nil
+}
+
+// SetOwner makes owner the owner of every flow from now on.
+func (o *Owners) SetOwner(owner *router.Owner) {
+	o.mu.Lock()
+	o.Owner = owner
+	o.mu.Unlock()
 }
 
 // Close implements engine.OwnerLookup.

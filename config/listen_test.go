@@ -1,0 +1,76 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+const listenProfile = `profiles:
+  - name: office
+    host: gw.example.com
+    user: alice
+    known_hosts: /nonexistent/known_hosts
+`
+
+func TestListeners(t *testing.T) {
+	c, err := Parse("s.yaml", []byte(listenProfile+`socks_listen: 127.0.0.1:1080
+http_proxy_listen: ["[::1]:8080", 192.168.50.1:8080]
+allow_from: [192.168.50.0/24, 10.0.0.7]
+socks_users:
+  - name: alice
+    password_hash: "$2y$05$NL8U6.AqeQNNmqBmYmYtQOt8/iY8jhS0YZb8f2fPLGMSk.V.rjTxG"
+static_tunnels:
+  - listen: 127.0.0.1:1143
+    destination: mail.corp.example:143
+    profile: office
+tun:
+  enabled: false
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Listeners()
+	want := []string{"socks 127.0.0.1:1080", "http [::1]:8080", "http 192.168.50.1:8080", "static 127.0.0.1:1143"}
+	if len(got) != len(want) {
+		t.Fatalf("listeners %+v, want %v", got, want)
+	}
+	for i, l := range got {
+		if l.Name() != want[i] {
+			t.Errorf("listener %d is %s, want %s", i, l.Name(), want[i])
+		}
+	}
+	if s := got[3]; s.Host != "mail.corp.example" || s.Port != 143 || s.Profile != "office" || s.Line != 13 {
+		t.Errorf("static tunnel %+v", s)
+	}
+	if a := got[2].AllowFrom; len(a) != 2 || a[1] != netip.MustParsePrefix("10.0.0.7/32") {
+		t.Errorf("allow_from %v", a)
+	}
+	if c.TUN.TUNEnabled() {
+		t.Error("tun.enabled: false read as enabled")
+	}
+}
+
+func TestListenerErrors(t *testing.T) {
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"open proxy", "socks_listen: 0.0.0.0:1080\n", "s.yaml:6: socks_listen 0.0.0.0:1080 is not a loopback address: add allow_from:"},
+		{"not an address", "http_proxy_listen: proxy.local:8080\n", `s.yaml:6: http_proxy_listen "proxy.local:8080": "proxy.local" is not an IP address`},
+		{"no port", "socks_listen: 127.0.0.1\n", "write ADDRESS:PORT"},
+		{"twice", "socks_listen: 127.0.0.1:1080\nhttp_proxy_listen: 127.0.0.1:1080\n", "socks_listen listens there already"},
+		{"bad hash", "socks_listen: 127.0.0.1:1080\nsocks_users:\n  - name: bob\n    password_hash: secret\n", `s.yaml:8: socks_users "bob": password_hash is not a bcrypt hash`},
+		{"both passwords", "socks_listen: 127.0.0.1:1080\nsocks_users:\n  - name: bob\n    password_file: /run/secrets/bob\n    password_hash: x\n", "one of the two"},
+		{"users without socks", "socks_users:\n  - name: bob\n    password_file: /run/secrets/bob\n", "socks_users without socks_listen"},
+		{"static: unknown profile", "static_tunnels:\n  - listen: 127.0.0.1:1143\n    destination: mail:143\n    profile: offcie\n", `s.yaml:7: static tunnel 127.0.0.1:1143: profile "offcie" is not defined: use one of office`},
+		{"static: bad destination", "static_tunnels:\n  - listen: 127.0.0.1:1143\n    destination: mail\n    profile: office\n", "write HOST:PORT"},
+		{"no tun, nothing served", "tun:\n  enabled: false\n", "s.yaml:7: tun.enabled is false and nothing else is served"},
+		{"no tun, split DNS", "socks_listen: 127.0.0.1:1080\ntun:\n  enabled: false\ndns:\n  enabled: true\n", "fake addresses that only the TUN carries"},
+		{"bad allow_from", "socks_listen: 127.0.0.1:1080\nallow_from: [lan]\n", "s.yaml:7: allow_from [lan]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("s.yaml", []byte(listenProfile+tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

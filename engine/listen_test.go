@@ -1,0 +1,84 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shunt-dev/shunt/router"
+)
+
+// freePort is a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// With tun.enabled false nothing is routed and no device is opened; a
+// static tunnel carries its clients to its destination through its
+// profile, whatever the rules say, and status lists it. A profile that
+// carries only its users' flows refuses another user's client at once.
+func TestEngineWithoutTUN(t *testing.T) {
+	w := newWorld(t)
+	port := freePort(t)
+	e := w.start(w.config(fmt.Sprintf(`  enabled: false
+static_tunnels:
+  - listen: 127.0.0.1:%d
+    destination: 10.9.0.7:143
+    profile: gw
+rules:
+  - name: nothing-tunnelled
+    destinations: [10.9.0.0/16]
+    action: block
+`, port)))
+	if n := w.capture.Ups(); n != 0 {
+		t.Errorf("capture set up %d times without a TUN", n)
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, 256<<10)
+	if got := w.forwarded(); len(got) != 1 || got[0] != "10.9.0.7:143" {
+		t.Errorf("the SSH server forwarded to %v, want 10.9.0.7:143", got)
+	}
+	st := e.Status()
+	if len(st.Listeners) != 1 || st.Listeners[0].Kind != "static" || st.Listeners[0].Clients != 1 || !st.NoTUN || st.Capture {
+		t.Errorf("status %+v", st)
+	}
+	var via bool
+	for _, f := range st.Flows {
+		via = via || strings.HasPrefix(f.Via, "static 127.0.0.1:")
+	}
+	if !via {
+		t.Errorf("flows %+v: none came through the static tunnel", st.Flows)
+	}
+	c.Close()
+
+	// Another user's client: refused, the connection reset.
+	w.owners.SetOwner(&router.Owner{UID: 2000})
+	d, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := d.Read(make([]byte, 1)); err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Errorf("read from another user's static tunnel client: %v, want a reset", err)
+	}
+	if err := e.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		t.Error("the static tunnel still listens after Stop")
+	}
+}
