@@ -153,7 +153,9 @@ func (c *Config) validateDNS(errorAt func(string, int, string, ...any)) {
 	case "":
 		if disabled {
 			d.Mode = DNSOff
-		} else if d.present || c.namesRules() {
+		} else if d.present || c.namesRules() && c.TUN.TUNEnabled() {
+			// Without a TUN, rules that name hosts need no DNS: the
+			// proxies' clients send the names.
 			d.Mode, d.Serve = DNSAuto, true
 		} else {
 			d.Mode = DNSOff

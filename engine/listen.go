@@ -243,6 +243,8 @@ func (e *Engine) serverFor(l Listener) (connServer, error) {
 	switch l.Kind {
 	case config.ListenStatic:
 		return &staticTunnel{r: e.router, l: l}, nil
+	case config.ListenSOCKS:
+		return e.socksServer(l, e.plan.Load().Config.SOCKSUsers)
 	}
 	return nil, fmt.Errorf("%s:%d: %s: not served by this build", l.File, l.Line, l.Name())
 }

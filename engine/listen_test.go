@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/net/proxy"
+
 	"github.com/shunt-dev/shunt/router"
 )
 
@@ -80,5 +83,61 @@ rules:
 	}
 	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
 		t.Error("the static tunnel still listens after Stop")
+	}
+}
+
+// A SOCKS client's requests go through the rules: by name when it gives
+// one (opened by name on the far side), refused with the SOCKS reply for
+// a blocked destination; with socks_users, only they get in.
+func TestEngineSOCKS(t *testing.T) {
+	w := newWorld(t)
+	port := freePort(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.start(w.config(fmt.Sprintf(`  enabled: false
+socks_listen: 127.0.0.1:%d
+socks_users:
+  - name: carol
+    password_hash: %q
+rules:
+  - name: no-telnet
+    ports: [23]
+    action: block
+  - name: corp
+    destinations: [10.1.0.0/24, "*.corp.example"]
+    action: tunnel
+    profile: gw
+`, port, hash)))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dialer := func(user, pass string) proxy.ContextDialer {
+		d, err := proxy.SOCKS5("tcp", addr, &proxy.Auth{User: user, Password: pass}, proxy.Direct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.(proxy.ContextDialer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, dst := range []string{"wiki.corp.example:443", "10.1.0.7:80"} {
+		c, err := dialer("carol", "s3cret").DialContext(ctx, "tcp", dst)
+		if err != nil {
+			t.Fatalf("SOCKS to %s: %v", dst, err)
+		}
+		roundTrip(t, c, 64<<10)
+		c.Close()
+		if got := w.forwarded(); len(got) != i+1 || got[i] != dst {
+			t.Errorf("the SSH server forwarded to %v, want %s last", got, dst)
+		}
+	}
+	if _, err := dialer("carol", "s3cret").DialContext(ctx, "tcp", "wiki.corp.example:23"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("SOCKS to a blocked port: %v, want connection refused", err)
+	}
+	if _, err := dialer("carol", "wrong").DialContext(ctx, "tcp", "10.1.0.7:80"); err == nil {
+		t.Error("a wrong password got through")
+	}
+	if n := len(w.forwarded()); n != 2 {
+		t.Errorf("the SSH server forwarded %d flows, want the 2 allowed", n)
 	}
 }
