@@ -245,8 +245,10 @@ func (e *Engine) serverFor(l Listener) (connServer, error) {
 		return &staticTunnel{r: e.router, l: l}, nil
 	case config.ListenSOCKS:
 		return e.socksServer(l, e.plan.Load().Config.SOCKSUsers)
+	case config.ListenHTTP:
+		return e.httpServer(l), nil
 	}
-	return nil, fmt.Errorf("%s:%d: %s: not served by this build", l.File, l.Line, l.Name())
+	return nil, fmt.Errorf("%s:%d: %s: unknown kind of listener", l.File, l.Line, l.Name())
 }
 
 // noCapture is the capture of an engine without a TUN: nothing to route.

@@ -18,7 +18,11 @@ import (
 // host name's current addresses (nil: none has any).
 func (p *Plan) Log(log logrus.FieldLogger, resolved func(host string) []netip.Addr) {
 	cfg, rules := p.Config, p.Rules
-	log.Infof("capturing %s via %s", list(p.Captured(resolved)), cfg.TUN.Name)
+	if cfg.TUN.TUNEnabled() {
+		log.Infof("capturing %s via %s", list(p.Captured(resolved)), cfg.TUN.Name)
+	} else {
+		log.Info("capturing nothing (tun.enabled: false): the rules decide the listeners' flows")
+	}
 	for i := range rules {
 		r := &rules[i]
 		f := logrus.Fields{"rule": r.Label(i), "action": r.Action.String()}

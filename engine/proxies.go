@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/shunt-dev/shunt/config"
+	"github.com/shunt-dev/shunt/httpproxy"
 	"github.com/shunt-dev/shunt/router"
 	"github.com/shunt-dev/shunt/socks"
 )
@@ -55,6 +56,39 @@ func (e socksRefusal) Refusal() socks.Refusal {
 		return socks.RefusalTimeout
 	}
 	return socks.RefusalFailed
+}
+
+// httpRefusal is a router refusal as the HTTP proxy answers it.
+type httpRefusal struct{ error }
+
+func (e httpRefusal) Unwrap() error { return e.error }
+
+func (e httpRefusal) Refusal() httpproxy.Refusal {
+	switch refusalKind(e.error) {
+	case router.RefusedBlocked:
+		return httpproxy.RefusalBlocked
+	case router.RefusedByDestination:
+		return httpproxy.RefusalRefused
+	case router.RefusedUnreachable:
+		return httpproxy.RefusalUnreachable
+	case router.RefusedTimeout:
+		return httpproxy.RefusalTimeout
+	}
+	return httpproxy.RefusalFailed
+}
+
+// httpServer is the HTTP proxy of listener l: its requests go through the
+// router as flows.
+func (e *Engine) httpServer(l Listener) *httpproxy.Server {
+	return &httpproxy.Server{
+		Log: e.log.WithField("listen", l.Name()),
+		Connect: func(ctx context.Context, req httpproxy.Request, accept func() (net.Conn, error)) error {
+			if err := e.router.HandleInbound(ctx, inbound(l, req.Client, req.Local, req.Dst, req.Host, req.Port), accept); err != nil {
+				return httpRefusal{err}
+			}
+			return nil
+		},
+	}
 }
 
 // socksServer is the SOCKS server of listener l: its requests go through
