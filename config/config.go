@@ -280,7 +280,11 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // Rule is a filter rule.
 type Rule struct {
-	Name                string        `yaml:"name"`
+	Name string `yaml:"name"`
+	// Sources are the clients the rule is for: addresses, networks and
+	// ranges. Without them the rule matches this host's own flows, and
+	// no flow another host routed through this one (a LAN gateway's).
+	Sources             []Source      `yaml:"sources"`
 	Destinations        []Destination `yaml:"destinations"`
 	Ports               []Port        `yaml:"ports"`
 	Applications        []string      `yaml:"applications"`
@@ -317,6 +321,7 @@ func (r *Rule) TunnelDown() string {
 
 // emptyMeans is what an absent matcher key matches.
 var emptyMeans = map[string]string{
+	"sources":      "this host's own flows only",
 	"destinations": "any destination",
 	"ports":        "every port",
 	"applications": "every application",
@@ -456,36 +461,82 @@ func parseDestination(v string) (prefixes []netip.Prefix, host, domain string, a
 			return nil, "", "", false, fmt.Errorf("destination %q is not a domain wildcard (write e.g. *.corp.example)", v)
 		}
 		return nil, "", lower, false, nil
-	case strings.Contains(v, "-") && !strings.Contains(v, "/") && strings.ContainsAny(v, ".:") && isRange(v):
-		lo, hi, _ := strings.Cut(v, "-")
-		a, err1 := netip.ParseAddr(strings.TrimSpace(lo))
-		b, err2 := netip.ParseAddr(strings.TrimSpace(hi))
-		if err1 != nil || err2 != nil || a.Unmap().Is4() != b.Unmap().Is4() || b.Unmap().Less(a.Unmap()) {
-			return nil, "", "", false, fmt.Errorf("destination %q is not an address range (write e.g. 10.0.0.5-10.0.0.20, low to high, one family)", v)
-		}
-		r := netipx.IPRangeFrom(a.Unmap(), b.Unmap())
-		return r.Prefixes(), "", "", false, nil
 	}
-	if p, err := netip.ParsePrefix(v); err == nil {
-		if p.Addr().Is4In6() {
-			if p.Bits() < 96 {
-				return nil, "", "", false, fmt.Errorf("destination %q mixes IPv4-mapped and IPv6 space: write the IPv4 network instead", v)
-			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		if p.Masked() != p {
-			return nil, "", "", false, fmt.Errorf("destination %q has host bits set: write %s", v, p.Masked())
-		}
-		return []netip.Prefix{p}, "", "", false, nil
-	}
-	if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
-		a = a.Unmap()
-		return []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}, "", "", false, nil
+	if p, ok, err := parseNetworks("destination", v); ok {
+		return p, "", "", false, err
 	}
 	if validHostName(lower) && !looksNumeric(lower) {
 		return nil, lower, "", false, nil
 	}
 	return nil, "", "", false, fmt.Errorf("destination %q is not an IP address, network, range, host name, *.domain or any (write e.g. 10.1.2.3, 10.1.0.0/24, 10.0.0.5-10.0.0.20, mail.corp.example or *.corp.example)", v)
+}
+
+// parseNetworks parses an address, a network or a range ("10.0.0.5-10.0.0.20")
+// into prefixes; ok is false when v is none of them. what names the value
+// in errors ("destination").
+func parseNetworks(what, v string) (prefixes []netip.Prefix, ok bool, err error) {
+	if strings.Contains(v, "-") && !strings.Contains(v, "/") && strings.ContainsAny(v, ".:") && isRange(v) {
+		lo, hi, _ := strings.Cut(v, "-")
+		a, err1 := netip.ParseAddr(strings.TrimSpace(lo))
+		b, err2 := netip.ParseAddr(strings.TrimSpace(hi))
+		if err1 != nil || err2 != nil || a.Unmap().Is4() != b.Unmap().Is4() || b.Unmap().Less(a.Unmap()) {
+			return nil, true, fmt.Errorf("%s %q is not an address range (write e.g. 10.0.0.5-10.0.0.20, low to high, one family)", what, v)
+		}
+		r := netipx.IPRangeFrom(a.Unmap(), b.Unmap())
+		return r.Prefixes(), true, nil
+	}
+	if p, err := netip.ParsePrefix(v); err == nil {
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return nil, true, fmt.Errorf("%s %q mixes IPv4-mapped and IPv6 space: write the IPv4 network instead", what, v)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if p.Masked() != p {
+			return nil, true, fmt.Errorf("%s %q has host bits set: write %s", what, v, p.Masked())
+		}
+		return []netip.Prefix{p}, true, nil
+	}
+	if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
+		a = a.Unmap()
+		return []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}, true, nil
+	}
+	return nil, false, nil
+}
+
+// Source is what a rule's sources list holds, as written: an address, a
+// network or a range of the clients the rule is for.
+type Source struct {
+	Prefixes []netip.Prefix
+	scalar
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *Source) UnmarshalYAML(n *yaml.Node) error {
+	s.scalar = scalar{Raw: n.Value, Line: n.Line}
+	if n.Kind != yaml.ScalarNode {
+		s.err = errors.New("a source is an address, network or range (write e.g. 192.168.50.7, 192.168.50.0/24 or 192.168.50.10-192.168.50.20)")
+		return nil
+	}
+	s.Prefixes, s.err = parseSource(strings.TrimSpace(n.Value))
+	return nil
+}
+
+// parseSource parses an address, network or range. Names are refused: a
+// flow's source is an address, and looking names up would let the
+// resolver's answers say who may use a tunnel.
+func parseSource(v string) ([]netip.Prefix, error) {
+	if p, ok, err := parseNetworks("source", v); ok {
+		return p, err
+	}
+	lower := strings.TrimSuffix(strings.ToLower(v), ".")
+	switch {
+	case lower == "any":
+		return nil, fmt.Errorf("source %q: sources takes addresses and networks; to let every host through, write 0.0.0.0/0 and ::/0", v)
+	case strings.HasPrefix(lower, "*.") || (validHostName(lower) && !looksNumeric(lower)):
+		return nil, fmt.Errorf("source %q is a name, and sources takes addresses, networks and ranges only (a flow's source is never looked up): write the host's address, e.g. 192.168.50.7, or its network, e.g. 192.168.50.0/24", v)
+	}
+	return nil, fmt.Errorf("source %q is not an IP address, network or range (write e.g. 192.168.50.7, 192.168.50.0/24, fd50::/64 or 192.168.50.10-192.168.50.20)", v)
 }
 
 // isRange tells an address range from a host name with a hyphen.
@@ -646,7 +697,7 @@ func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 			r.onTunnelDownLine = k.Line
 		case "fallback_direct":
 			r.fallbackDirectLine = k.Line
-		case "destinations", "ports", "applications", "users":
+		case "sources", "destinations", "ports", "applications", "users":
 			if v.Tag == "!!null" || (v.Kind == yaml.SequenceNode && len(v.Content) == 0) {
 				r.emptyLists = append(r.emptyLists, emptyList{k.Value, k.Line})
 			}
@@ -1072,6 +1123,11 @@ func (c *Config) validate() error {
 		}
 		for _, e := range r.emptyLists {
 			errorAt(r.File, e.line, "%s: %s is empty, and an empty list would match %s: list them, or leave the key out to match %s on purpose", label, e.key, emptyMeans[e.key], emptyMeans[e.key])
+		}
+		for _, src := range r.Sources {
+			if src.err != nil {
+				errorAt(r.File, src.Line, "%s: %v", label, src.err)
+			}
 		}
 		for _, d := range r.Destinations {
 			if d.err != nil {

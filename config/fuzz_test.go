@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("profiles:\n  - name: p\n    ssh_config: alias\n    identity_files: [~/.ssh/id, /k]\n    known_hosts: [/a, /b]\nrules:\n  - action: tunnel\n    profile: p\n    users: [alice, nobody]\n")
 	f.Add("log: &a\n  level: *a\n---\nx: [\n")
 	f.Add("metrics:\n  listen: \"[::1]:9559\"\nrules:\n  - action: block\n")
+	f.Add("rules:\n  - sources: [192.168.50.0/24, lan.example, any, \"fd50::1-fd50::9\", []]\n    action: block\n")
 	if b, err := os.ReadFile("../examples/mail.yaml"); err == nil {
 		f.Add(string(b))
 	}

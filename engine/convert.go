@@ -91,6 +91,9 @@ func RouterRules(cfg *config.Config) ([]router.Rule, error) {
 				errList = append(errList, &config.Error{File: r.File, Line: r.Line, Msg: fmt.Sprintf("rule #%d: %v", i+1, err)})
 			}
 		}
+		for _, src := range r.Sources {
+			rr.Sources = append(rr.Sources, src.Prefixes...)
+		}
 		anyDest := false
 		for _, d := range r.Destinations {
 			anyDest = anyDest || d.Any

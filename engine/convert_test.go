@@ -70,6 +70,7 @@ func TestRouterRules(t *testing.T) {
     host: host1234
 rules:
   - name: mail
+    sources: [192.168.50.0/24, "fd50::7", 192.168.60.1-192.168.60.2]
     destinations: [10.1.0.0/24, 10.1.2.3, "fd00::/64", "::ffff:10.9.0.0/112", mail.corp.example, "*.corp.example"]
     ports: [25, 110, "993-995"]
     users: [root, 1234]
@@ -87,6 +88,10 @@ always_direct_applications: [ssh]
 	want := []router.Rule{
 		{
 			Name: "mail", Source: "shunt.yaml:5",
+			Sources: []netip.Prefix{
+				netip.MustParsePrefix("192.168.50.0/24"), netip.MustParsePrefix("fd50::7/128"),
+				netip.MustParsePrefix("192.168.60.1/32"), netip.MustParsePrefix("192.168.60.2/32"),
+			},
 			Destinations: []netip.Prefix{
 				netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("fd00::/64"),
 				netip.MustParsePrefix("10.9.0.0/16"),
@@ -98,9 +103,9 @@ always_direct_applications: [ssh]
 			AllowedUsers: []uint32{1000}, // alice's, by default
 			Action:       router.Tunnel, Profile: "paper", HostFromApplication: true, OnTunnelDown: router.TunnelDownDirect,
 		},
-		{Source: "shunt.yaml:14", Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
+		{Source: "shunt.yaml:15", Action: router.Block, Ports: []router.PortRange{{Lo: 23, Hi: 23}}},
 		// "any" is for any destination: the others go.
-		{Source: "shunt.yaml:16", Action: router.Direct},
+		{Source: "shunt.yaml:17", Action: router.Direct},
 	}
 	if d := cmp.Diff(want, plan.Rules, cmpopts.EquateComparable(netip.Prefix{}), cmpopts.EquateEmpty()); d != "" {
 		t.Errorf("rules (-want +got):\n%s", d)

@@ -66,6 +66,13 @@ type Deps struct {
 	// changes nothing and knows no upstreams, so that no test touches the
 	// machine's resolver.
 	OSDNS func(platform.DNSOptions) (OSDNS, error)
+	// Locals tells this host's addresses from other hosts' (router.Locals):
+	// a flow from another host's address was routed through this one (a
+	// LAN gateway), and only rules with sources: match it. Nil: with the
+	// OS's capture, the addresses of this host's interfaces, read at
+	// start and again on each network change; with any other capture (a
+	// test's), every flow is this host's own.
+	Locals router.Locals
 	// Getenv reads the environment: SSH_AUTH_SOCK (the agent), and for
 	// the default Prompter SSH_ASKPASS and friends. Nil: os.Getenv.
 	Getenv func(string) string
@@ -162,6 +169,9 @@ func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
 			return bypass.Resolver.LookupNetIP(ctx, "ip", host)
 		}, log: d.Log}}
 		d.Capture = osc
+		if d.Locals == nil {
+			d.Locals = newLocalAddrs(d.Log)
+		}
 	}
 	if d.OSDNS == nil {
 		if osc != nil {

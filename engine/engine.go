@@ -181,6 +181,7 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		Direct:       deps.Dialer,
 		Owners:       &e.owners,
 		Names:        &e.names,
+		Locals:       deps.Locals,
 		AlwaysDirect: cfg.AlwaysDirectApplications,
 		Events:       &e.live.bus,
 		Memory:       memoryOptions(cfg),

@@ -39,6 +39,12 @@ type netWatch struct {
 // watch, for the device named device. It runs until stop.
 func (e *Engine) startWatch(device string) *netWatch {
 	w := &netWatch{check: e.broker.CheckNow, log: e.log, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+	// This host's addresses as of now, the TUN's included; the network
+	// watch reads them again on each change.
+	locals, _ := e.deps.Locals.(*localAddrs)
+	if locals != nil {
+		locals.refresh()
+	}
 	w.wg.Add(2)
 	go w.checks()
 	go func() {
@@ -49,6 +55,9 @@ func (e *Engine) startWatch(device string) *netWatch {
 	}()
 	if e.osCapture != nil {
 		nw, err := platform.WatchNetwork(platform.NetWatchOptions{Device: device, Table: platform.DefaultTable, OnChange: func(why string) {
+			if locals != nil {
+				locals.refresh()
+			}
 			w.request("the network changed: " + why)
 		}, Log: e.log})
 		if err != nil {

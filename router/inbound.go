@@ -122,7 +122,9 @@ func (r *Router) HandleInbound(ctx context.Context, in Inbound, accept func() (n
 	}
 	rs := r.rules.Load()
 	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now(), peer: in.Local, via: in.Via}
-	fl.f, fl.ownerErr = r.flow(rs, in.Src, in.Dst, in.Host, in.Local)
+	// A listener's client is a socket of this host's, wherever the
+	// client is: allow_from chose who may connect.
+	fl.f, fl.ownerErr = r.flow(rs, in.Src, in.Dst, in.Host, in.Local, false)
 	if in.Rule != nil {
 		if in.Rule.Action == Tunnel && in.Rule.Profile == "" {
 			return &Refused{Kind: RefusedFailed, Reason: fmt.Sprintf("%s: a tunnel without a profile", in.Via)}

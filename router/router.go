@@ -82,6 +82,9 @@ type Options struct {
 	Direct Dialer
 	Owners Owners
 	Names  Names
+	// Locals tells this host's addresses from other hosts' (see
+	// Flow.Forwarded). Nil: every flow is this host's own.
+	Locals Locals
 	// AlwaysDirect are applications (names or paths) whose flows go
 	// direct before any rule is looked at.
 	AlwaysDirect []string
@@ -111,6 +114,8 @@ type Router struct {
 	setup *limiter
 	// connectWhy says where ConnectTimeout came from, for the log.
 	connectWhy string
+	// forwardedSeen are the sources of refused forwarded flows (sources.go).
+	forwardedSeen forwardedSeen
 
 	// DialTimeout bounds the upstream dial of each tunnelled flow.
 	DialTimeout time.Duration
@@ -146,13 +151,15 @@ func (r *Router) Rules() []Rule { return r.rules.Load().Rules() }
 // flow gathers what the decision needs to know about a flow. peer is the
 // far end of the application's socket, which the owner lookup needs: dst
 // for a captured flow, the listener's address for an inbound one.
-func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string, peer netip.AddrPort) (Flow, error) {
-	f := Flow{Src: src, Dst: dst, Host: host}
+// forwarded: another host routed the flow here (Flow.Forwarded).
+func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string, peer netip.AddrPort, forwarded bool) (Flow, error) {
+	f := Flow{Src: src, Dst: dst, Host: host, Forwarded: forwarded}
 	if r.opts.Names != nil && dst.Addr().IsValid() {
 		f.Names = r.opts.Names.Names(dst.Addr().Unmap())
 	}
 	var err error
-	if rs.owner && r.opts.Owners != nil { // the decision looks at it
+	// The decision looks at it; a forwarded flow has no local process.
+	if rs.owner && r.opts.Owners != nil && !f.Forwarded {
 		err = r.lookupOwner(&f, peer)
 	}
 	return f, err
@@ -194,7 +201,9 @@ var errNoOwners = errors.New("no owner lookup")
 // direct and blocked flows cost no lookup.
 func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 	rule := fl.d.Rule
-	if rule == nil || !rule.checksCarrier() {
+	// A forwarded flow is no local user's: the rule's sources: that
+	// cover it are the operator's choice of who rides on the profile.
+	if rule == nil || !rule.checksCarrier() || fl.f.Forwarded {
 		return true
 	}
 	if !rs.owner && fl.f.Owner == nil && fl.ownerErr == nil {
@@ -230,7 +239,7 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 	rs := r.rules.Load()
 	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now(), peer: dst}
-	fl.f, fl.ownerErr = r.flow(rs, src, dst, host, dst)
+	fl.f, fl.ownerErr = r.flow(rs, src, dst, host, dst, r.forwarded(src))
 	fl.d = rs.Decide(fl.f)
 	fl.rule = rs.label(fl.d.Index)
 	r.setUp(ctx, rs, fl, accept)
@@ -241,6 +250,11 @@ func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host st
 // fl.refusal says why.
 func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept func() (net.Conn, error)) {
 	if fl.d.Action == Block {
+		if fl.d.Rule == nil { // forwarded, and no rule's sources cover it
+			r.refuseForwarded(fl)
+			fl.refusal = &Refused{Kind: RefusedBlocked, Reason: reasonBlocked}
+			return
+		}
 		fl.log(logrus.InfoLevel, nil, "flow blocked: refused")
 		r.refuse(fl, reasonBlocked)
 		fl.refusal = &Refused{Kind: RefusedBlocked, Reason: reasonBlocked}

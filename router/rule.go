@@ -99,6 +99,12 @@ func (p PortRange) String() string {
 // fields all must match; an empty field matches anything.
 type Rule struct {
 	Name string
+	// Sources are the client addresses and networks the rule is for
+	// (ranges are given as the prefixes that cover them exactly): a flow
+	// matches only when its Src is in one. Empty: any of this host's own
+	// flows, and no forwarded one (Flow.Forwarded): a flow another host
+	// routed through this one matches only a rule whose Sources cover it.
+	Sources []netip.Prefix
 	// Source is where the rule was written, "file:line", for messages
 	// about it; empty when it was not read from a file.
 	Source string
@@ -178,6 +184,12 @@ func (r *Rule) needsOwner() bool { return len(r.Applications) > 0 || len(r.Users
 // Flow is what a decision looks at.
 type Flow struct {
 	Src, Dst netip.AddrPort
+	// Forwarded means the flow came from another host, which routed it
+	// through this one (IP forwarding): Src is none of this host's own
+	// addresses. A forwarded flow matches only rules whose Sources cover
+	// Src, and with none it is refused (a LAN gateway serves nobody the
+	// operator has not named).
+	Forwarded bool
 	// Names are host names known to resolve to Dst's address. They count
 	// only with a valid Dst: a name without an address is no answer, and
 	// matches no rule.
@@ -209,6 +221,10 @@ type Owner struct {
 // (or why not) in words; without, it builds no strings and allocates
 // nothing (the data path). Decide and Explain both use it.
 func (r *Rule) match(f *Flow, explain bool) (bool, string) {
+	ok, src := r.matchSource(f, explain)
+	if !ok {
+		return false, src
+	}
 	ok, dest := r.matchDest(f, explain)
 	if !ok {
 		return false, dest
@@ -232,12 +248,46 @@ func (r *Rule) match(f *Flow, explain bool) (bool, string) {
 		return true, ""
 	}
 	why := dest + ", " + port
+	if src != "" {
+		why = src + ", " + why
+	}
 	for _, w := range [...]string{app, usr} {
 		if w != "" {
 			why += ", " + w
 		}
 	}
 	return true, why
+}
+
+// matchSource checks the flow's source against Sources, and a forwarded
+// flow against a rule without them. A rule without Sources says nothing
+// about a local flow's source ("").
+func (r *Rule) matchSource(f *Flow, explain bool) (bool, string) {
+	if len(r.Sources) == 0 {
+		if !f.Forwarded {
+			return true, ""
+		}
+		if !explain {
+			return false, ""
+		}
+		return false, "flow forwarded from " + f.Src.Addr().Unmap().String() + " (another host): only rules with sources: covering it match it"
+	}
+	src := f.Src.Addr().Unmap()
+	for _, p := range r.Sources {
+		if p.Contains(src) {
+			if !explain {
+				return true, ""
+			}
+			return true, "source " + src.String() + " in " + p.String()
+		}
+	}
+	if !explain {
+		return false, ""
+	}
+	if !src.IsValid() {
+		return false, "source unknown: the rule is only for sources " + joinStrings(r.Sources) + " (explain --from ADDR gives one)"
+	}
+	return false, "source " + src.String() + " not in " + joinStrings(r.Sources)
 }
 
 func (r *Rule) matchDest(f *Flow, explain bool) (bool, string) {

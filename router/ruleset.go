@@ -23,6 +23,7 @@ type Ruleset struct {
 	domains  map[string][]int32   // ".corp.example" → rules with *.corp.example
 	owner    bool                 // some rule looks at applications or users
 	carrier  bool                 // some tunnel rule checks whose flow it is (Rule.Carries)
+	sources  bool                 // some rule names sources (Rule.Sources)
 }
 
 // Compile indexes rules. The rules are copied. Flows of the alwaysDirect
@@ -43,6 +44,7 @@ func Compile(rules []Rule, alwaysDirect ...string) *Ruleset {
 		rs.labels[i] = r.Label(i)
 		rs.owner = rs.owner || r.needsOwner()
 		rs.carrier = rs.carrier || r.checksCarrier()
+		rs.sources = rs.sources || len(r.Sources) > 0
 		if r.AnyDestination() {
 			rs.open = append(rs.open, idx)
 			continue
@@ -158,14 +160,32 @@ func (rs *Ruleset) decide(f *Flow, explain bool) Decision {
 			}
 		}
 	}
-	var buf [16]int32
-	for _, i := range rs.candidates(f, buf[:0]) {
-		r := &rs.rules[i]
-		if ok, why := r.match(f, explain); ok {
-			return Decision{Index: int(i), Rule: r, Action: r.Action, Why: why}
+	// A forwarded flow matches only rules with sources: with none, no
+	// rule needs a look.
+	if !f.Forwarded || rs.sources {
+		var buf [16]int32
+		for _, i := range rs.candidates(f, buf[:0]) {
+			r := &rs.rules[i]
+			if ok, why := r.match(f, explain); ok {
+				return Decision{Index: int(i), Rule: r, Action: r.Action, Why: why}
+			}
 		}
 	}
+	if f.Forwarded {
+		return Decision{Index: -1, Action: Block, Why: forwardedWhy(f, explain)}
+	}
 	return Decision{Index: -1, Action: Direct, Why: "no rule matches: direct"}
+}
+
+// forwardedWhy says why a forwarded flow that no rule matches is refused;
+// the data path's words are fixed (its log line names the source), so
+// that deciding builds no string.
+func forwardedWhy(f *Flow, explain bool) string {
+	if !explain {
+		return "forwarded flow from another host, and no rule's sources: cover it: refused"
+	}
+	src := f.Src.Addr().Unmap()
+	return "forwarded flow from " + src.String() + " (another host), and no rule with sources: covering it matches: refused; add sources: [" + src.String() + "] to a rule to let it through"
 }
 
 // Step is one rule's verdict in an explanation.
@@ -280,8 +300,28 @@ func (rs *Ruleset) Shadowed() []Shadow {
 
 // covers reports whether every flow b matches also matches a.
 func covers(a, b *Rule) bool {
-	return coversDest(a, b) && coversPorts(a.Ports, b.Ports) &&
+	return coversSources(a.Sources, b.Sources) && coversDest(a, b) && coversPorts(a.Ports, b.Ports) &&
 		coversSet(a.Applications, b.Applications) && coversSet(a.Users, b.Users)
+}
+
+// coversSources reports whether every flow sources b admit, a admits: a
+// rule without sources admits every local flow but no forwarded one, so it
+// covers only another without them.
+func coversSources(a, b []netip.Prefix) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == 0 && len(b) == 0
+	}
+	return coversPrefixes(a, b)
+}
+
+// coversPrefixes reports whether every prefix of b is inside one of a.
+func coversPrefixes(a, b []netip.Prefix) bool {
+	for _, p := range b {
+		if !slices.ContainsFunc(a, func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) }) {
+			return false
+		}
+	}
+	return true
 }
 
 func coversDest(a, b *Rule) bool {
@@ -291,10 +331,8 @@ func coversDest(a, b *Rule) bool {
 	if b.AnyDestination() {
 		return false
 	}
-	for _, p := range b.Destinations {
-		if !slices.ContainsFunc(a.Destinations, func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) }) {
-			return false
-		}
+	if !coversPrefixes(a.Destinations, b.Destinations) {
+		return false
 	}
 	inDomains := func(name string) bool {
 		return slices.ContainsFunc(a.Domains, func(d string) bool { return matchDomain(d, name) })

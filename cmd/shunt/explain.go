@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/dns"
 	"github.com/shunt-dev/shunt/engine"
@@ -70,6 +72,11 @@ type unresolvedHost struct {
 }
 
 type explainedFlow struct {
+	// Source is the flow's source address (--from); Forwarded says it
+	// is another host's, which routes the flow through this one, so that
+	// only rules with sources: covering it match.
+	Source      string   `json:"source,omitempty"`
+	Forwarded   bool     `json:"forwarded,omitempty"`
 	Destination string   `json:"destination"`
 	Address     string   `json:"address,omitempty"`
 	Port        uint16   `json:"port"`
@@ -96,22 +103,27 @@ func systemLookup(ctx context.Context, host string) ([]netip.Addr, error) {
 }
 
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
-	var app, usr string
+	var app, usr, from string
 	var asJSON bool
 	cf, rest, err := parseConfigFlags("explain", args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&app, "app", "", "the application `path` (or name) making the connection")
 		fs.StringVar(&usr, "user", "", "the `user` (name or uid) making the connection")
+		fs.StringVar(&from, "from", "", "the source `address` of the flow: another host's is a flow forwarded through this one (a LAN gateway's), which only rules with sources: match")
 		fs.BoolVar(&asJSON, "json", false, "print the explanation as JSON")
 	})
 	if err != nil || len(rest) != 1 {
-		return usageExit(err, stderr, "usage: shunt explain [--config FILE]... [--app PATH] [--user USER] [--json] DEST[:PORT]")
+		return usageExit(err, stderr, "usage: shunt explain [--config FILE]... [--app PATH] [--user USER] [--from ADDR] [--json] DEST[:PORT]")
 	}
 	cfg, err := cf.load()
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
-	e, err := newExplanation(cfg, rest[0], app, usr, systemLookup)
+	var locals router.Locals
+	if from != "" {
+		locals = engine.ThisHost(logrus.New())
+	}
+	e, err := newExplanation(cfg, rest[0], app, usr, from, locals, systemLookup)
 	if err != nil {
 		fmt.Fprintln(stderr, "shunt explain:", err)
 		return 2
@@ -130,7 +142,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 // resolves the rules' host names as the resolver does at start, routes what
 // the rules capture, decides a captured flow by the rules, and finds the
 // way to the SSH server as the broker does.
-func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc) (*explanation, error) {
+// A flow from is another host's, forwarded, when locals does not know the
+// address (nil locals: every address is this host's).
+func newExplanation(cfg *config.Loaded, dest, app, usr, from string, locals router.Locals, lookup lookupFunc) (*explanation, error) {
 	e := &explanation{Layers: cfg.Layers, Notes: cfg.Notes}
 	resolve := func(host string) ([]netip.Addr, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -193,6 +207,19 @@ func newExplanation(cfg *config.Loaded, dest, app, usr string, lookup lookupFunc
 	f, err := explainFlow(&e.Flow, dest, app, usr, hosts, answers, lookupDest)
 	if err != nil {
 		return nil, err
+	}
+	if from != "" {
+		src, err := netip.ParseAddr(strings.Trim(from, "[]"))
+		if err != nil || src.Zone() != "" {
+			return nil, fmt.Errorf("--from %q is not an IP address", from)
+		}
+		src = src.Unmap()
+		f.Src = netip.AddrPortFrom(src, 0)
+		f.Forwarded = locals != nil && !src.IsLoopback() && !locals.IsLocal(src)
+		e.Flow.Source, e.Flow.Forwarded = src.String(), f.Forwarded
+		if f.Forwarded {
+			f.Owner = nil // no process of this host's
+		}
 	}
 	e.Capture.Device = cfg.TUN.Name
 	if e.Flow.DNS == "fake" {
@@ -362,7 +389,14 @@ func printExplanation(w io.Writer, e *explanation) {
 	case f.Application == "" && f.UID != nil:
 		what += ", application not given: rules that name applications do not match"
 	}
-	fmt.Fprintf(w, "\nflow to %s\n", what)
+	from := ""
+	switch {
+	case f.Forwarded:
+		from = " from " + f.Source + " (another host's address: a flow it routes through this one, which only rules with sources: covering it match)"
+	case f.Source != "":
+		from = " from " + f.Source + " (this host's address)"
+	}
+	fmt.Fprintf(w, "\nflow%s to %s\n", from, what)
 	if f.DNSWhy != "" && f.DNS != "through" {
 		fmt.Fprintf(w, "dns: %s\n", f.DNSWhy)
 	}
@@ -402,6 +436,8 @@ func printExplanation(w io.Writer, e *explanation) {
 		return
 	}
 	switch {
+	case d.Index == 0 && f.Forwarded:
+		fmt.Fprintf(w, "refused: %s\n", d.Why)
 	case d.Index == 0 && strings.HasPrefix(d.Why, "application "):
 		fmt.Fprintf(w, "%s: %s\n", d.Action, d.Why)
 	case d.Index == 0:

@@ -224,7 +224,7 @@ func explainWith(t *testing.T, dest, app, usr string) (string, *explanation) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := newExplanation(cfg, dest, app, usr, fakeLookup(explainNames))
+	e, err := newExplanation(cfg, dest, app, usr, "", nil, fakeLookup(explainNames))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ rules:
 			"no flow: shunt's DNS server asks 10.1.0.53:53 for wiki.corp.example, through profile office",
 		}},
 	} {
-		e, err := newExplanation(cfg, tt.dest, "", "", noLookup)
+		e, err := newExplanation(cfg, tt.dest, "", "", "", nil, noLookup)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -171,7 +171,8 @@ fails the check).` + configHelp,
 			Long: `Show which rule and profile a flow to DEST (a name or an address, with an
 optional port) would take under the configuration, and why.` + configHelp,
 			Example: `  shunt explain mail.example.com:993
-  shunt explain -c ./office.yaml 10.1.2.3:22`,
+  shunt explain -c ./office.yaml 10.1.2.3:22
+  shunt explain --from 192.168.50.7 10.1.2.3:22`,
 			Run: cmdExplain},
 		{Use: "import-tectia [--best-effort] ssh-broker-config.xml", Short: "convert a Tectia configuration to YAML",
 			Long: `Convert a Tectia SSH broker configuration (ssh-broker-config.xml) to a
