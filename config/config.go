@@ -28,8 +28,9 @@ const (
 	// in shunt's own stack on this machine; none is forwarded onto a real
 	// link, so the MTU is free of any path's limits. Near the 64 KiB IP
 	// maximum, a bulk transfer costs ~40x fewer packets (and stack
-	// traversals) than at 1500. Lower it only when shunt routes for other
-	// hosts, whose links then set the size.
+	// traversals) than at 1500. A LAN gateway's clients need no lower one:
+	// their TCP connections end in shunt's stack, which sends them
+	// segments of the MSS they announced.
 	DefaultMTU = 65520
 	// MaxMTU is the largest MTU: a packet and its offload header fill one
 	// of gVisor's 64 KiB buffers, which packets are read into directly.
