@@ -982,6 +982,9 @@ func (c *Config) validate() error {
 	}
 	if c.Control.Socket == "" {
 		c.Control.Socket = DefaultControlSocket
+		if s := UserControlSocket(c.machine.Getenv); s != "" && c.unprivileged() {
+			c.Control.Socket = s
+		}
 	}
 	switch s := c.Control.Socket; {
 	case !strings.HasPrefix(s, "/"):

@@ -143,6 +143,9 @@ func (c *Config) namesRules() bool {
 func (c *Config) validateDNS(errorAt func(string, int, string, ...any)) {
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
+		if d := userStateDir(c.machine.Getenv); d != "" && c.unprivileged() {
+			c.StateDir = d
+		}
 	} else if !filepath.IsAbs(c.StateDir) {
 		errorAt(c.stateDirFile, c.stateDirLine, "state_dir %q is not an absolute path: write e.g. %s", c.StateDir, DefaultStateDir)
 	}

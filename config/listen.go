@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -251,4 +252,37 @@ func parseAllowFrom(list []string) ([]netip.Prefix, bool) {
 		}
 	}
 	return out, ok
+}
+
+// UserControlSocket is the control socket of a shunt that runs as an
+// ordinary user without a TUN (control.socket unset):
+// $XDG_RUNTIME_DIR/shunt/shunt.sock, else ~/.local/state/shunt/shunt.sock.
+// Empty when neither is known.
+func UserControlSocket(getenv func(string) string) string {
+	if d := getenv("XDG_RUNTIME_DIR"); strings.HasPrefix(d, "/") {
+		return filepath.Join(d, "shunt", "shunt.sock")
+	}
+	if d := userStateDir(getenv); d != "" {
+		return filepath.Join(d, "shunt.sock")
+	}
+	return ""
+}
+
+// userStateDir is the state directory of a shunt that runs as an ordinary
+// user without a TUN: $XDG_STATE_HOME/shunt, else ~/.local/state/shunt.
+func userStateDir(getenv func(string) string) string {
+	if d := getenv("XDG_STATE_HOME"); strings.HasPrefix(d, "/") {
+		return filepath.Join(d, "shunt")
+	}
+	if h := getenv("HOME"); strings.HasPrefix(h, "/") {
+		return filepath.Join(h, ".local", "state", "shunt")
+	}
+	return ""
+}
+
+// unprivileged reports whether the configuration runs shunt as an
+// ordinary user: no TUN, and not root. Its defaults are then the user's
+// (UserControlSocket, userStateDir), not the machine's.
+func (c *Config) unprivileged() bool {
+	return !c.TUN.TUNEnabled() && c.machine.Geteuid() != 0
 }

@@ -74,3 +74,36 @@ func TestListenerErrors(t *testing.T) {
 		})
 	}
 }
+
+// An ordinary user's shunt without a TUN keeps its socket and state in
+// the user's directories; root's, and any with a TUN, in the machine's.
+func TestUnprivilegedDefaults(t *testing.T) {
+	yaml := []byte("socks_listen: 127.0.0.1:1080\ntun:\n  enabled: false\n")
+	for _, tt := range []struct {
+		name                string
+		euid                int
+		env                 map[string]string
+		yaml                []byte
+		wantSocket, wantDir string
+	}{
+		{"user, XDG", 1000, map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000", "XDG_STATE_HOME": "/home/alice/.st"}, yaml, "/run/user/1000/shunt/shunt.sock", "/home/alice/.st/shunt"},
+		{"user, HOME only", 1000, nil, yaml, "/home/alice/.local/state/shunt/shunt.sock", "/home/alice/.local/state/shunt"},
+		{"root", 0, map[string]string{"XDG_RUNTIME_DIR": "/run/user/0"}, yaml, DefaultControlSocket, DefaultStateDir},
+		{"user, with a TUN", 1000, map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}, []byte("socks_listen: 127.0.0.1:1080\n"), DefaultControlSocket, DefaultStateDir},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.euid = tt.euid
+			for k, v := range tt.env {
+				e.env[k] = v
+			}
+			c, err := ParseWith("s.yaml", tt.yaml, Options{Machine: e.machine(), SSHConfigFiles: []string{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Control.Socket != tt.wantSocket || c.StateDir != tt.wantDir {
+				t.Errorf("socket %s, state_dir %s; want %s, %s", c.Control.Socket, c.StateDir, tt.wantSocket, tt.wantDir)
+			}
+		})
+	}
+}

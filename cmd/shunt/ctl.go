@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/state"
 )
@@ -149,6 +150,15 @@ func (c *ctl) client(cf *ctlFlags) *control.Client {
 	socket := cf.socket
 	if socket == "" {
 		socket = c.getenv(control.SocketEnv)
+	}
+	if socket == "" && os.Geteuid() != 0 {
+		// An ordinary user's shunt without a TUN listens in the user's
+		// directories.
+		if p := config.UserControlSocket(c.getenv); p != "" {
+			if _, err := os.Stat(p); err == nil {
+				socket = p
+			}
+		}
 	}
 	if socket == "" {
 		socket = control.DefaultSocket
