@@ -127,6 +127,14 @@ func startShuntWith(t *testing.T, topo *topology, config string, o shuntOptions)
 	// Never a developer's agent, and never the developer's identity
 	// under sudo: shunt acts for root, the user the tests' clients run as.
 	s.cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK=", "SUDO_USER="), o.env...)
+	s.run(t)
+	return s
+}
+
+// run starts s.cmd with its output in s.log, kills it when the test ends
+// (logging its output if the test failed), and waits until it is up.
+func (s *shunt) run(t *testing.T) {
+	t.Helper()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -151,7 +159,6 @@ func startShuntWith(t *testing.T, topo *topology, config string, o shuntOptions)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return s
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -79,30 +79,7 @@ tun:
 	s.cmd = topo.client.command("setpriv", fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody), "--clear-groups", "--inh-caps=-all",
 		bin, "up", "--global", "", "--user-config", "", "--config", path)
 	s.cmd.Env = append(os.Environ(), "HOME="+dir, "SUDO_USER=", "SSH_AUTH_SOCK=", "USER=nobody")
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("shunt log:\n%s", s.log)
-		}
-	})
-	deadline := time.After(20 * time.Second)
-	for !strings.Contains(s.log.String(), "shunt is up") {
-		select {
-		case err := <-s.done:
-			t.Fatalf("shunt exited before it was up: %v\n%s", err, s.log)
-		case <-deadline:
-			t.Fatalf("shunt not up after 20 s:\n%s", s.log)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	s.run(t)
 	return s, dir
 }
 
