@@ -32,54 +32,57 @@ func FuzzRequestHead(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		const maxBytes = 1024
-		lim := &headLimit{r: bytes.NewReader(data), max: maxBytes + bufSize}
-		br := bufio.NewReaderSize(lim, bufSize)
-		req, err := readHead(br, lim, maxBytes)
-		if err != nil {
-			checkReply(t, err)
-			return
+	f.Fuzz(fuzzRequestHead)
+}
+
+// fuzzRequestHead is FuzzRequestHead's check of one input.
+func fuzzRequestHead(t *testing.T, data []byte) {
+	const maxBytes = 1024
+	lim := &headLimit{r: bytes.NewReader(data), max: maxBytes + bufSize}
+	br := bufio.NewReaderSize(lim, bufSize)
+	req, err := readHead(br, lim, maxBytes)
+	if err != nil {
+		checkReply(t, err)
+		return
+	}
+	lim.max = 0
+	tgt, err := classify(req, "127.0.0.1:8080")
+	if err != nil {
+		checkReply(t, err)
+		return
+	}
+	if tgt.port == 0 || tgt.addr.IsValid() == (tgt.host != "") {
+		t.Fatalf("target %+v", tgt)
+	}
+	if tgt.connect {
+		return
+	}
+	head, chunked := upstreamHead(req, tgt)
+	out, err := io.ReadAll(&forwardReader{head: head, body: req.Body, chunked: chunked, rest: br})
+	if err != nil {
+		return // the body was cut short
+	}
+	fwd, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out)))
+	if err != nil {
+		t.Fatalf("the upstream head does not parse: %v\n%q", err, out)
+	}
+	for k := range fwd.Header {
+		if hopByHop(k) && k != "Connection" {
+			t.Fatalf("%s forwarded:\n%q", k, out)
 		}
-		lim.max = 0
-		tgt, err := classify(req, "127.0.0.1:8080")
-		if err != nil {
-			checkReply(t, err)
-			return
-		}
-		if tgt.port == 0 || tgt.addr.IsValid() == (tgt.host != "") {
-			t.Fatalf("target %+v", tgt)
-		}
-		if tgt.connect {
-			return
-		}
-		head, chunked := upstreamHead(req, tgt)
-		out, err := io.ReadAll(&forwardReader{head: head, body: req.Body, chunked: chunked, rest: br})
-		if err != nil {
-			return // the body was cut short
-		}
-		fwd, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out)))
-		if err != nil {
-			t.Fatalf("the upstream head does not parse: %v\n%q", err, out)
-		}
-		for k := range fwd.Header {
-			if hopByHop(k) && k != "Connection" {
-				t.Fatalf("%s forwarded:\n%q", k, out)
-			}
-		}
-		if fwd.Header.Get("Connection") != "close" || fwd.Host != tgt.authority || fwd.Method != req.Method {
-			t.Fatalf("upstream head:\n%q", out)
-		}
-		got, err := io.ReadAll(fwd.Body)
-		if err != nil {
-			t.Fatalf("the upstream body: %v\n%q", err, out)
-		}
-		orig, _ := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
-		want, err := io.ReadAll(orig.Body)
-		if err == nil && !bytes.Equal(got, want) {
-			t.Fatalf("body %q, the client sent %q", got, want)
-		}
-	})
+	}
+	if fwd.Header.Get("Connection") != "close" || fwd.Host != tgt.authority || fwd.Method != req.Method {
+		t.Fatalf("upstream head:\n%q", out)
+	}
+	got, err := io.ReadAll(fwd.Body)
+	if err != nil {
+		t.Fatalf("the upstream body: %v\n%q", err, out)
+	}
+	orig, _ := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
+	want, err := io.ReadAll(orig.Body)
+	if err == nil && !bytes.Equal(got, want) {
+		t.Fatalf("body %q, the client sent %q", got, want)
+	}
 }
 
 // checkReply checks a head error: no reply, or one that parses.
