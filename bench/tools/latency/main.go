@@ -6,6 +6,15 @@
 //	-mode rate   -c workers opening flows back to back for -d: flows per second
 //	-mode hold   open -n flows (-c at a time), read the first byte of each,
 //	             report, keep them all open for -hold, then close them
+//	-mode bulk-send  one flow to oneshot -sink: write for -d, half-close,
+//	             wait for the sink's count of bytes received: Gbit/s
+//	-mode bulk-recv  one flow to oneshot -source: read for -d: Gbit/s
+//
+// With -socks host:port every flow is dialled through that SOCKS5 proxy
+// (no authentication; a name in -addr goes to the proxy as a name, never
+// looked up here); the SOCKS handshake counts in the flow's latency. The
+// bulk modes are for the methods iperf3 cannot use (a SOCKS proxy), and for
+// the others beside them, so the numbers compare like for like.
 //
 // A flow is: dial, send a one-line HTTP/1.0 request (unless -banner: then
 // the server speaks first), read the first byte of the answer (the latency
@@ -18,6 +27,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -32,20 +42,23 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/proxy"
 )
 
 var (
 	addr        = flag.String("addr", "", "server `host:port`")
-	mode        = flag.String("mode", "seq", "warm, seq, rate or hold")
+	mode        = flag.String("mode", "seq", "warm, seq, rate, hold, bulk-send or bulk-recv")
 	n           = flag.Int("n", 1000, "flows to time (seq) or to hold (hold)")
 	warmup      = flag.Int("warmup", 20, "untimed flows before the timed ones (seq)")
 	conc        = flag.Int("c", 8, "concurrent workers (rate) or dials in flight (hold)")
-	dur         = flag.Duration("d", 10*time.Second, "how long to open flows (rate)")
+	dur         = flag.Duration("d", 10*time.Second, "how long to open flows (rate) or to move data (bulk-send, bulk-recv)")
 	holdFor     = flag.Duration("hold", 5*time.Second, "how long to keep the flows open after reporting (hold)")
 	dialTimeout = flag.Duration("dial-timeout", 5*time.Second, "timeout of one dial (warm uses min(this, 500ms) and retries)")
 	timeout     = flag.Duration("timeout", 30*time.Second, "overall limit for warm")
 	rawOut      = flag.String("raw", "", "also write every latency sample (µs) to this `file`, one a line")
 	banner      = flag.Bool("banner", false, "send no request: the server speaks first (oneshot -banner)")
+	socksAddr   = flag.String("socks", "", "dial every flow through this SOCKS5 proxy `host:port` (no authentication)")
 )
 
 const request = "GET / HTTP/1.0\r\n\r\n"
@@ -68,8 +81,12 @@ func main() {
 		res, err = rate()
 	case "hold":
 		err = hold()
+	case "bulk-send":
+		res, err = bulkSend()
+	case "bulk-recv":
+		res, err = bulkRecv()
 	default:
-		err = fmt.Errorf("unknown -mode %q (want warm, seq, rate or hold)", *mode)
+		err = fmt.Errorf("unknown -mode %q (want warm, seq, rate, hold, bulk-send or bulk-recv)", *mode)
 	}
 	if err != nil {
 		fail(err)
@@ -84,6 +101,43 @@ func fail(err error) {
 	os.Exit(1)
 }
 
+// dial connects to -addr within d, directly or through the -socks proxy.
+func dial(d time.Duration) (net.Conn, error) {
+	if *socksAddr == "" {
+		return net.DialTimeout("tcp", *addr, d)
+	}
+	// The SOCKS dialer wraps the connection in a type of its own that
+	// hides CloseWrite; after the handshake the bytes are the plain TCP
+	// connection's (the dialer reads exactly the reply), so keep that.
+	fwd := &keepConn{}
+	pd, err := proxy.SOCKS5("tcp", *socksAddr, nil, fwd)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if _, err := pd.(proxy.ContextDialer).DialContext(ctx, "tcp", *addr); err != nil {
+		return nil, err
+	}
+	return fwd.c, nil
+}
+
+// keepConn dials the SOCKS proxy and keeps the connection it made.
+type keepConn struct {
+	d net.Dialer
+	c net.Conn
+}
+
+func (k *keepConn) Dial(network, address string) (net.Conn, error) {
+	return k.DialContext(context.Background(), network, address)
+}
+
+func (k *keepConn) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := k.d.DialContext(ctx, network, address)
+	k.c = c
+	return c, err
+}
+
 func emit(v any) {
 	b, _ := json.Marshal(v)
 	os.Stdout.Write(append(b, '\n'))
@@ -94,7 +148,7 @@ func emit(v any) {
 // is read to the server's close and closed.
 func flow(d time.Duration, keep bool) (time.Duration, net.Conn, error) {
 	start := time.Now()
-	c, err := net.DialTimeout("tcp", *addr, d)
+	c, err := dial(d)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -329,4 +383,89 @@ func hold() error {
 		return fmt.Errorf("could not open any of %d flows; first error: %s", *n, firstErr)
 	}
 	return nil
+}
+
+type bulkResult struct {
+	Mode    string  `json:"mode"`
+	Seconds float64 `json:"seconds"`
+	Bytes   int64   `json:"bytes"`
+	Gbps    float64 `json:"gbps"`
+}
+
+func bulkResultOf(m string, bytes int64, took time.Duration) bulkResult {
+	return bulkResult{m, math.Round(took.Seconds()*1000) / 1000, bytes, math.Round(float64(bytes)*8/took.Seconds()/1e6) / 1e3}
+}
+
+const bulkBuf = 128 << 10
+
+// bulkSend writes to oneshot -sink for -d, half-closes, and reads the
+// sink's count of the bytes it received: the time runs to that answer, so
+// what sat in buffers when the writing stopped is counted as delivered only
+// once it was.
+func bulkSend() (any, error) {
+	c, err := dial(*dialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		return nil, fmt.Errorf("%T cannot half-close", c)
+	}
+	buf := make([]byte, bulkBuf)
+	var sent int64
+	start := time.Now()
+	end := start.Add(*dur)
+	c.SetDeadline(end.Add(60 * time.Second))
+	for time.Now().Before(end) {
+		n, err := c.Write(buf)
+		sent += int64(n)
+		if err != nil {
+			return nil, fmt.Errorf("after %d bytes: %w", sent, err)
+		}
+	}
+	if err := cw.CloseWrite(); err != nil {
+		return nil, fmt.Errorf("half-closing: %w", err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	took := time.Since(start)
+	if err != nil {
+		return nil, fmt.Errorf("no count from the sink after sending %d bytes: %w", sent, err)
+	}
+	var got int64
+	if _, err := fmt.Sscan(line, &got); err != nil {
+		return nil, fmt.Errorf("the sink's answer %q: %w", line, err)
+	}
+	if got != sent {
+		return nil, fmt.Errorf("sent %d bytes, the sink received %d", sent, got)
+	}
+	return bulkResultOf("bulk-send", got, took), nil
+}
+
+// bulkRecv reads what oneshot -source writes for -d, then closes.
+func bulkRecv() (any, error) {
+	c, err := dial(*dialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	buf := make([]byte, bulkBuf)
+	var got int64
+	start := time.Now()
+	c.SetReadDeadline(start.Add(*dur))
+	for {
+		n, err := c.Read(buf)
+		got += int64(n)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			return nil, fmt.Errorf("after %d bytes: %w", got, err)
+		}
+	}
+	took := time.Since(start)
+	if got == 0 {
+		return nil, errors.New("received nothing")
+	}
+	return bulkResultOf("bulk-recv", got, took), nil
 }

@@ -209,18 +209,22 @@ var metrics = []metric{
 	{"fwd_gbps", "Throughput, 1 stream, client → internal", "Gbit/s", "higher", 1, 2},
 	{"rev_gbps", "Throughput, 1 stream, internal → client (-R)", "Gbit/s", "higher", 1, 2},
 	{"p4_gbps", "Throughput, 4 streams (-P 4), client → internal", "Gbit/s", "higher", 1, 2},
+	{"bulk_fwd_gbps", "Throughput, 1 stream via the bulk tool, client → internal", "Gbit/s", "higher", 1, 2},
+	{"bulk_rev_gbps", "Throughput, 1 stream via the bulk tool, internal → client", "Gbit/s", "higher", 1, 2},
 	{"netem20_gbps", "Throughput, 1 stream, +20 ms RTT", "Gbit/s", "higher", 1, 3},
 	{"netem100_gbps", "Throughput, 1 stream, +100 ms RTT", "Gbit/s", "higher", 1, 3},
 	{"lat_p50_ms", "New flow (request, one-write answer): connect to first byte, p50", "ms", "lower", 1, 3},
 	{"lat_p99_ms", "New flow (request, one-write answer): connect to first byte, p99", "ms", "lower", 1, 3},
-	{"name_p50_ms", "New flow to a tunnelled name (shunt: look-up + connect; others: to the address), p50", "ms", "lower", 1, 3},
-	{"name_p99_ms", "New flow to a tunnelled name (shunt: look-up + connect; others: to the address), p99", "ms", "lower", 1, 3},
+	{"name_p50_ms", "New flow to a tunnelled name (shunt: look-up + connect; SOCKS: the name to the proxy; others: to the address), p50", "ms", "lower", 1, 3},
+	{"name_p99_ms", "New flow to a tunnelled name (shunt: look-up + connect; SOCKS: the name to the proxy; others: to the address), p99", "ms", "lower", 1, 3},
 	{"banner_p50_ms", "New flow (server speaks first): connect to first byte, p50", "ms", "lower", 1, 3},
 	{"banner_p99_ms", "New flow (server speaks first): connect to first byte, p99", "ms", "lower", 1, 3},
 	{"rate_fps", "New flows per second, sustained", "flows/s", "higher", 1, 0},
 	{"flow_errors", "Flows failed (latency, rate and held-flow tests)", "flows", "lower", 1, 0},
 	{"cpu_fwd_s_per_gb", "Client CPU per GB, forward", "CPU s/GB", "lower", 1, 2},
 	{"cpu_rev_s_per_gb", "Client CPU per GB, reverse", "CPU s/GB", "lower", 1, 2},
+	{"cpu_bulk_fwd_s_per_gb", "Client CPU per GB, bulk tool, forward", "CPU s/GB", "lower", 1, 2},
+	{"cpu_bulk_rev_s_per_gb", "Client CPU per GB, bulk tool, reverse", "CPU s/GB", "lower", 1, 2},
 	{"rss_idle_kib", "Client RSS, idle (warm, before load)", "MiB", "lower", 1024, 1},
 	{"rss_per_flow_kib", "Client RSS per held idle flow", "KiB/flow", "lower", 1, 1},
 	{"hold_open_s", "Time to open the held flows", "s", "lower", 1, 2},
@@ -233,11 +237,24 @@ type method struct{ Key, Label string }
 var methods = []method{
 	{"plain", "plain routed"},
 	{"sshl", "ssh -L"},
+	{"sshd", "ssh -D"},
 	{"sshuttle", "sshuttle"},
 	{"shunt", "shunt"},
+	{"socks", "shunt SOCKS"},
 }
 
 const baseline = "sshl"
+
+// against are the further comparisons: shunt's SOCKS listener against its
+// yardstick, OpenSSH's ssh -D, and against shunt's own TUN path.
+var against = []struct {
+	Method string `json:"method"`
+	Other  string `json:"against"`
+	Label  string `json:"label"`
+}{
+	{"socks", "sshd", "ssh -D"},
+	{"socks", "shunt", "shunt (TUN)"},
+}
 
 type sample struct {
 	Method string  `json:"method"`
@@ -252,6 +269,9 @@ type summary struct {
 	Min    float64  `json:"min"`
 	Max    float64  `json:"max"`
 	Ratio  *float64 `json:"ratio_to_ssh_l,omitempty"`
+	// Ratios are the median's ratio to other methods' (against), by
+	// method key.
+	Ratios map[string]float64 `json:"ratios,omitempty"`
 }
 
 type metaFlag map[string]string
@@ -343,6 +363,17 @@ func cmdRender(args []string) error {
 			}
 		}
 	}
+	for _, a := range against {
+		for k, s := range sum[a.Method] {
+			if o, ok := sum[a.Other][k]; ok && o.Median != 0 {
+				if s.Ratios == nil {
+					s.Ratios = map[string]float64{}
+				}
+				s.Ratios[a.Other] = s.Median / o.Median
+				sum[a.Method][k] = s
+			}
+		}
+	}
 
 	md := renderMarkdown(sum, meta, notes)
 	if err := os.WriteFile(filepath.Join(*outDir, "results.md"), []byte(md), 0o644); err != nil {
@@ -357,6 +388,7 @@ func cmdRender(args []string) error {
 		"metrics":  metrics,
 		"methods":  methods,
 		"baseline": baseline,
+		"against":  against,
 		"summary":  sum,
 		"samples":  samples,
 		"notes":    notes,
@@ -430,6 +462,7 @@ func renderMarkdown(sum map[string]map[string]summary, meta map[string]string, n
 		}
 		b.WriteString("\n")
 	}
+	renderAgainst(&b, sum)
 	if len(notes) > 0 {
 		b.WriteString("\nNotes:\n")
 		for _, n := range notes {
@@ -437,4 +470,64 @@ func renderMarkdown(sum map[string]map[string]summary, meta map[string]string, n
 		}
 	}
 	return b.String()
+}
+
+func label(key string) string {
+	for _, m := range methods {
+		if m.Key == key {
+			return m.Label
+		}
+	}
+	return key
+}
+
+// renderAgainst writes a table per method compared with others (against),
+// if that method was measured: its medians and their ratios.
+func renderAgainst(b *strings.Builder, sum map[string]map[string]summary) {
+	var done []string
+	for _, a := range against {
+		if slices.Contains(done, a.Method) || len(sum[a.Method]) == 0 {
+			continue
+		}
+		done = append(done, a.Method)
+		var others, labels []string
+		for _, o := range against {
+			if o.Method == a.Method {
+				others = append(others, o.Other)
+				labels = append(labels, o.Label)
+			}
+		}
+		fmt.Fprintf(b, "\n%s against", label(a.Method))
+		for i, l := range labels {
+			if i > 0 {
+				b.WriteString(" and")
+			}
+			fmt.Fprintf(b, " %s", l)
+		}
+		b.WriteString(": its median, then ×ratio of the medians (below 1 is better for ms, CPU and memory, above 1 for the rest).\n\n")
+		fmt.Fprintf(b, "| metric | unit | %s |", label(a.Method))
+		for _, l := range labels {
+			fmt.Fprintf(b, " ×%s |", l)
+		}
+		b.WriteString("\n|---|---|---|")
+		for range others {
+			b.WriteString("---|")
+		}
+		b.WriteString("\n")
+		for _, mt := range metrics {
+			s, ok := sum[a.Method][mt.Key]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %s |", mt.Label, mt.Unit, num(s.Median/mt.Scale, mt.Digits))
+			for _, o := range others {
+				if r, ok := s.Ratios[o]; ok {
+					fmt.Fprintf(b, " ×%s |", num(r, 2))
+				} else {
+					b.WriteString(" — |")
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
 }
