@@ -50,7 +50,7 @@ func prerequisites(t *testing.T, tools ...string) {
 	lack := ""
 	if len(missing) > 0 {
 		lack = "end-to-end test needs " + strings.Join(missing, ", ") +
-			" (on Debian: apt-get install openssh-server iproute2 curl socat dante-server tinyproxy dnsmasq-base, and run as root)"
+			" (on Debian: apt-get install openssh-server iproute2 curl socat dante-server tinyproxy dnsmasq-base dovecot-imapd, and run as root)"
 	}
 	// Skips, or fails under requiredEnv; TestMain lists the skips.
 	testns.Need(t, lack)
