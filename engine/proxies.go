@@ -39,43 +39,23 @@ func refusalKind(err error) router.RefusalKind {
 	return router.RefusedFailed
 }
 
+// The router's refusal kinds and the two proxies' Refusal values are
+// declared in the same order (failed, blocked, refused, unreachable,
+// timeout; TestRefusalKindsAgree checks it), so a kind converts to either.
+
 // socksRefusal is a router refusal as the SOCKS server answers it.
 type socksRefusal struct{ error }
 
 func (e socksRefusal) Unwrap() error { return e.error }
 
-func (e socksRefusal) Refusal() socks.Refusal {
-	switch refusalKind(e.error) {
-	case router.RefusedBlocked:
-		return socks.RefusalBlocked
-	case router.RefusedByDestination:
-		return socks.RefusalRefused
-	case router.RefusedUnreachable:
-		return socks.RefusalUnreachable
-	case router.RefusedTimeout:
-		return socks.RefusalTimeout
-	}
-	return socks.RefusalFailed
-}
+func (e socksRefusal) Refusal() socks.Refusal { return socks.Refusal(refusalKind(e.error)) }
 
 // httpRefusal is a router refusal as the HTTP proxy answers it.
 type httpRefusal struct{ error }
 
 func (e httpRefusal) Unwrap() error { return e.error }
 
-func (e httpRefusal) Refusal() httpproxy.Refusal {
-	switch refusalKind(e.error) {
-	case router.RefusedBlocked:
-		return httpproxy.RefusalBlocked
-	case router.RefusedByDestination:
-		return httpproxy.RefusalRefused
-	case router.RefusedUnreachable:
-		return httpproxy.RefusalUnreachable
-	case router.RefusedTimeout:
-		return httpproxy.RefusalTimeout
-	}
-	return httpproxy.RefusalFailed
-}
+func (e httpRefusal) Refusal() httpproxy.Refusal { return httpproxy.Refusal(refusalKind(e.error)) }
 
 // httpServer is the HTTP proxy of listener l: its requests go through the
 // router as flows.
