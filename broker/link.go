@@ -149,8 +149,9 @@ func (s *session) end() {
 func (s *session) lost() bool { return s.transport.failed.Load() }
 
 // watchedConn records the first failure of the transport under an SSH
-// connection. x/crypto reads it in one goroutine; the failure is recorded
-// before the error reaches that goroutine, so before any channel sees EOF.
+// connection, read or write. x/crypto reads it in one goroutine; a read
+// failure is recorded before the error reaches that goroutine, so before
+// any channel sees EOF.
 //
 // It also reads ahead: x/crypto reads its transport through a 4 KiB
 // buffer, two or three system calls for every 32 KiB SSH packet; one read
@@ -195,6 +196,17 @@ func (c *watchedConn) Read(b []byte) (int, error) {
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())
 	}
+	if err != nil {
+		c.failed.Store(true)
+	}
+	return n, err
+}
+
+// Write records a failed write too: a connection the server reset can
+// fail a channel open's write before the reader sees the end, and that
+// open is then retried on a fresh connection (link.dial), not refused.
+func (c *watchedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
 	if err != nil {
 		c.failed.Store(true)
 	}
