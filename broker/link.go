@@ -159,8 +159,9 @@ func (s *session) lost() bool { return s.transport.failed.Load() }
 type watchedConn struct {
 	net.Conn
 	failed atomic.Bool
-	// lastRead is when the server last sent anything (UnixNano): any
-	// byte proves the connection alive.
+	// lastRead is when the server last sent anything (UnixNano), as
+	// read from the socket, not from the read-ahead buffer: any byte
+	// proves the connection alive at the time it arrived.
 	lastRead atomic.Int64
 	r        *bufio.Reader
 }
@@ -170,15 +171,22 @@ const readAhead = 256 << 10
 
 func newWatchedConn(c net.Conn) *watchedConn {
 	w := &watchedConn{Conn: c}
-	w.r = bufio.NewReaderSize(rawReader{c}, readAhead)
+	w.r = bufio.NewReaderSize(rawReader{c: c, lastRead: &w.lastRead}, readAhead)
 	return w
 }
 
-// rawReader hides the connection's other methods from bufio.
-type rawReader struct{ c net.Conn }
+// rawReader hides the connection's other methods from bufio, and records
+// when bytes arrive.
+type rawReader struct {
+	c        net.Conn
+	lastRead *atomic.Int64
+}
 
 func (r rawReader) Read(b []byte) (int, error) {
 	n, err := r.c.Read(b)
+	if n > 0 {
+		r.lastRead.Store(time.Now().UnixNano())
+	}
 	if n < quickAckBelow {
 		// Little arrived: the server may be holding its next small
 		// packet for our ACK (see quickAck). A bulk stream is ACKed
@@ -193,9 +201,6 @@ const quickAckBelow = 16 << 10
 
 func (c *watchedConn) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	if n > 0 {
-		c.lastRead.Store(time.Now().UnixNano())
-	}
 	if err != nil {
 		c.failed.Store(true)
 	}
