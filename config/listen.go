@@ -222,6 +222,14 @@ func parseListen(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a.Unmap(), uint16(n)), nil
 }
 
+// CheckDestination reports whether s is a static tunnel's destination
+// (HOST:PORT) that shunt accepts, and if not, why (for converters that
+// must write only what shunt check accepts).
+func CheckDestination(s string) error {
+	_, _, err := splitDestination(s)
+	return err
+}
+
 // splitDestination parses a static tunnel's host:port.
 func splitDestination(s string) (string, uint16, error) {
 	host, port, err := net.SplitHostPort(s)

@@ -95,6 +95,8 @@ func (c *converter) emit() []byte {
 		}
 	}
 
+	c.emitTunnels(&b)
+
 	converted := 0
 	for _, r := range c.rules {
 		if !r.broken {

@@ -150,7 +150,7 @@ func (c *converter) readProfile(e *element) {
 	}
 	p.name = c.uniqueName(p.label, p.id, len(c.profiles)+1)
 	c.profiles = append(c.profiles, p)
-	c.readSettings(e, "profile "+strconv.Quote(p.name), &p.set, false)
+	c.readSettings(e, "profile "+strconv.Quote(p.name), &p.set, p)
 }
 
 // plural names items: "cipher x is", "ciphers x, y are".
@@ -171,10 +171,14 @@ func firstNonEmpty(s ...string) string {
 }
 
 // readSettings reads the connection settings inside e (<default-settings>
-// or a <profile>) into s. where names e in messages.
-func (c *converter) readSettings(e *element, where string, s *settings, isDefault bool) {
+// or a <profile>, p; nil for default-settings) into s. where names e in
+// messages.
+func (c *converter) readSettings(e *element, where string, s *settings, p *profile) {
+	isDefault := p == nil
 	for _, ch := range e.Children {
 		switch ch.Name {
+		case "tunnels", "local-tunnel", "remote-tunnel":
+			c.readProfileTunnels(ch, where, p)
 		case "ciphers":
 			c.noAttrs(ch)
 			c.noText(ch)

@@ -188,6 +188,7 @@ type converter struct {
 
 	networks map[string]int // <network> id: line
 	rules    []*rule
+	tunnels  []*tunnel
 }
 
 func (c *converter) problem(line int, format string, args ...any) {
@@ -225,7 +226,7 @@ func (c *converter) convert(root *element) {
 		case "default-settings":
 			c.noAttrs(e)
 			c.noText(e)
-			c.readSettings(e, "default-settings", &c.defaults, true)
+			c.readSettings(e, "default-settings", &c.defaults, nil)
 		case "profiles":
 			c.noAttrs(e)
 			c.noText(e)
@@ -237,15 +238,7 @@ func (c *converter) convert(root *element) {
 				c.readProfile(p)
 			}
 		case "static-tunnels":
-			c.noAttrs(e)
-			c.noText(e)
-			for _, t := range e.Children {
-				if t.Name != "tunnel" {
-					c.problem(t.Line, "<%s> inside <static-tunnels> is not understood", t.Name)
-					continue
-				}
-				c.problem(t.Line, "static tunnel %s: static tunnels are not supported yet", describeTunnel(t))
-			}
+			c.readStaticTunnels(e)
 		case "gui":
 			if len(e.Attrs) > 0 || len(e.Children) > 0 || e.TextLine > 0 {
 				c.note(e.Line, "gui: Tectia's GUI settings have no bearing on what shunt tunnels; left out")
@@ -265,6 +258,7 @@ func (c *converter) convert(root *element) {
 	for _, p := range c.profiles {
 		c.resolveJump(p)
 	}
+	c.resolveTunnels()
 	for i, r := range ruleEls {
 		c.readRule(i+1, r)
 	}

@@ -5,15 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shunt-dev/shunt/config"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -189,8 +193,8 @@ func TestConvertProblems(t *testing.T) {
 		`unconvertible.xml:33: profile attribute compression is not understood (not converted)`,
 		`unconvertible.xml:34: profile "odd": none of the ciphers twofish256-cbc is one shunt implements (aes128-gcm@openssh.com, aes256-gcm@openssh.com, chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr) (not converted)`,
 		`unconvertible.xml:38: profile protocol "secsh1": shunt speaks SSH 2 (secsh2) only (not converted)`,
-		`unconvertible.xml:41: static tunnel tcp listening on port 143 to imap.example.com:143 through profile "gw": static tunnels are not supported yet (not converted)`,
-		`unconvertible.xml:43: static tunnel tcp listening on 127.0.0.1:25 to smtp.example.com:25 through profile "gw": static tunnels are not supported yet (not converted)`,
+		`unconvertible.xml:41: static tunnel ftp listening on port 2121 to ftp.example.com:21 through profile "gw": an FTP tunnel also carries FTP's data connections, which shunt does not follow; a tcp tunnel to port 21 would carry the control connection only (use passive FTP through a SOCKS listener, or SFTP) (not converted)`,
+		`unconvertible.xml:44: static tunnel tcp listening on 127.0.0.1:2525 to smtp.example.com:25 through profile "p3": its profile "bad-port" (line 27) has a problem (not converted)`,
 		`unconvertible.xml:47: <dns> inside <filter-engine> is an older filter format; only <rule> (and <network>) elements convert: write the rule with host or ip-address (not converted)`,
 		`unconvertible.xml:49: rule 1: applies only in network "home" (line 48), and shunt has no location awareness: it would apply the rule in every network (not converted)`,
 		`unconvertible.xml:51: rule 2: ip-address "10\.1\.(2|3)\..*" is a regular expression with no exact shunt equivalent; convertible forms: a literal address (10\.1\.2\.3), ".*", or a whole-octet prefix (10\.1\..*) (not converted)`,
@@ -492,5 +496,112 @@ func TestScalar(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(scalar(s)), &v); err != nil || v != s {
 			t.Errorf("scalar(%q) = %s, reads back as %q (%v)", s, scalar(s), v, err)
 		}
+	}
+}
+
+// TestConvertStaticTunnels: static tunnels, a profile's local tunnel and
+// Tectia's SOCKS listener convert to listeners shunt opens as Tectia did.
+func TestConvertStaticTunnels(t *testing.T) {
+	res := convertFile(t, "testdata/static-tunnels.xml", Options{})
+	for _, p := range res.Problems {
+		t.Errorf("unexpected problem: %s", p)
+	}
+	golden(t, "testdata/static-tunnels.golden", res.YAML)
+	cfg := validate(t, "static-tunnels.yaml", res.YAML)
+	type listener struct {
+		kind, addr, dest, profile, allow string
+	}
+	var got []listener
+	for _, l := range cfg.Listeners() {
+		dest := ""
+		if l.Host != "" {
+			dest = net.JoinHostPort(l.Host, strconv.Itoa(int(l.Port)))
+		}
+		got = append(got, listener{l.Kind, l.Addr.String(), dest, l.Profile, fmt.Sprint(l.AllowFrom)})
+	}
+	want := []listener{
+		{config.ListenSOCKS, "127.0.0.1:1080", "", "", "[]"},
+		{config.ListenStatic, "127.0.0.1:5901", "vnc.example.com:5900", "office", "[]"},
+		{config.ListenStatic, "127.0.0.1:143", "imap.example.com:143", "office", "[]"},
+		{config.ListenStatic, "127.0.0.1:1025", "smtp.example.com:25", "office", "[]"},
+		{config.ListenStatic, "0.0.0.0:3389", "10.1.2.3:3389", "lab", "[0.0.0.0/0]"},
+		{config.ListenStatic, "192.168.50.1:8443", "wiki.example.com:443", "lab", "[192.168.50.1/32]"},
+		{config.ListenStatic, "[::1]:8080", "[fd00::80]:80", "lab", "[]"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("listeners:\n got %v\nwant %v", got, want)
+	}
+	var notes []string
+	for _, n := range res.Notes {
+		notes = append(notes, n.String())
+	}
+	for _, w := range []string{
+		`static-tunnels.xml:17: note: static tunnel TCP listening on port 143 to imap.example.com:143 through profile "id1": port 143 is below 1024`,
+		`static-tunnels.xml:24: note: static tunnel tcp listening on port 3389 to 10.1.2.3:3389 through profile "id2": allow-relay lets any host connect; the converted listener has allow_from: 0.0.0.0/0`,
+		`static-tunnels.xml:26: note: static tunnel tcp listening on 192.168.50.1:8443 to wiki.example.com:443 through profile "id2": without allow-relay only this host may connect`,
+		`static-tunnels.xml:9: note: profile "office": local tunnel tcp listening on port 5901 to vnc.example.com:5900: Tectia listens on a profile's local tunnel while a connection with the profile is open`,
+	} {
+		if !slices.ContainsFunc(notes, func(n string) bool { return strings.HasPrefix(n, w) }) {
+			t.Errorf("no note beginning %q in:\n%s", w, strings.Join(notes, "\n"))
+		}
+	}
+}
+
+// TestStaticTunnelProblems: what a static tunnel cannot be converted to is
+// said at its line, and the rest of the file still converts.
+func TestStaticTunnelProblems(t *testing.T) {
+	for _, tc := range []struct{ name, tunnels, want string }{
+		{"remote", `<profiles><profile id="p" host="h.example.com"><tunnels><remote-tunnel listen-port="80" dst-host="localhost" dst-port="80"/></tunnels></profile></profiles>`,
+			`t.xml:1: profile "p": remote tunnel listening on port 80 to localhost:80: shunt does not listen on the server's side (ssh -R)`},
+		{"default-settings", `<default-settings><tunnels><local-tunnel listen-port="80" dst-host="a.example.com" dst-port="80"/></tunnels></default-settings>`,
+			`t.xml:1: default-settings: local tunnel listening on port 80 to a.example.com:80: in default-settings it would be every profile's`},
+		{"no profile", `<static-tunnels><tunnel listen-port="2000" dst-host="a.example.com" dst-port="80"/></static-tunnels>`,
+			`t.xml:1: static tunnel listening on port 2000 to a.example.com:80: no profile to go through`},
+		{"unknown profile", `<static-tunnels><tunnel listen-port="2000" dst-host="a.example.com" dst-port="80" profile="x"/></static-tunnels>`,
+			`t.xml:1: static tunnel listening on port 2000 to a.example.com:80 through profile "x": profile "x" names no profile`},
+		{"hostless profile", `<profiles><profile id="any"/></profiles><static-tunnels><tunnel listen-port="2000" dst-host="a.example.com" dst-port="80" profile="any"/></static-tunnels>`,
+			`its profile "any" has no host`},
+		{"bad port", `<profiles><profile id="p" host="h.example.com"/></profiles><static-tunnels><tunnel listen-port="0" dst-host="a.example.com" dst-port="80" profile="p"/></static-tunnels>`,
+			`listen-port "0" is not a port (1-65535)`},
+		{"bad host", `<profiles><profile id="p" host="h.example.com"/></profiles><static-tunnels><tunnel listen-port="2000" dst-host="a_b.example.com" dst-port="80" profile="p"/></static-tunnels>`,
+			`dst-host "a_b.example.com" is not a host name or address`},
+		{"bad address", `<profiles><profile id="p" host="h.example.com"/></profiles><static-tunnels><tunnel listen-address="myhost" listen-port="2000" dst-host="a.example.com" dst-port="80" profile="p"/></static-tunnels>`,
+			`listen-address "myhost" is not an IP address`},
+		{"taken", `<profiles><profile id="p" host="h.example.com"/></profiles><static-tunnels><tunnel listen-port="2000" dst-host="a.example.com" dst-port="80" profile="p" allow-relay="yes"/><tunnel listen-port="2000" dst-host="b.example.com" dst-port="80" profile="p"/></static-tunnels>`,
+			`tunnel listening on port 2000 to b.example.com:80 through profile "p": 127.0.0.1:2000 is taken by the tunnel at line 1`},
+		{"attribute", `<profiles><profile id="p" host="h.example.com"/></profiles><static-tunnels><tunnel listen-port="2000" dst-host="a.example.com" dst-port="80" profile="p" colour="red"/></static-tunnels>`,
+			`attribute colour of <tunnel> is not understood`},
+		{"socks with destination", `<static-tunnels><tunnel type="socks-proxy" listen-port="1080" dst-host="a.example.com"/></static-tunnels>`,
+			`a SOCKS listener with dst-host, dst-port or profile has no shunt equivalent`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := convertString(t, `<secsh-broker>`+tc.tunnels+`</secsh-broker>`, Options{BestEffort: true})
+			texts := problemTexts(res)
+			if !slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, tc.want) }) {
+				t.Errorf("no problem containing %q in:\n%s", tc.want, strings.Join(texts, "\n"))
+			}
+			if cfg := validate(t, "t.yaml", res.YAML); len(cfg.StaticTunnels) > 1 {
+				t.Errorf("%d static tunnels converted, want at most 1:\n%s", len(cfg.StaticTunnels), res.YAML)
+			}
+		})
+	}
+}
+
+// TestSOCKSRelay: Tectia's SOCKS listener with allow-relay listens on
+// every address and lets any host in, which the output says.
+func TestSOCKSRelay(t *testing.T) {
+	res := convertString(t, `<secsh-broker><static-tunnels>
+<tunnel type="socks-proxy" listen-port="1080" allow-relay="yes"/>
+</static-tunnels></secsh-broker>`, Options{})
+	if len(res.Problems) > 0 {
+		t.Fatalf("problems: %v", res.Problems)
+	}
+	cfg := validate(t, "t.yaml", res.YAML)
+	ls := cfg.Listeners()
+	if len(ls) != 1 || ls[0].Kind != config.ListenSOCKS || ls[0].Addr.String() != "0.0.0.0:1080" || fmt.Sprint(ls[0].AllowFrom) != "[0.0.0.0/0]" {
+		t.Errorf("listeners %+v, want SOCKS on 0.0.0.0:1080 from 0.0.0.0/0\n%s", ls, res.YAML)
+	}
+	if !strings.Contains(string(res.YAML), "allow_from: [0.0.0.0/0] # from allow-relay") {
+		t.Errorf("allow_from without its comment:\n%s", res.YAML)
 	}
 }
