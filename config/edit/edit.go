@@ -345,8 +345,16 @@ func (d *Doc) offset(line, col int) int {
 // blockLayout finds the lines of each item of a block sequence.
 func (d *Doc) blockLayout(l *seqLayout) error {
 	items := l.val.Content
-	l.col = l.val.Column - 1
 	keyLine := l.key.Line - 1
+	// The dashes' column is the first item's: the sequence's own column
+	// can be that of an anchor or tag on the key's line.
+	l.col = -1
+	for n := items[0].Line - 1; n > keyLine && l.col < 0; n-- {
+		ind, _, _ := d.indent(n)
+		if t := d.text(n); ind < len(t) && t[ind] == '-' {
+			l.col = ind
+		}
+	}
 	// The lines up to the next top-level key (or the file's end) are the
 	// sequence's to take.
 	bound := len(d.lines) - 1
@@ -450,8 +458,13 @@ func (d *Doc) SetSequence(key string, items []Item) error {
 			if l.dash != nil {
 				texts = append(texts, d.lineText(l.head[it.keep-1], l.last[it.keep-1]))
 			} else {
-				// A flow sequence's item is written anew.
+				// A flow sequence's item is written anew: from its node,
+				// which keeps its comments and styles, unless the YAML
+				// library writes that back wrong.
 				t, err := d.render(l.val.Content[it.keep-1], col)
+				if err == nil && !readsAs(t, v) {
+					t, err = d.render(v, col)
+				}
 				if err != nil {
 					return &Error{File: d.path, Msg: fmt.Sprintf("item %d of %s: %v", j, key, err)}
 				}
@@ -555,7 +568,7 @@ func (d *Doc) spliceBlock(l *seqLayout, texts [][]byte) []byte {
 	out = append(out, mid...)
 	if end == len(d.data) && d.lines[l.last[n-1]].end == end {
 		// The file ended without a line break; so does the new one.
-		out = bytes.TrimSuffix(out, []byte(d.nl))
+		out = bytes.TrimRight(out, "\r\n")
 	}
 	return append(out, d.data[end:]...)
 }
@@ -583,6 +596,15 @@ func (d *Doc) spliceValue(l *seqLayout, texts [][]byte) ([]byte, error) {
 	switch {
 	case v.Kind == yaml.SequenceNode:
 		vs = d.offset(v.Line, v.Column)
+		// An anchor or a tag before the [ stays.
+		for vs < len(d.data) && (d.data[vs] == '&' || d.data[vs] == '!') {
+			for vs < len(d.data) && !isSpace(d.data[vs]) {
+				vs++
+			}
+			for vs < len(d.data) && isSpace(d.data[vs]) {
+				vs++
+			}
+		}
 		e, ok := flowEnd(d.data, vs)
 		if !ok {
 			return nil, d.errorAt(v.Line, "cannot find the end of %s's [...]: the console cannot edit it; check its brackets and quotes", l.key.Value)
@@ -635,6 +657,8 @@ func (d *Doc) spliceValue(l *seqLayout, texts [][]byte) ([]byte, error) {
 	}
 	return append(out, rest...), nil
 }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // lineOf is the line (from 0) holding byte offset o.
 func (d *Doc) lineOf(o int) int {
@@ -747,6 +771,17 @@ func flowLists(n *yaml.Node) {
 	for _, c := range n.Content {
 		flowLists(c)
 	}
+}
+
+// readsAs reports whether item, the text of one sequence item, reads back
+// as v.
+func readsAs(item []byte, v any) bool {
+	var n yaml.Node
+	if yaml.Unmarshal(item, &n) != nil || len(n.Content) == 0 || len(n.Content[0].Content) != 1 {
+		return false
+	}
+	var got any
+	return decode(n.Content[0].Content[0], &got) == nil && reflect.DeepEqual(got, v)
 }
 
 // roundTrip is v as it reads back from YAML.

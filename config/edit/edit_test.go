@@ -296,6 +296,30 @@ log:
 			want:  "  x: 1\n  rules:\n    - b\n",
 		},
 		{
+			name:  "anchor on the sequence",
+			in:    "rules: &r\n  - a\n  - b\n",
+			items: []Item{New("x"), Keep(1)},
+			want:  "rules: &r\n  - x\n  - b\n",
+		},
+		{
+			name:  "tag on a flow sequence",
+			in:    "rules: !!seq [a, b]\n",
+			items: []Item{Keep(1), Keep(0)},
+			want:  "rules: !!seq\n  - b\n  - a\n",
+		},
+		{
+			name:  "quoted key",
+			in:    "\"rules\": [a]\n",
+			items: []Item{Keep(0), New("b")},
+			want:  "\"rules\":\n  - a\n  - b\n",
+		},
+		{
+			name:  "flow item the library writes back wrong",
+			in:    "rules: [0, {0 0}]\n",
+			items: []Item{Keep(1), Keep(0)},
+			want:  "rules:\n  - 0 0: null\n  - 0\n",
+		},
+		{
 			name:  "byte order mark",
 			in:    "\ufeffrules: [a]\n",
 			items: []Item{New("b"), Keep(0)},
