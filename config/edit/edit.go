@@ -215,7 +215,12 @@ func Keep(i int) Item { return Item{keep: i + 1} }
 func New(v any) Item { return Item{value: v, isNew: true} }
 
 // Replace is New(v) in the place of the file's item i: the comment lines
-// above item i stay above it; item i's own text is replaced.
+// above item i stay above it. When both are mappings (a rule, a profile),
+// the fields whose values v keeps are kept as they were written, with
+// their comments, in their order; a changed field is written anew (keeping
+// the comment lines above it, and its line-end comment when it fits on its
+// line); fields v lacks are removed; new fields follow the others, in v's
+// order.
 func Replace(i int, v any) Item { return Item{keep: i + 1, value: v, isNew: true} }
 
 // seqLayout is where a top-level key's value sits in the file.
@@ -481,8 +486,13 @@ func (d *Doc) SetSequence(key string, items []Item) error {
 			return &Error{File: d.path, Msg: fmt.Sprintf("item %d of %s: %v", j, key, err)}
 		}
 		want = append(want, v)
-		if it.keep > 0 && l.dash != nil && l.head[it.keep-1] < l.dash[it.keep-1] {
-			t = append(d.lineText(l.head[it.keep-1], l.dash[it.keep-1]-1), t...)
+		if it.keep > 0 && l.dash != nil {
+			if m := d.merge(l, it.keep-1, it.value); m != nil && readsAs(m, v) {
+				t = m
+			}
+			if l.head[it.keep-1] < l.dash[it.keep-1] {
+				t = append(d.lineText(l.head[it.keep-1], l.dash[it.keep-1]-1), t...)
+			}
 		}
 		texts = append(texts, t)
 	}
@@ -703,7 +713,9 @@ func flowEnd(data []byte, start int) (int, bool) {
 				}
 			}
 		case '#':
-			if i > start && (data[i-1] == ' ' || data[i-1] == '\t' || data[i-1] == '\n' || data[i-1] == '\r') {
+			// A # starting a token starts a comment (the YAML library
+			// takes one right after a flow indicator too).
+			if i > start && bytes.IndexByte([]byte(" \t\r\n,[]{}"), data[i-1]) >= 0 {
 				for i < len(data) && data[i] != '\n' {
 					i++
 				}

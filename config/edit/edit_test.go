@@ -139,7 +139,7 @@ log:
 `, "", 1),
 		},
 		{
-			name:  "replace keeps the comment above",
+			name:  "replace keeps the comments and the fields that stay",
 			in:    rules3,
 			items: []Item{Keep(0), Replace(1, web), Keep(2)},
 			want: strings.Replace(rules3, `  - name: mail
@@ -147,7 +147,19 @@ log:
     action: tunnel
     profile: office
     # on_tunnel_down: direct
-`, indented(webText, 2), 1),
+`, `  - name: web
+    ports: [80, 8000-8100]
+    action: tunnel
+    profile: office
+    destinations: [10.2.0.0/16]
+    # on_tunnel_down: direct
+`, 1),
+		},
+		{
+			name:  "replace a scalar with a mapping",
+			in:    "rules:\n  # c\n  - a\n",
+			items: []Item{Replace(0, web)},
+			want:  "rules:\n  # c\n" + indented(webText, 2),
 		},
 		{
 			name:  "delete every rule",
@@ -216,6 +228,12 @@ log:
 			in:    "rules:\n  [a, # first\n   b]\nx: 1\n",
 			items: []Item{Keep(1), Keep(0)},
 			want:  "rules:\n  - b\n  - a # first\nx: 1\n",
+		},
+		{
+			name:  "a comment right after a comma",
+			in:    "rules: [0,\n \"]\",#0]0\n]\n",
+			items: []Item{Keep(1), Keep(0)},
+			want:  "rules:\n  - \"]\" #0]0\n  - 0\n",
 		},
 		{
 			name:  "null value",
@@ -434,11 +452,11 @@ func TestMapItem(t *testing.T) {
 			func() error {
 				return d.SetMapItem("profiles", "name", "office", profile{Name: "office", Host: "gw2.example", Port: 2222})
 			},
-			"profiles:\n  # the office\n  - name: office\n    host: gw2.example\n    port: 2222\n  - name: lab\n    host: lab.example\nrules: []\n",
+			"profiles:\n  # the office\n  - name: office\n    host: gw2.example  # main\n    port: 2222\n  - name: lab\n    host: lab.example\nrules: []\n",
 		},
 		{
 			func() error { return d.SetMapItem("profiles", "name", "home", profile{Name: "home", Host: "h"}) },
-			"profiles:\n  # the office\n  - name: office\n    host: gw2.example\n    port: 2222\n  - name: lab\n    host: lab.example\n  - name: home\n    host: h\nrules: []\n",
+			"profiles:\n  # the office\n  - name: office\n    host: gw2.example  # main\n    port: 2222\n  - name: lab\n    host: lab.example\n  - name: home\n    host: h\nrules: []\n",
 		},
 		{
 			func() error { return d.DeleteMapItem("profiles", "name", "office") },
@@ -463,5 +481,67 @@ func TestMapItem(t *testing.T) {
 	d, _ = Parse("f.yaml", []byte("profiles:\n  - name: a\n  - name: a\n"))
 	if err := d.SetMapItem("profiles", "name", "a", profile{Name: "a"}); err == nil || !strings.Contains(err.Error(), "f.yaml:3: a second item of profiles has name: a (the first is at line 2)") {
 		t.Errorf("two items of one name: %v", err)
+	}
+}
+
+// TestReplaceFields: replacing a mapping item keeps what the new value
+// keeps, as it was written.
+func TestReplaceFields(t *testing.T) {
+	const in = "profiles:\r\n" +
+		"  - name: office                  # rules refer to profiles by name\r\n" +
+		"    host: gateway.example.com     # the SSH server\r\n" +
+		"    # the port of sshd\r\n" +
+		"    port: 22\r\n" +
+		"\r\n" +
+		"    user: alice                   # default: your local user name\r\n" +
+		"    identity_files: [~/.ssh/id_ed25519]   # plus ssh-agent\r\n" +
+		"    # connections: 2\r\n" +
+		"  - name: lab\r\n"
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{
+			name: "one field changed",
+			v: map[string]any{"name": "office", "host": "gateway.example.com", "port": 2222, "user": "alice",
+				"identity_files": []string{"~/.ssh/id_ed25519"}},
+			want: strings.Replace(in, "    port: 22\r\n", "    port: 2222\r\n", 1),
+		},
+		{
+			name: "a long value pushes its comment",
+			v: map[string]any{"name": "office", "host": "a-much-longer-gateway-name.example.com", "port": 22, "user": "alice",
+				"identity_files": []string{"~/.ssh/id_ed25519"}},
+			want: strings.Replace(in, "    host: gateway.example.com     # the SSH server", "    host: a-much-longer-gateway-name.example.com # the SSH server", 1),
+		},
+		{
+			name: "a field removed, one added",
+			v:    node(t, "name: office\nhost: gateway.example.com\nport: 22\nidentity_files: [~/.ssh/id_ed25519]\nconnections: 2\n"),
+			want: strings.Replace(strings.Replace(in, "    user: alice                   # default: your local user name\r\n", "", 1),
+				"    # connections: 2\r\n", "    connections: 2\r\n    # connections: 2\r\n", 1),
+		},
+		{
+			name: "the first field removed",
+			v:    map[string]any{"host": "gateway.example.com", "port": 22, "user": "alice", "identity_files": []string{"~/.ssh/id_ed25519"}},
+			want: strings.Replace(in, "  - name: office                  # rules refer to profiles by name\r\n    host:", "  - host:", 1),
+		},
+		{
+			name: "a list changed",
+			v:    map[string]any{"name": "office", "host": "gateway.example.com", "port": 22, "user": "alice", "identity_files": []string{"/k1", "/k2"}},
+			want: strings.Replace(in, "[~/.ssh/id_ed25519]   #", "[/k1, /k2]            #", 1),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Parse("f.yaml", []byte(in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.SetSequence("profiles", []Item{Replace(0, tc.v), Keep(1)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := string(d.Bytes()); got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s\n(%q)", got, tc.want, got)
+			}
+		})
 	}
 }

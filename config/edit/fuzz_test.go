@@ -3,6 +3,7 @@ package edit
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"slices"
@@ -27,6 +28,10 @@ func FuzzEdit(f *testing.F) {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(string(b))
 		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 10 {
+		f.Add(generate(r).text)
 	}
 	newRule := rule{Name: "fuzz", Ports: []any{1}, Action: "block"}
 	f.Fuzz(func(t *testing.T, data string) {
@@ -70,11 +75,29 @@ func FuzzEdit(f *testing.F) {
 		}
 		delete(after, "rules")
 		delete(before, "rules")
-		if len(after) == 0 && len(before) == 0 {
+		if (len(after) > 0 || len(before) > 0) && !reflect.DeepEqual(after, before) && !hasNaN(before) {
+			t.Fatalf("other settings changed: %v, were %v\n%q", after, before, out)
+		}
+		if n == 0 {
 			return
 		}
-		if !reflect.DeepEqual(after, before) && !hasNaN(before) {
-			t.Fatalf("other settings changed: %v, were %v\n%q", after, before, out)
+		// Then the old first rule, now the last, replaced field by field.
+		items = items[:0]
+		for i := range n {
+			items = append(items, Keep(i))
+		}
+		items = append(items, Replace(n, map[string]any{"name": "r", "action": "direct"}))
+		if err := d.SetSequence("rules", items); err != nil {
+			checkRefused(t, d, string(out), err)
+			return
+		}
+		var again map[string]any
+		if err := yaml.Unmarshal(d.Bytes(), &again); err != nil {
+			t.Fatalf("the result does not parse: %v\n%q", err, d.Bytes())
+		}
+		want[n] = map[string]any{"name": "r", "action": "direct"}
+		if !reflect.DeepEqual(again["rules"], want) {
+			t.Fatalf("rules read back as %#v, want %#v\n%q", again["rules"], want, d.Bytes())
 		}
 	})
 }
