@@ -42,7 +42,7 @@ func (e *Error) Error() string {
 }
 
 // ErrNoItem is the error (errors.Is) of DeleteMapItem when no item has the
-// name.
+// name; the file is unchanged.
 var ErrNoItem = errors.New("no such item")
 
 // Doc is one YAML file being edited. Its methods change it in memory only;
@@ -891,9 +891,9 @@ func asMap(v any) (map[any]any, bool) {
 }
 
 // SetMapItem sets the item of the top-level sequence seqKey whose field
-// nameField is name to value: in its place (keeping the comment lines
-// above it) when there is one, else at the end. Every other item keeps
-// its bytes.
+// nameField is name to value: in its place, field by field as Replace
+// does, when there is one, else at the end (adding seqKey when absent).
+// Every other item keeps its bytes. Two items of that name are an error.
 func (d *Doc) SetMapItem(seqKey, nameField, name string, value any) error {
 	l, err := d.layout(seqKey)
 	if err != nil {

@@ -101,7 +101,7 @@ func generate(r *rand.Rand) genFile {
 // reads back as the intended data.
 func TestProperty(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for iter := range 3000 {
+	for iter := range 1000 {
 		g := generate(r)
 		d, err := Parse("f.yaml", []byte(g.text))
 		if err != nil {
