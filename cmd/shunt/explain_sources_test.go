@@ -86,7 +86,7 @@ func TestExplainFrom(t *testing.T) {
 			}
 		}
 	}
-	if _, err := newExplanation(cfg, "10.1.2.3:22", "", "", "lan-host", locals, fakeLookup(nil)); err == nil || !strings.Contains(err.Error(), `--from "lan-host" is not an IP address`) {
+	if _, err := newExplanation(cfg, "10.1.2.3:22", "", "", "lan-host", locals, fakeLookup(nil)); err == nil || !strings.Contains(err.Error(), `the source "lan-host" is not an IP address`) {
 		t.Errorf("--from a name: %v", err)
 	}
 }

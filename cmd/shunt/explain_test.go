@@ -15,6 +15,8 @@ import (
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/dns"
 	"github.com/shunt-dev/shunt/engine"
+	"github.com/shunt-dev/shunt/explain"
+	"github.com/shunt-dev/shunt/router"
 )
 
 const explainConfig = `profiles:
@@ -50,7 +52,7 @@ rules:
 always_direct_applications: [backup]
 `
 
-func explain(t *testing.T, args ...string) (string, string, int) {
+func runExplain(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "shunt.yaml")
 	os.WriteFile(path, []byte(explainConfig), 0o600)
@@ -84,7 +86,7 @@ func TestExplainText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			out, errOut, code := explain(t, tt.args...)
+			out, errOut, code := runExplain(t, tt.args...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
@@ -98,11 +100,11 @@ func TestExplainText(t *testing.T) {
 }
 
 func TestExplainJSON(t *testing.T) {
-	out, errOut, code := explain(t, "--json", "10.1.0.7:993", "--user", "0")
+	out, errOut, code := runExplain(t, "--json", "10.1.0.7:993", "--user", "0")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var e explanation
+	var e explain.Explanation
 	if err := json.Unmarshal([]byte(out), &e); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
@@ -197,8 +199,18 @@ dns:
   enabled: false # the rules' names are resolved here and their addresses routed
 `
 
+// newExplanation is explain.New of cfg, as shunt explain calls it.
+func newExplanation(cfg *config.Loaded, dest, app, usr, from string, locals router.Locals, lookup explain.Lookup) (*explain.Explanation, error) {
+	c, err := explain.FromLoaded(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.Locals, c.Lookup = locals, lookup
+	return explain.New(c, explain.Request{Destination: dest, Application: app, User: usr, From: from})
+}
+
 // fakeLookup answers from a table; other names do not exist.
-func fakeLookup(table map[string]string) lookupFunc {
+func fakeLookup(table map[string]string) explain.Lookup {
 	return func(_ context.Context, host string) ([]netip.Addr, error) {
 		if a, ok := table[host]; ok {
 			return []netip.Addr{netip.MustParseAddr(a)}, nil
@@ -216,7 +228,7 @@ var explainNames = map[string]string{
 
 // explainWith explains dest under explainNamesConfig with names from
 // explainNames, as the text output and as the explanation.
-func explainWith(t *testing.T, dest, app, usr string) (string, *explanation) {
+func explainWith(t *testing.T, dest, app, usr string) (string, *explain.Explanation) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "shunt.yaml")
 	os.WriteFile(path, []byte(explainNamesConfig), 0o600)
