@@ -33,7 +33,12 @@ func (h *handshake) hostKeyCallback(hk *hostKeys) ssh.HostKeyCallback {
 		case Ask:
 			text := fmt.Sprintf("The authenticity of host '%s' can't be established.\n%s key fingerprint is %s.\nAre you sure you want to continue connecting (yes/no)? ",
 				hostport, keyName(key), ssh.FingerprintSHA256(key))
-			ans, aerr := h.ask(Question{Kind: HostKey, Text: text, Echo: true, HostKey: keyLabel(key)})
+			q := Question{Kind: HostKey, Text: text, Echo: true, HostKey: keyLabel(key),
+				Fingerprint: ssh.FingerprintSHA256(key), KnownHostsLine: knownHostsLine(hostport, key)}
+			if len(p.KnownHosts) > 0 {
+				q.KnownHostsFile = p.KnownHosts[0]
+			}
+			ans, aerr := h.ask(q)
 			if aerr != nil {
 				hke.Note = "asking failed: " + aerr.Error()
 				return hke
@@ -106,15 +111,21 @@ func recordHostKey(files []string, hostport string, key ssh.PublicKey, owner *Fi
 			fh.WriteString("\n")
 		}
 	}
-	if cert, ok := key.(*ssh.Certificate); ok {
-		key = cert.Key // known_hosts holds keys; certificates go with @cert-authority
-	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(hostport)}, key) + "\n"
+	line := knownHostsLine(hostport, key) + "\n"
 	if _, err := fh.WriteString(line); err != nil {
 		fh.Close()
 		return f, err
 	}
 	return f, fh.Close()
+}
+
+// knownHostsLine is the line recordHostKey writes for key, without its
+// newline.
+func knownHostsLine(hostport string, key ssh.PublicKey) string {
+	if cert, ok := key.(*ssh.Certificate); ok {
+		key = cert.Key // known_hosts holds keys; certificates go with @cert-authority
+	}
+	return knownhosts.Line([]string{knownhosts.Normalize(hostport)}, key)
 }
 
 // makeDirs makes dir and the directories missing above it, mode 0700;

@@ -57,6 +57,9 @@ type Question struct {
 	// HostKey, for a HostKey question, is the key asked about, as
 	// OpenSSH names it: "ED25519 SHA256:...".
 	HostKey string
+	// For a HostKey question too: the key's SHA256 fingerprint, the line
+	// accepting it appends to known_hosts, and that file ("" if none).
+	Fingerprint, KnownHostsLine, KnownHostsFile string
 	// Abandoned is closed once no flow waits for the connection any more
 	// (nil: never). A prompter may withdraw the question then, and
 	// return an error, as prompt.Queue does; or keep asking, as the

@@ -13,7 +13,10 @@
 //	GET  /v1/status                    state.Status: profiles, flows, prompts
 //	GET  /v1/flows                     {"flows": [state.Flow...]}
 //	GET  /v1/prompts                   {"prompts": [state.Prompt...]}
-//	GET  /v1/events                    a stream of state.Event, one JSON object a line
+//	GET  /v1/events                    a stream of state.Event, one JSON object a line;
+//	                                   Server-Sent Events with Accept: text/event-stream
+//	GET  /v1/config                    the configuration as the web console edits it
+//	POST /v1/explain                   body {"destination": "host:port", ...}: shunt explain's answer
 //	POST /v1/reload                    read the configuration again; ?reset_removed=1 resets
 //	                                   the flows of removed and changed profiles
 //	POST /v1/down                      stop shunt, as SIGTERM does
@@ -70,6 +73,33 @@ type Backend interface {
 	// slows shunt down. cancel ends the subscription; the backend closes
 	// the channel after cancel, or when it stops.
 	Subscribe(buf int) (events <-chan state.Event, cancel func())
+}
+
+// Explainer is a Backend that explains flows (POST /v1/explain). A
+// Backend without it answers 501 there.
+type Explainer interface {
+	// Explain decides the flow req describes by the configuration in
+	// force, as `shunt explain` does: it answers explain.Explanation
+	// (any JSON value: this package does not know its type). Its error
+	// is the request's fault (a bad port, an unknown user).
+	Explain(ctx context.Context, req ExplainRequest) (any, error)
+}
+
+// ExplainRequest is POST /v1/explain's body (explain.Request).
+type ExplainRequest struct {
+	Destination string `json:"destination"`
+	Application string `json:"application,omitempty"`
+	User        string `json:"user,omitempty"`
+	From        string `json:"from,omitempty"`
+}
+
+// ConfigViewer is a Backend that shows its configuration as the web
+// console edits it (GET /v1/config). A Backend without it answers 501
+// there.
+type ConfigViewer interface {
+	// ConfigView is config.View of the configuration in force, with its
+	// shadowed rules (any JSON value).
+	ConfigView() (any, error)
 }
 
 // ReloadOptions are POST /v1/reload's query parameters.

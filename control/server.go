@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
 	"net"
@@ -265,6 +266,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// APIHandler is the /v1 API without the socket's peer-credential gate,
+// for the web console, which puts its own in front (a session, the Host
+// and Origin checks). Its requests carry no peer: they are logged as the
+// console's.
+func (s *Server) APIHandler() http.Handler { return s.mux }
+
+// NewHandler is the /v1 API of backend alone, with no socket: what
+// APIHandler serves, for a web console without a control socket (and
+// for tests).
+func NewHandler(backend Backend, log logrus.FieldLogger) http.Handler {
+	return newServer(Options{Backend: backend, Log: log}, access{}, nil).mux
+}
+
 // logFor is the log with the peer that asked.
 func (s *Server) logFor(r *http.Request) logrus.FieldLogger {
 	ca, _ := r.Context().Value(accessKey{}).(*connAccess)
@@ -296,6 +310,8 @@ func (s *Server) routes() *http.ServeMux {
 	route(http.MethodGet, "/v1/flows", s.getFlows)
 	route(http.MethodGet, "/v1/prompts", s.getPrompts)
 	route(http.MethodGet, "/v1/events", s.getEvents)
+	route(http.MethodGet, "/v1/config", s.getConfig)
+	route(http.MethodPost, "/v1/explain", s.explain)
 	route(http.MethodPost, "/v1/reload", s.reload)
 	route(http.MethodPost, "/v1/down", s.down)
 	// /v1/profiles/{name}/connect and .../disconnect: the mux's
@@ -367,12 +383,20 @@ func (s *Server) getPrompts(w http.ResponseWriter, r *http.Request) {
 }
 
 // getEvents streams events, one JSON object a line, flushed as they come,
-// until the client goes, the backend stops, or the server closes.
+// until the client goes, the backend stops, or the server closes. A
+// client that accepts text/event-stream (a browser's EventSource) gets
+// them as Server-Sent Events: each a message "data: JSON\n\n".
 func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
+	sse := acceptsEventStream(r.Header.Values("Accept"))
 	events, cancel := s.backend.Subscribe(eventBuffer)
 	defer cancel()
 	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "application/x-ndjson")
+	if sse {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-store")
+	} else {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	}
 	w.WriteHeader(http.StatusOK)
 	// The headers tell the client that it is subscribed.
 	if rc.Flush() != nil {
@@ -387,8 +411,20 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
+			if sse {
+				if _, err := io.WriteString(w, "data: "); err != nil {
+					return
+				}
+			}
+			// Encode ends the JSON with a newline; SSE's blank line
+			// ends the message.
 			if enc.Encode(ev) != nil {
 				return
+			}
+			if sse {
+				if _, err := io.WriteString(w, "\n"); err != nil {
+					return
+				}
 			}
 			// Events already waiting go out with this one.
 			if len(events) == 0 && rc.Flush() != nil {
@@ -396,6 +432,58 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// acceptsEventStream reports whether the Accept headers name
+// text/event-stream.
+func acceptsEventStream(accept []string) bool {
+	for _, a := range accept {
+		for part := range strings.SplitSeq(a, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxExplain bounds POST /v1/explain's body.
+const maxExplain = 16 << 10
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	ex, ok := s.backend.(Explainer)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this shunt does not explain flows here: use shunt explain")
+		return
+	}
+	var req ExplainRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxExplain))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Destination == "" {
+		writeError(w, http.StatusBadRequest, `the body must be one JSON object, {"destination": "host:port", "application": "...", "user": "...", "from": "..."}, the destination given`)
+		return
+	}
+	e, err := ex.Explain(r.Context(), req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	cv, ok := s.backend.(ConfigViewer)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this shunt does not show its configuration here")
+		return
+	}
+	v, err := cv.ConfigView()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // Reloaded is POST /v1/reload's answer.

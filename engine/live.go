@@ -40,6 +40,9 @@ type live struct {
 	subsMu     sync.Mutex
 	subs       map[*events.Subscription]bool
 	subsClosed bool
+	// bytesStop ends the bytes events' ticker, which runs only while
+	// subs has any; bytesDone is closed when it has returned.
+	bytesStop, bytesDone chan struct{}
 }
 
 func (l *live) init() {
@@ -57,6 +60,55 @@ func (l *live) closeSubs() {
 		s.Close()
 	}
 	clear(l.subs)
+	l.stopBytes()
+}
+
+// stopBytes stops the bytes ticker, if it runs, and waits for it; subsMu
+// is held.
+func (l *live) stopBytes() {
+	if l.bytesStop == nil {
+		return
+	}
+	close(l.bytesStop)
+	<-l.bytesDone
+	l.bytesStop, l.bytesDone = nil, nil
+}
+
+// bytesInterval is how often the bytes events come, at most.
+const bytesInterval = time.Second
+
+// publishBytes publishes, every bytesInterval until stop, a bytes event
+// with the running flows whose byte counts changed since the last look
+// (a new flow counts once it has sent or received something). It is the
+// only cost of the counts to the engine, and runs only while someone
+// subscribes: the flows' counters are atomics the splice adds to anyway.
+func (e *Engine) publishBytes(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(bytesInterval)
+	defer t.Stop()
+	last := map[uint64]state.FlowBytes{}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		flows := e.router.Flows()
+		now := make(map[uint64]state.FlowBytes, len(flows))
+		var changed []state.FlowBytes
+		for _, f := range flows {
+			fb := state.FlowBytes{ID: f.ID, Sent: f.Sent, Received: f.Received}
+			now[f.ID] = fb
+			prev, seen := last[f.ID]
+			if (seen && prev != fb) || (!seen && (fb.Sent != 0 || fb.Received != 0)) {
+				changed = append(changed, fb)
+			}
+		}
+		last = now
+		if len(changed) > 0 {
+			e.live.bus.Publish(state.Event{Event: state.EventBytes, Flows: changed})
+		}
+	}
 }
 
 // Status is a snapshot of everything at once: whether the capture is in
@@ -119,7 +171,8 @@ func (e *Engine) Counters() []router.Counter { return e.router.Counters() }
 func (e *Engine) Events() *events.Bus { return &e.live.bus }
 
 // Subscribe returns the events from now on through a buffer of buf; a
-// subscriber that falls behind loses events. cancel ends the
+// subscriber that falls behind loses events. While anyone subscribes, the
+// events include a bytes event about once a second (state.EventBytes). cancel ends the
 // subscription; Close ends them all. After Close the channel comes
 // closed.
 func (e *Engine) Subscribe(buf int) (<-chan state.Event, func()) {
@@ -132,10 +185,19 @@ func (e *Engine) Subscribe(buf int) (<-chan state.Event, func()) {
 		return sub.C(), func() {}
 	}
 	l.subs[sub] = true
+	if l.bytesStop == nil {
+		l.bytesStop, l.bytesDone = make(chan struct{}), make(chan struct{})
+		go e.publishBytes(l.bytesStop, l.bytesDone)
+	}
 	l.subsMu.Unlock()
 	return sub.C(), func() {
 		l.subsMu.Lock()
-		delete(l.subs, sub)
+		if l.subs[sub] {
+			delete(l.subs, sub)
+			if len(l.subs) == 0 {
+				l.stopBytes()
+			}
+		}
 		l.subsMu.Unlock()
 		sub.Close()
 	}

@@ -339,3 +339,41 @@ func TestEngineStop(t *testing.T) {
 	}
 	waitFor(t, "the held flow's SSH channel to close", func() bool { return w.srv.OpenChannels.Load() == 0 })
 }
+
+// While anyone subscribes, bytes events carry the running flows' counts
+// as they change, and only those that changed.
+func TestEngineBytesEvents(t *testing.T) {
+	w := newWorld(t)
+	e := w.start(w.config(rules))
+	events, cancel := e.Subscribe(64)
+	defer cancel()
+	a := mustDial(t, w, "10.1.0.7:80")
+	b := mustDial(t, w, "10.1.0.8:80")
+	roundTrip(t, a, 1000)
+	roundTrip(t, b, 1000)
+	fa, _ := flowTo(e.Status(), "10.1.0.7:80")
+	fb, _ := flowTo(e.Status(), "10.1.0.8:80")
+	// seen reads bytes events until each flow of want has had its
+	// counts in one, and returns the flows they named.
+	seen := func(want map[uint64]int64) map[uint64]bool {
+		t.Helper()
+		named := map[uint64]bool{}
+		for len(want) > 0 {
+			ev := next(t, events, state.EventBytes)
+			for _, f := range ev.Flows {
+				named[f.ID] = true
+				if n, ok := want[f.ID]; ok && f.Sent == n && f.Received == n {
+					delete(want, f.ID)
+				}
+			}
+		}
+		return named
+	}
+	seen(map[uint64]int64{fa.ID: 1000, fb.ID: 1000})
+	roundTrip(t, a, 500)
+	if named := seen(map[uint64]int64{fa.ID: 1500}); named[fb.ID] {
+		t.Errorf("a bytes event named flow %d, whose counts did not change", fb.ID)
+	}
+	a.Close()
+	b.Close()
+}

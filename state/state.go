@@ -172,6 +172,11 @@ type Prompt struct {
 	// Echo tells whether the answer may be shown while typed.
 	Echo    bool      `json:"echo"`
 	Created time.Time `json:"created"`
+	// For a host-key prompt: the key's fingerprint (SHA256:...), the
+	// line that accepting it appends to known_hosts, and that file.
+	Fingerprint    string `json:"fingerprint,omitempty"`
+	KnownHostsLine string `json:"known_hosts_line,omitempty"`
+	KnownHostsFile string `json:"known_hosts_file,omitempty"`
 }
 
 // Event kinds.
@@ -180,7 +185,18 @@ const (
 	EventClose  = "close"  // a flow closed (Flow, with its totals, Reason and Duration)
 	EventState  = "state"  // a profile's connection state changed (Profile)
 	EventPrompt = "prompt" // a prompt is pending (Prompt)
+	// EventBytes: the byte counts of running flows changed (Flows, only
+	// those that changed since the last one). Published about once a
+	// second while anyone listens and a count changed.
+	EventBytes = "bytes"
 )
+
+// FlowBytes is a flow's byte counts so far, in a bytes event.
+type FlowBytes struct {
+	ID       uint64 `json:"id"`
+	Sent     int64  `json:"sent"`
+	Received int64  `json:"received"`
+}
 
 // Event is something that happened, as `shunt flows --follow` streams it.
 type Event struct {
@@ -193,4 +209,6 @@ type Event struct {
 	Reason string `json:"reason,omitempty"`
 	// Duration is a closed flow's life.
 	Duration time.Duration `json:"duration,omitempty"`
+	// Flows are a bytes event's counts.
+	Flows []FlowBytes `json:"flows,omitempty"`
 }

@@ -69,6 +69,9 @@ func (q *Queue) Ask(ctx context.Context, bq broker.Question) (string, error) {
 		hostKey: bq.Kind == broker.HostKey,
 		answer:  make(chan string, 1),
 	}
+	if bq.Kind == broker.HostKey {
+		p.info.Fingerprint, p.info.KnownHostsLine, p.info.KnownHostsFile = bq.Fingerprint, bq.KnownHostsLine, bq.KnownHostsFile
+	}
 	q.mu.Lock()
 	q.seq++
 	p.info.ID = strconv.FormatUint(q.seq, 10)

@@ -306,6 +306,14 @@ func TestQueueHostKey(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(kh); !strings.Contains(string(b), fmt.Sprintf("[127.0.0.1]:%d", r.srv.Port())) {
 		t.Fatalf("known_hosts after yes: %q", b)
+	} else if string(b) != p.KnownHostsLine+"\n" {
+		t.Errorf("known_hosts after yes: %q; the prompt said it would write %q", b, p.KnownHostsLine)
+	}
+	if p.KnownHostsFile != kh || !strings.HasPrefix(p.Fingerprint, "SHA256:") || !strings.Contains(p.Message, p.Fingerprint) {
+		t.Errorf("host-key prompt: fingerprint %q, file %q (want %s)", p.Fingerprint, p.KnownHostsFile, kh)
+	}
+	if pw.Fingerprint != "" || pw.KnownHostsLine != "" {
+		t.Errorf("a password prompt with host-key fields: %+v", pw)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -350,13 +351,13 @@ func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer)
 	log.Infof("running Go code on %d of %d CPUs (%s)", procs, runtime.NumCPU(), how)
 	stop := catchStopSignals(log)
 	defer stop.release()
-	o := upOptions{headless: headless, pprof: bool(pprof), load: func() (*config.Config, error) {
+	o := upOptions{headless: headless, pprof: bool(pprof), loaded: loaded, load: func() (*config.Loaded, error) {
 		l, err := cf.load()
 		if err != nil {
 			return nil, err
 		}
 		logLoaded(log, l)
-		return l.Config, nil
+		return l, nil
 	}}
 	if err := up(stop.ctx, stop.shutdown, cfg, log, o); err != nil {
 		log.Error(err)
@@ -480,7 +481,10 @@ type upOptions struct {
 	// SSH_ASKPASS if it is set, else wait for shunt auth.
 	headless bool
 	// load reads the configuration again (SIGHUP, shunt reload).
-	load func() (*config.Config, error)
+	load func() (*config.Loaded, error)
+	// loaded is the configuration read at start, with its files (for
+	// the control API's explain and config); nil: they answer 501.
+	loaded *config.Loaded
 	// notify tells systemd; nil: newNotifier.
 	notify *notifier
 	// pprof serves Go's profiles on the control socket (--pprof).
@@ -499,7 +503,19 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	if sys == nil {
 		sys = newNotifier(log)
 	}
-	deps := engine.Deps{Log: log, Load: o.load}
+	be := &served{sys: sys, log: log}
+	be.loaded.Store(o.loaded)
+	deps := engine.Deps{Log: log}
+	if o.load != nil {
+		deps.Load = func() (*config.Config, error) {
+			l, err := o.load()
+			if err != nil {
+				return nil, err
+			}
+			be.next = l // served.Reload holds be.mu
+			return l.Config, nil
+		}
+	}
 	if o.headless {
 		// Never the terminal, even if there is one.
 		if p := prompt.FromEnv(os.Getenv, false); p != nil {
@@ -512,7 +528,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	if err != nil {
 		return err
 	}
-	be := &served{Backend: e.Control(), sys: sys, log: log}
+	be.Backend, be.eng = e.Control(), e
 	srv, err := control.NewServer(control.Options{Socket: cfg.Control.Socket, Group: cfg.Control.Group, Backend: be, Log: log, Pprof: o.pprof})
 	switch {
 	case errors.Is(err, control.ErrUnsupported):
@@ -628,6 +644,13 @@ type served struct {
 	sys *notifier
 	log logrus.FieldLogger
 	mu  sync.Mutex // one reload at a time
+
+	// eng and loaded, the configuration in force with its files, answer
+	// explain and config (nil: those answer an error); next is the
+	// configuration the reload under way read (mu held).
+	eng    *engine.Engine
+	loaded atomic.Pointer[config.Loaded]
+	next   *config.Loaded
 }
 
 // Reload reads the configuration again; a configuration with errors is
@@ -637,7 +660,12 @@ func (s *served) Reload(ctx context.Context, opts control.ReloadOptions) error {
 	defer s.mu.Unlock()
 	s.sys.reloading()
 	defer s.sys.ready()
+	s.next = nil
 	err := s.Backend.Reload(ctx, opts)
+	if err == nil && s.next != nil {
+		s.loaded.Store(s.next)
+	}
+	s.next = nil
 	if err != nil {
 		s.log.Error("the configuration was refused; the old one stays in force:")
 		for _, line := range problemList(err) {

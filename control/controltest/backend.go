@@ -14,7 +14,11 @@ import (
 	"github.com/shunt-dev/shunt/state"
 )
 
-var _ control.Backend = (*Backend)(nil)
+var (
+	_ control.Backend      = (*Backend)(nil)
+	_ control.Explainer    = (*Backend)(nil)
+	_ control.ConfigViewer = (*Backend)(nil)
+)
 
 // Backend is a fake running shunt: a status that tests set, and a record
 // of what it was asked. It changes its status as a shunt would: a
@@ -29,6 +33,7 @@ type Backend struct {
 
 	errs    Errors
 	answers map[string]string
+	config  any
 
 	// Now gives the events' times; nil means time.Now. Set it before use.
 	Now func() time.Time
@@ -36,7 +41,7 @@ type Backend struct {
 
 // Errors are what the methods that can fail return.
 type Errors struct {
-	Reload, Connect, Disconnect, Answer error
+	Reload, Connect, Disconnect, Answer, Explain, Config error
 }
 
 // SetErrors sets what the methods that can fail return.
@@ -252,4 +257,37 @@ func (b *Backend) AnswerFor(id string) (string, bool) {
 	defer b.mu.Unlock()
 	a, ok := b.answers[id]
 	return a, ok
+}
+
+// Explain records the call, as "explain DEST"; unless it is to fail, it
+// answers the request itself, as {"flow": {"destination": DEST, ...}}.
+func (b *Backend) Explain(_ context.Context, req control.ExplainRequest) (any, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, "explain "+req.Destination)
+	if b.errs.Explain != nil {
+		return nil, b.errs.Explain
+	}
+	return map[string]any{"flow": req}, nil
+}
+
+// SetConfig sets what ConfigView answers.
+func (b *Backend) SetConfig(v any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.config = v
+}
+
+// ConfigView answers what SetConfig set ({} if nothing), or fails as
+// SetErrors says.
+func (b *Backend) ConfigView() (any, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.errs.Config != nil {
+		return nil, b.errs.Config
+	}
+	if b.config == nil {
+		return map[string]any{}, nil
+	}
+	return b.config, nil
 }
