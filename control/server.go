@@ -268,15 +268,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // APIHandler is the /v1 API without the socket's peer-credential gate,
 // for the web console, which puts its own in front (a session, the Host
-// and Origin checks). Its requests carry no peer: they are logged as the
-// console's.
-func (s *Server) APIHandler() http.Handler { return s.mux }
+// and Origin checks). It serves /v1/ only: not the profiles (pprof) nor
+// the console itself. Its requests carry no peer.
+func (s *Server) APIHandler() http.Handler { return apiOnly(s.mux) }
 
-// NewHandler is the /v1 API of backend alone, with no socket: what
-// APIHandler serves, for a web console without a control socket (and
-// for tests).
+// HandleConsole serves h at /console/ on the socket (h sees the paths
+// without /console), behind the peer-credential gate.
+func (s *Server) HandleConsole(h http.Handler) {
+	s.mux.Handle("/console/", http.StripPrefix("/console", h))
+}
+
+// NewHandler is the /v1 API of backend alone, without a socket: what
+// APIHandler serves, for tests.
 func NewHandler(backend Backend, log logrus.FieldLogger) http.Handler {
-	return newServer(Options{Backend: backend, Log: log}, access{}, nil).mux
+	return apiOnly(newServer(Options{Backend: backend, Log: log}, access{}, nil).mux)
+}
+
+func apiOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s (this shunt serves the /v1 API)", r.URL.Path))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // logFor is the log with the peer that asked.
