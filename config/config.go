@@ -62,6 +62,8 @@ type Config struct {
 	// Metrics is the Prometheus endpoint, off by default.
 	Metrics Metrics `yaml:"metrics"`
 	Control Control `yaml:"control"`
+	// Console is the web console's TCP listener, off by default.
+	Console Console `yaml:"console"`
 	// ShutdownGrace is how long running flows may go on once shunt
 	// stops (SIGTERM, shunt down) before they are reset.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -828,6 +830,7 @@ func decode(path string, data []byte) (*Config, error) {
 	c.TUN.File, c.Log.File, c.Control.File, c.shutdownGraceFile = path, path, path, path
 	c.flowMemoryFile = path
 	c.Metrics.File, c.DNS.File, c.stateDirFile = path, path, path
+	c.Console.File = path
 	c.stateDirLine = keyLine(root, "state_dir")
 	c.listenFile = path
 	c.socksLine, c.httpLine, c.allowLine = keyLine(root, "socks_listen"), keyLine(root, "http_proxy_listen"), keyLine(root, "allow_from")
@@ -1181,6 +1184,7 @@ func (c *Config) validate() error {
 	c.validateDNS(errorAt)
 	// After the profiles (static tunnels name one) and DNS (Serve).
 	c.validateListeners(errorAt)
+	c.validateConsole(errorAt)
 	return errors.Join(errs...)
 }
 

@@ -209,6 +209,9 @@ func merge(configs []*Config, global string) (*Config, []string, []error) {
 		if c.Metrics.Listen != "" {
 			m.Metrics = c.Metrics
 		}
+		if c.Console.Listen != "" || len(c.Console.AllowFrom) > 0 {
+			m.Console = c.Console
+		}
 		if c.DNS.present {
 			m.DNS = c.DNS
 		}

@@ -107,3 +107,31 @@ func TestUnprivilegedDefaults(t *testing.T) {
 		})
 	}
 }
+
+func TestConsoleListen(t *testing.T) {
+	e := newTestEnv(t)
+	base := "profiles:\n  - name: p\n    host: h.example\nrules:\n  - action: direct\nmetrics:\n  listen: 127.0.0.1:9559\n"
+	for _, tt := range []struct{ yaml, want string }{
+		{"console:\n  listen: 127.0.0.1:9560\n", ""},
+		{"console:\n  listen: localhost:9560\n", ""},
+		{"console:\n  listen: 0.0.0.0:9560\n  allow_from: [192.168.50.0/24]\n", ""},
+		{"console:\n  listen: 0.0.0.0:9560\n", ":9: console.listen 0.0.0.0:9560 is not a loopback address: add console.allow_from:"},
+		{"console:\n  listen: 192.168.1.2:9560\n", ":9: console.listen 192.168.1.2:9560 is not a loopback address"},
+		{"console:\n  listen: 9560\n", ":9: console.listen \"9560\": write ADDRESS:PORT"},
+		{"console:\n  listen: 127.0.0.1:9559\n", ":9: console.listen 127.0.0.1:9559: metrics.listen is there already"},
+		{"console:\n  allow_from: [10.0.0.0/8]\n", ":9: console.allow_from without console.listen"},
+		{"console:\n  listen: 0.0.0.0:9560\n  allow_from: [lan]\n", ":9: console.allow_from [lan]: write networks"},
+		{"console:\n  listn: 127.0.0.1:9560\n", "listen"},
+	} {
+		path := write(t, e.dir(), "c.yaml", base+tt.yaml)
+		l, err := LoadLayers(Layers{Extra: []string{path}, Options: e.opts()})
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v", tt.yaml, err)
+		case tt.want == "" && !l.Console.Addr.IsValid():
+			t.Errorf("%q: no address", tt.yaml)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}

@@ -279,7 +279,8 @@ func (s *Server) HandleConsole(h http.Handler) {
 }
 
 // NewHandler is the /v1 API of backend alone, without a socket: what
-// APIHandler serves, for tests.
+// APIHandler serves, where there is no control socket (Windows), and for
+// tests.
 func NewHandler(backend Backend, log logrus.FieldLogger) http.Handler {
 	return apiOnly(newServer(Options{Backend: backend, Log: log}, access{}, nil).mux)
 }

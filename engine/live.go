@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -365,6 +366,9 @@ func (e *Engine) ReloadFiles(ctx context.Context, opts ReloadOptions) error {
 	}
 	if cfg.Control.Socket != old.Control.Socket || cfg.Control.Group != old.Control.Group {
 		e.log.WithFields(logrus.Fields{"socket": cfg.Control.Socket, "group": cfg.Control.Group}).Warn("control settings change at the next start")
+	}
+	if cfg.Console.Listen != old.Console.Listen || !slices.Equal(cfg.Console.AllowFrom, old.Console.AllowFrom) {
+		e.log.WithField("listen", cfg.Console.Listen).Warn("console settings change at the next start")
 	}
 	if cfg.Log.Format != old.Log.Format {
 		e.log.WithField("format", cfg.Log.Format).Warn("log.format changes take effect at the next start")

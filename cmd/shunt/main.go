@@ -553,6 +553,14 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 		}
 		defer ms.Close()
 	}
+	stopConsole, err := startConsole(cfg, srv, be, log)
+	if err != nil {
+		if srv != nil {
+			srv.Close()
+		}
+		e.Close()
+		return err
+	}
 	upDone := make(chan struct{})
 	defer close(upDone)
 	go func() {
@@ -584,6 +592,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 		}
 	}()
 	closeServer := func() {
+		stopConsole()
 		if srv != nil {
 			srv.Close()
 		}
