@@ -52,16 +52,21 @@ var ErrNoToken = errors.New("no console token")
 
 // ReadToken reads the login token a running shunt wrote to dir.
 func ReadToken(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	return ReadTokenFile(filepath.Join(dir, TokenFile))
+}
+
+// ReadTokenFile reads the login token from its file.
+func ReadTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("%w in %s", ErrNoToken, dir)
+		return "", fmt.Errorf("%w: %s does not exist", ErrNoToken, path)
 	}
 	if err != nil {
 		return "", err
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("%w in %s (the file is empty)", ErrNoToken, dir)
+		return "", fmt.Errorf("%w: %s is empty", ErrNoToken, path)
 	}
 	return tok, nil
 }

@@ -24,6 +24,17 @@ type Status struct {
 	// Listeners are the SOCKS and HTTP proxies and static tunnels shunt
 	// serves.
 	Listeners []Listener `json:"listeners,omitempty"`
+	// Console is the web console; absent when it is not served.
+	Console *Console `json:"console,omitempty"`
+}
+
+// Console is the web console, as `shunt console` finds it.
+type Console struct {
+	// Listen is its TCP address (console.listen); empty when it is served
+	// only on the control socket, at /console/.
+	Listen string `json:"listen,omitempty"`
+	// TokenFile holds the login token (readable by shunt's user only).
+	TokenFile string `json:"token_file"`
 }
 
 // Listener is a way into shunt besides the TUN.

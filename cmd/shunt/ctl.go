@@ -36,8 +36,10 @@ const ctlUsage = `  shunt status [--watch] [--json]      show the profiles, prom
   shunt close FLOW-ID [--json]         reset a flow
   shunt auth [--wait] [PROFILE]        answer a pending password, passphrase or host-key prompt
                                        (from the terminal without echo, or a line of stdin)
+  shunt console [--no-browser]         print the web console's URL with its login token, and
+                                       open a browser on it
 
-The client commands (status to auth) find the running shunt's control
+The client commands (status to console) find the running shunt's control
 socket by --socket PATH, else $SHUNT_SOCKET, else /run/shunt/shunt.sock.`
 
 // ctl runs a client command. Its fields are what the command uses of the
@@ -54,13 +56,15 @@ type ctl struct {
 	// outTerminal tells that stdout is a terminal (status --watch then
 	// redraws in place).
 	outTerminal bool
+	// browse opens a URL in a browser (shunt console); nil: never (tests).
+	browse func(url string) error
 
 	lines *bufio.Reader // stdin, read a line at a time
 }
 
 // runCtl runs client command cmd as the process.
 func runCtl(cmd string, args []string, stdout, stderr io.Writer) int {
-	c := &ctl{ctx: context.Background(), stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
+	c := &ctl{ctx: context.Background(), stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now, browse: browseURL}
 	if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
 		c.readSecret = func() ([]byte, error) { return readPassword(fd, stderr) }
 	}
@@ -109,6 +113,8 @@ func (c *ctl) run(cmd string, args []string) int {
 		return c.closeFlow(args)
 	case "auth":
 		return c.auth(args)
+	case "console":
+		return c.console(args)
 	}
 	fmt.Fprintf(c.stderr, "shunt: unknown command %q\n", cmd)
 	return 2

@@ -28,6 +28,7 @@ import (
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/state"
 )
 
 const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
@@ -660,6 +661,15 @@ type served struct {
 	eng    *engine.Engine
 	loaded atomic.Pointer[config.Loaded]
 	next   *config.Loaded
+	// console is the web console served, for Status (nil: none).
+	console atomic.Pointer[state.Console]
+}
+
+// Status is the engine's, with the web console.
+func (s *served) Status() state.Status {
+	st := s.Backend.Status()
+	st.Console = s.console.Load()
+	return st
 }
 
 // Reload reads the configuration again; a configuration with errors is

@@ -229,6 +229,14 @@ was killed left behind. Needs root.` + configHelp,
 			Example:  "  shunt auth\n  shunt auth --wait office\n  echo \"$PASS\" | shunt auth office",
 			Run:      ctlCmd("auth"),
 			Complete: completeProfiles},
+		{Use: "console [--no-browser] [--json]", Short: "print the web console's URL, and open a browser on it",
+			Long: `Print the URL of the running shunt's web console (console.listen) with its
+login token, which shunt writes anew at each start, readable by its own user
+only; open a browser on it when there is a display ($DISPLAY or
+$WAYLAND_DISPLAY) and xdg-open (--no-browser: never). The URL logs the
+browser in: keep it to yourself.` + socketHelp,
+			Example: "  shunt console\n  shunt console --no-browser\n  sudo shunt console   # a shunt of root's",
+			Run:     ctlCmd("console")},
 		{Use: "init USER@HOST --capture CIDR [--ports LIST] [flags]", Short: "write a starter configuration, once its login works",
 			Long: `Write a commented starter configuration: one profile for the SSH gateway
 USER@HOST and one rule sending the --capture networks (only the --ports,
