@@ -120,7 +120,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		prompts := append([]map[string]any(nil), f.prompts...)
-		f.mu.Unlock()
+		// The flows' maps change with each bytes event: encode them
+		// under the lock.
+		defer f.mu.Unlock()
 		writeJSON(w, 200, map[string]any{
 			"capture": true,
 			"profiles": []any{
