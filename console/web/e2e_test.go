@@ -184,7 +184,17 @@ func TestPagesInChromium(t *testing.T) {
 				chromedp.Click(chromedp.CSS(`#rules tr[data-rule-index="0"] button.move-down`)),
 			)
 			get(t, ctx, "moved", chromedp.Poll[bool](`document.querySelector('#rules tr[data-rule-index="0"] th').textContent.trim() === "web"`))
-			focused := get(t, ctx, "focus", chromedp.Evaluate[string](`document.activeElement.closest("tr") ? document.activeElement.closest("tr").dataset.ruleIndex + " " + document.activeElement.textContent : "none"`))
+			// The focus follows the moved rule (a layout effect moves it).
+			focusedIn := func(ctx context.Context, tg *chromedp.Target) (string, error) {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				_, err := chromedp.Poll[bool](`document.activeElement && document.activeElement.matches('#rules tr[data-rule-index="1"] button.move-up')`)(pctx, tg)
+				if err != nil && ctx.Err() != nil {
+					return "", err
+				}
+				return chromedp.Evaluate[string](`document.activeElement.closest("tr") ? document.activeElement.closest("tr").dataset.ruleIndex + " " + document.activeElement.textContent : "none"`)(ctx, tg)
+			}
+			focused := get(t, ctx, "focus", focusedIn)
 			if focused != "1 Move up" {
 				t.Errorf("after Move down, the focus is on %q, want the moved rule's (now row 1) Move up button", focused)
 			}

@@ -5,7 +5,7 @@
 // Check sends that list to api/v1/config/check and shows what is wrong,
 // with file:line, before anything is written; Save sends it to
 // api/v1/config/rules, which checks again and writes only when it is ok.
-import { html, useState, useEffect, useRef } from "./lib.js";
+import { html, useState, useEffect, useLayoutEffect, useRef } from "./lib.js";
 import { api, APIError } from "./api.js";
 import { Dialog, Field, Problems, Options as options3, splitList, joinList, listOut, setKey } from "./ui.js";
 import { list } from "./format.js";
@@ -50,8 +50,9 @@ export function RulesPage({ st }) {
   }, []);
 
   // Keep focus on the moved rule's button, so that moving is a key press
-  // after another.
-  useEffect(() => {
+  // after another. A layout effect: before the browser draws, and before
+  // the moved (and maybe now disabled) button loses the focus.
+  useLayoutEffect(() => {
     const f = focusAfter.current;
     if (!f) return;
     focusAfter.current = null;
