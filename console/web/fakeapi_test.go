@@ -22,6 +22,8 @@ type fakeAPI struct {
 	prompts  []map[string]any
 	events   chan string
 	stop     chan struct{}
+	// readOnly: the global file owns the rules.
+	readOnly bool
 }
 
 type fakeRequest struct {
@@ -139,11 +141,40 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer f.mu.Unlock()
 		writeJSON(w, 200, map[string]any{"prompts": f.prompts})
 	case r.Method == "GET" && p == "config":
+		f.mu.Lock()
+		ro := f.readOnly
+		f.mu.Unlock()
+		if ro {
+			c := map[string]any{}
+			for k, v := range fakeConfig {
+				c[k] = v
+			}
+			c["rules"] = map[string]any{"file": "/etc/shunt/shunt.yaml", "editable": false,
+				"why_not": "the global file /etc/shunt/shunt.yaml owns the rules",
+				"items":   fakeConfig["rules"].(map[string]any)["items"]}
+			writeJSON(w, 200, c)
+			return
+		}
 		writeJSON(w, 200, fakeConfig)
 	case r.Method == "GET" && p == "events":
 		f.serveEvents(w, r)
 	case r.Method == "POST" && p == "config/check", r.Method == "PUT" && p == "config/rules",
 		r.Method == "PUT" && strings.HasPrefix(p, "config/profiles/"):
+		// A rule named "bad" is an error, as shunt check would say it.
+		f.mu.Lock()
+		body := f.requests[len(f.requests)-1].Body
+		f.mu.Unlock()
+		if strings.Contains(string(body), `"name":"bad"`) {
+			res := map[string]any{"ok": false, "warnings": []any{}, "shadowed": []any{},
+				"errors": []any{map[string]any{"file": "/home/alice/.config/shunt/shunt.yaml", "line": 31,
+					"message": `rules[2]: action "tunnel" needs a profile: add profile: work`}}}
+			code := 200
+			if r.Method == "PUT" {
+				code = 422
+			}
+			writeJSON(w, code, res)
+			return
+		}
 		writeJSON(w, 200, ok)
 	case r.Method == "POST" && p == "explain":
 		writeJSON(w, 200, map[string]any{

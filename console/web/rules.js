@@ -108,7 +108,7 @@ export function RulesPage({ st }) {
         setResult(r);
         setStatus("Saved and reloaded.");
       } else {
-        setStatus(r.ok ? "No errors: the rules can be saved." : "Not saved: fix the errors below.");
+        setStatus(r.ok ? "No errors: the rules can be saved." : "The check found errors: fix them before saving.");
       }
     } catch (e) {
       if (e instanceof APIError && e.body && e.body.errors) {
