@@ -4,11 +4,14 @@ import (
 	"os"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/shunt-dev/shunt/internal/testns"
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	testns.Report(os.Stderr, false)
-	os.Exit(code)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		testns.Report(os.Stderr, false)
+		os.Exit(code)
+	}))
 }
