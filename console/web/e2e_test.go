@@ -194,6 +194,16 @@ func TestPagesInChromium(t *testing.T) {
 			if strings.Join(names, ",") != "web,work" {
 				t.Errorf("rows after the move: %q, want web,work", names)
 			}
+			// With the keyboard: Enter on the focused Move up takes the
+			// rule back up; the focus stays with it, on its Move down
+			// (Move up is disabled at the top), and Enter moves it down.
+			run(t, ctx, "keyboard up",
+				chromedp.KeyEvent("\r"),
+				void(chromedp.Poll[bool](`document.querySelector('#rules tr[data-rule-index="0"] th').textContent.trim() === "work"`)),
+				void(chromedp.Poll[bool](`document.activeElement.matches('#rules tr[data-rule-index="0"] button.move-down')`)),
+				chromedp.KeyEvent("\r"),
+				void(chromedp.Poll[bool](`document.querySelector('#rules tr[data-rule-index="0"] th').textContent.trim() === "web"`)),
+			)
 			run(t, ctx, "save",
 				chromedp.Click(chromedp.CSS(`#save-rules`)),
 				chromedp.WaitVisible(chromedp.CSS(`#rules-status`)),
@@ -295,6 +305,13 @@ func TestPagesInChromium(t *testing.T) {
 				t.Errorf("flow count %q, want 3 open flows", count)
 			}
 			shot("flows")
+			run(t, ctx, "filter",
+				chromedp.SendKeys(chromedp.ID("flow-filter"), "curl"),
+				chromedp.WaitNotPresent(chromedp.CSS(`#flows tr[data-flow-id="1"]`)),
+				chromedp.WaitVisible(chromedp.CSS(`#flows tr[data-flow-id="2"]`)),
+				chromedp.SendKeys(chromedp.ID("flow-filter"), "\b\b\b\b"), // Backspace
+				chromedp.WaitVisible(chromedp.CSS(`#flows tr[data-flow-id="1"]`)),
+			)
 			run(t, ctx, "close flow",
 				chromedp.Click(chromedp.CSS(`#flows tr[data-flow-id="2"] button.close-flow`)),
 				chromedp.WaitVisible(chromedp.CSS(`#flows tr[data-flow-id="2"][data-flow-state="closed"]`)),
