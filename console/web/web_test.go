@@ -1,11 +1,13 @@
 package web
 
 import (
+	"fmt"
 	"io/fs"
 	"path"
 	"regexp"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"golang.org/x/net/html"
 )
@@ -18,10 +20,62 @@ var importRE = regexp.MustCompile(`(?:^|[;\s}])(?:from|import)\s*["']([^"'\s]+)[
 // index.html refers to, and wants each in the embedded FS: a file the
 // pages need but the embed pattern misses would 404 only in a browser.
 func TestEmbeddedImports(t *testing.T) {
-	refs := htmlRefs(t)
-	if len(refs) == 0 {
-		t.Fatal("index.html refers to no file")
+	seen, problems := pageProblems(FS)
+	for _, p := range problems {
+		t.Error(p)
 	}
+	for _, want := range []string{"app.js", "vendor/preact/preact.mjs", "vendor/preact/hooks.mjs", "vendor/htm/htm.mjs", "style.css"} {
+		if !seen[want] {
+			t.Errorf("the pages never load %s", want)
+		}
+	}
+}
+
+// TestPageProblemsCatch proves the check above finds what it looks for.
+func TestPageProblemsCatch(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fs   fstest.MapFS
+		want string
+	}{
+		{"missing import", fstest.MapFS{
+			"index.html": {Data: []byte(`<script type="module" src="app.js"></script>`)},
+			"app.js":     {Data: []byte(`import { x } from "./gone.js";`)},
+		}, "gone.js, which is not in the embedded FS"},
+		{"bare import", fstest.MapFS{
+			"index.html": {Data: []byte(`<script type="module" src="app.js"></script>`)},
+			"app.js":     {Data: []byte(`import{h}from"preact";`)},
+		}, `imports "preact"`},
+		{"inline script", fstest.MapFS{
+			"index.html": {Data: []byte(`<script type="importmap">{}</script>`)},
+		}, "an inline <script>"},
+		{"inline style", fstest.MapFS{
+			"index.html": {Data: []byte(`<p style="color:red">x</p><style>p{}</style>`)},
+		}, "inline styles"},
+		{"other origin", fstest.MapFS{
+			"index.html": {Data: []byte(`<script src="https://cdn.example/x.js"></script>`)},
+		}, "only relative URLs"},
+		{"unused script", fstest.MapFS{
+			"index.html": {Data: []byte(`<p>x</p>`)},
+			"stray.js":   {Data: []byte(``)},
+		}, "stray.js is embedded but no page imports it"},
+	} {
+		_, problems := pageProblems(c.fs)
+		if !strings.Contains(strings.Join(problems, "\n"), c.want) {
+			t.Errorf("%s: problems %q, want one with %q", c.name, problems, c.want)
+		}
+	}
+}
+
+// pageProblems walks from index.html through every file it loads and
+// every module those import. It returns the files seen, and what would
+// break in a browser: a missing file, an import only an import map could
+// resolve, anything the CSP (default-src 'self') refuses, a script that
+// nothing loads.
+func pageProblems(fsys fs.FS) (map[string]bool, []string) {
+	var problems []string
+	refs, hp := htmlRefs(fsys)
+	problems = append(problems, hp...)
 	seen := map[string]bool{}
 	var walk func(file, from string)
 	walk = func(file, from string) {
@@ -29,9 +83,9 @@ func TestEmbeddedImports(t *testing.T) {
 			return
 		}
 		seen[file] = true
-		b, err := fs.ReadFile(FS, file)
+		b, err := fs.ReadFile(fsys, file)
 		if err != nil {
-			t.Errorf("%s refers to %s, which is not in the embedded FS: %v", from, file, err)
+			problems = append(problems, fmt.Sprintf("%s refers to %s, which is not in the embedded FS: %v", from, file, err))
 			return
 		}
 		if !strings.HasSuffix(file, ".js") && !strings.HasSuffix(file, ".mjs") {
@@ -40,7 +94,7 @@ func TestEmbeddedImports(t *testing.T) {
 		for _, m := range importRE.FindAllStringSubmatch(string(b), -1) {
 			spec := m[1]
 			if !strings.HasPrefix(spec, "./") && !strings.HasPrefix(spec, "../") {
-				t.Errorf("%s imports %q: only relative imports resolve without an import map, which the CSP forbids", file, spec)
+				problems = append(problems, fmt.Sprintf("%s imports %q: only relative imports resolve without an import map, which the CSP forbids", file, spec))
 				continue
 			}
 			walk(path.Join(path.Dir(file), spec), file)
@@ -49,35 +103,30 @@ func TestEmbeddedImports(t *testing.T) {
 	for _, r := range refs {
 		walk(r, "index.html")
 	}
-	for _, want := range []string{"app.js", "vendor/preact/preact.mjs", "vendor/preact/hooks.mjs", "vendor/htm/htm.mjs"} {
-		if !seen[want] {
-			t.Errorf("the pages never load %s", want)
-		}
-	}
 	// Every script in the FS is one the pages load: a stray file would be
 	// one nobody tests.
-	fs.WalkDir(FS, ".", func(p string, d fs.DirEntry, err error) error {
+	fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".js") || strings.HasSuffix(p, ".mjs")) && !seen[p] {
-			t.Errorf("%s is embedded but no page imports it", p)
+			problems = append(problems, p+" is embedded but no page imports it")
 		}
 		return nil
 	})
+	return seen, problems
 }
 
-// htmlRefs returns the local files index.html loads, and fails the test
-// on anything the CSP (default-src 'self') would refuse: inline scripts
-// and styles, style and on* attributes, and other origins.
-func htmlRefs(t *testing.T) []string {
-	t.Helper()
-	b, err := fs.ReadFile(FS, "index.html")
+// htmlRefs returns the local files index.html loads, and what in it the
+// CSP would refuse: inline scripts and styles, style and on* attributes,
+// and other origins.
+func htmlRefs(fsys fs.FS) ([]string, []string) {
+	b, err := fs.ReadFile(fsys, "index.html")
 	if err != nil {
-		t.Fatal(err)
+		return nil, []string{err.Error()}
 	}
 	doc, err := html.Parse(strings.NewReader(string(b)))
 	if err != nil {
-		t.Fatal(err)
+		return nil, []string{"index.html: " + err.Error()}
 	}
-	var refs []string
+	var refs, problems []string
 	var visit func(n *html.Node)
 	visit = func(n *html.Node) {
 		if n.Type == html.ElementNode {
@@ -85,16 +134,16 @@ func htmlRefs(t *testing.T) []string {
 			for _, a := range n.Attr {
 				attrs[a.Key] = a.Val
 				if a.Key == "style" || strings.HasPrefix(a.Key, "on") {
-					t.Errorf("index.html: <%s %s=...>: inline styles and handlers break the CSP", n.Data, a.Key)
+					problems = append(problems, fmt.Sprintf("index.html: <%s %s=...>: inline styles and handlers break the CSP", n.Data, a.Key))
 				}
 			}
 			switch n.Data {
 			case "script":
 				if attrs["src"] == "" {
-					t.Errorf("index.html: an inline <script> (type %q): the CSP refuses it; put it in a .js file", attrs["type"])
+					problems = append(problems, fmt.Sprintf("index.html: an inline <script> (type %q): the CSP refuses it; put it in a .js file", attrs["type"]))
 				}
 			case "style":
-				t.Error("index.html: an inline <style>: the CSP refuses it; put it in style.css")
+				problems = append(problems, "index.html: an inline <style>: the CSP refuses inline styles; put it in style.css")
 			}
 			for _, k := range []string{"src", "href"} {
 				v, ok := attrs[k]
@@ -102,7 +151,7 @@ func htmlRefs(t *testing.T) []string {
 					continue
 				}
 				if strings.Contains(v, ":") || strings.HasPrefix(v, "/") {
-					t.Errorf("index.html: <%s %s=%q>: pages load only relative URLs of their own origin", n.Data, k, v)
+					problems = append(problems, fmt.Sprintf("index.html: <%s %s=%q>: pages load only relative URLs of their own origin", n.Data, k, v))
 					continue
 				}
 				refs = append(refs, path.Clean(v))
@@ -113,7 +162,10 @@ func htmlRefs(t *testing.T) []string {
 		}
 	}
 	visit(doc)
-	return refs
+	if len(refs) == 0 {
+		problems = append(problems, "index.html refers to no file")
+	}
+	return refs, problems
 }
 
 // TestScriptsCSP looks in our own scripts for what the CSP or the base
