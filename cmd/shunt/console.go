@@ -17,13 +17,11 @@ import (
 
 	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/console"
+	"github.com/shunt-dev/shunt/console/web"
 	"github.com/shunt-dev/shunt/control"
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/state"
 )
-
-// consolePages are the web console's pages.
-var consolePages fs.FS = console.Placeholder
 
 // startConsole serves the web console: on the control socket (srv, nil
 // where there is none) at /console/, and at console.listen when set. The
@@ -56,7 +54,7 @@ func startConsole(cfg *config.Config, srv *control.Server, be *served, log logru
 	var api = control.NewHandler(be, log)
 	if srv != nil {
 		api = srv.APIHandler()
-		c, err := console.New(console.Options{API: api, Pages: consolePages, Token: token, Log: log})
+		c, err := console.New(console.Options{API: api, Pages: web.FS, Token: token, Log: log})
 		if err != nil {
 			removeToken()
 			return nil, err
@@ -69,7 +67,7 @@ func startConsole(cfg *config.Config, srv *control.Server, be *served, log logru
 		}
 		return removeToken, nil
 	}
-	c, err := console.New(console.Options{API: api, Pages: consolePages, Token: token, Listen: listen, AllowFrom: cfg.Console.Allow, Log: log})
+	c, err := console.New(console.Options{API: api, Pages: web.FS, Token: token, Listen: listen, AllowFrom: cfg.Console.Allow, Log: log})
 	if err != nil {
 		removeToken()
 		return nil, err
