@@ -24,22 +24,14 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shunt-dev/shunt/config"
 )
 
 // Error is a file that cannot be edited, or an edit that cannot be made,
-// at the file's line Line (0 when no line is to blame).
-type Error struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// at the file's line Line (0 when no line is to blame): the configuration's
+// own error type, so callers handle both alike.
+type Error = config.Error
 
 // ErrNoItem is the error (errors.Is) of DeleteMapItem when no item has the
 // name; the file is unchanged.
