@@ -24,6 +24,11 @@ func UserFile() string {
 type Layers struct {
 	Global, User string
 	Extra        []string
+	// Contents, when it has a layer's path, is read in place of that
+	// file, which need not exist (a check of an edit before it is
+	// written). The path's directories are still judged as the file's
+	// would be (othersMayChange).
+	Contents map[string][]byte
 	Options
 }
 
@@ -67,6 +72,9 @@ func LoadLayers(l Layers) (*Loaded, error) {
 			return
 		}
 		data, err := m.ReadFile(path)
+		if c, ok := l.Contents[path]; ok {
+			data, err = c, nil
+		}
 		if errors.Is(err, os.ErrNotExist) && !must {
 			out.Layers = append(out.Layers, Layer{Role: role, Path: path})
 			return

@@ -1,7 +1,12 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"go.yaml.in/yaml/v3"
@@ -19,6 +24,46 @@ type View struct {
 	// Shadowed are the rules an earlier one covers (router's
 	// Ruleset.Shadowed), filled in by whoever has the compiled rules.
 	Shadowed []Shadowed `json:"shadowed"`
+	// Version is Files.Version of the files the view was read from: an
+	// edit that names it is refused once any of them changed.
+	Version string `json:"version"`
+}
+
+// Files are the bytes of a configuration's files as read at one moment
+// (ReadFiles), for a view and an edit that agree on what the files say.
+type Files struct {
+	// Data holds the files that exist, by path.
+	Data map[string][]byte
+	// Version is a digest of every layer's path and bytes (or absence):
+	// it changes whenever one of the files does.
+	Version string
+}
+
+// ReadFiles reads the layers' files, those not found at load time too
+// (one may have been written since).
+func ReadFiles(layers []Layer) (*Files, error) {
+	f := &Files{Data: map[string][]byte{}}
+	h := sha256.New()
+	for _, ly := range layers {
+		data, err := os.ReadFile(ly.Path)
+		present := err == nil
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("reading %s again: %w", ly.Path, err)
+		default:
+			f.Data[ly.Path] = data
+		}
+		// Each field is length-prefixed: no two sets of files digest
+		// alike.
+		for _, b := range [][]byte{[]byte(ly.Role), []byte(ly.Path), data} {
+			binary.Write(h, binary.BigEndian, uint64(len(b)))
+			h.Write(b)
+		}
+		binary.Write(h, binary.BigEndian, present)
+	}
+	f.Version = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return f, nil
 }
 
 // RulesView is the rules in force and where they are written.
@@ -58,7 +103,16 @@ type Shadowed struct {
 // and profiles' keys as written. A file that cannot be read or parsed any
 // more (edited since) is an error naming it.
 func (l *Loaded) View() (*View, error) {
-	v := &View{Layers: l.Layers, Shadowed: []Shadowed{}}
+	f, err := ReadFiles(l.Layers)
+	if err != nil {
+		return nil, err
+	}
+	return l.ViewOf(f)
+}
+
+// ViewOf is View of the files as in holds them.
+func (l *Loaded) ViewOf(in *Files) (*View, error) {
+	v := &View{Layers: l.Layers, Shadowed: []Shadowed{}, Version: in.Version}
 	if v.Layers == nil {
 		v.Layers = []Layer{}
 	}
@@ -73,9 +127,9 @@ func (l *Loaded) View() (*View, error) {
 		if f, ok := files[path]; ok {
 			return f[key], nil
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s again: %w", path, err)
+		data, ok := in.Data[path]
+		if !ok {
+			return nil, fmt.Errorf("reading %s again: %w", path, fs.ErrNotExist)
 		}
 		root, err := decodeYAML(path, data)
 		if err != nil {

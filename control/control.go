@@ -16,6 +16,11 @@
 //	GET  /v1/events                    a stream of state.Event, one JSON object a line;
 //	                                   Server-Sent Events with Accept: text/event-stream
 //	GET  /v1/config                    the configuration as the web console edits it
+//	POST /v1/config/check              an edit of the rules or a profile, checked as shunt check
+//	                                   does with the edited file in place; nothing is written
+//	PUT  /v1/config/rules              the same check, then the file written and reloaded
+//	PUT  /v1/config/profiles/{name}    add or replace a profile, likewise
+//	DELETE /v1/config/profiles/{name}
 //	POST /v1/explain                   body {"destination": "host:port", ...}: shunt explain's answer
 //	POST /v1/reload                    read the configuration again; ?reset_removed=1 resets
 //	                                   the flows of removed and changed profiles

@@ -58,6 +58,9 @@ type Server struct {
 	cancel context.CancelFunc
 	served chan struct{} // closed when Serve has returned
 
+	// configMu serialises the saves of the configuration.
+	configMu sync.Mutex
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -327,6 +330,9 @@ func (s *Server) routes() *http.ServeMux {
 	route(http.MethodGet, "/v1/prompts", s.getPrompts)
 	route(http.MethodGet, "/v1/events", s.getEvents)
 	route(http.MethodGet, "/v1/config", s.getConfig)
+	route(http.MethodPost, "/v1/config/check", s.checkConfig)
+	route(http.MethodPut, "/v1/config/rules", s.putRules)
+	mux.HandleFunc("/v1/config/profiles/", s.configProfile)
 	route(http.MethodPost, "/v1/explain", s.explain)
 	route(http.MethodPost, "/v1/reload", s.reload)
 	route(http.MethodPost, "/v1/down", s.down)

@@ -153,7 +153,12 @@ func (c *configFlags) register(fs *flag.FlagSet) {
 }
 
 func (c *configFlags) load() (*config.Loaded, error) {
-	return config.LoadLayers(config.Layers{Global: c.global, User: c.user, Extra: c.extra, Options: config.Options{Daemon: c.daemon}})
+	return config.LoadLayers(c.layers())
+}
+
+// layers are the files the flags name, read as the command reads them.
+func (c *configFlags) layers() config.Layers {
+	return config.Layers{Global: c.global, User: c.user, Extra: c.extra, Options: config.Options{Daemon: c.daemon}}
 }
 
 // parseConfigFlags parses a command's flags, before and after its
@@ -352,7 +357,7 @@ func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer)
 	log.Infof("running Go code on %d of %d CPUs (%s)", procs, runtime.NumCPU(), how)
 	stop := catchStopSignals(log)
 	defer stop.release()
-	o := upOptions{headless: headless, pprof: bool(pprof), loaded: loaded, load: func() (*config.Loaded, error) {
+	o := upOptions{headless: headless, pprof: bool(pprof), loaded: loaded, layers: cf.layers(), load: func() (*config.Loaded, error) {
 		l, err := cf.load()
 		if err != nil {
 			return nil, err
@@ -486,6 +491,9 @@ type upOptions struct {
 	// loaded is the configuration read at start, with its files (for
 	// the control API's explain and config); nil: they answer 501.
 	loaded *config.Loaded
+	// layers are the files load reads, for the web console's checks of
+	// an edit (with the edited file in place).
+	layers config.Layers
 	// notify tells systemd; nil: newNotifier.
 	notify *notifier
 	// pprof serves Go's profiles on the control socket (--pprof).
@@ -504,7 +512,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	if sys == nil {
 		sys = newNotifier(log)
 	}
-	be := &served{sys: sys, log: log}
+	be := &served{sys: sys, log: log, layers: o.layers}
 	be.loaded.Store(o.loaded)
 	deps := engine.Deps{Log: log}
 	if o.load != nil {
@@ -661,6 +669,8 @@ type served struct {
 	eng    *engine.Engine
 	loaded atomic.Pointer[config.Loaded]
 	next   *config.Loaded
+	// layers are the files loaded was read from (config.Layers).
+	layers config.Layers
 	// console is the web console served, for Status (nil: none).
 	console atomic.Pointer[state.Console]
 }
