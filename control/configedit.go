@@ -299,29 +299,30 @@ func (s *Server) applyEdit(ed ConfigEditor, layers config.Layers, loaded *config
 	}
 	res := &ConfigCheck{Errors: []ConfigProblem{}, Warnings: []ConfigProblem{}, Notes: []string{}, Shadowed: []config.Shadowed{}, Version: files.Version}
 	var doc *edit.Doc
-	open := func(path string) error {
+	open := func(path string) (*edit.Doc, error) {
 		if doc != nil && res.File != path {
-			return badRequest("the rules are in %s and the profile in %s: check and save them one at a time", res.File, path)
+			return nil, badRequest("the rules are in %s and the profile in %s: check and save them one at a time", res.File, path)
 		}
 		if doc != nil {
-			return nil
+			return doc, nil
 		}
 		d, err := edit.Parse(path, files.Data[path])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		doc, res.File = d, path
-		return nil
+		return doc, nil
 	}
 	editErr := func() error {
 		if e.Rules != nil {
 			if !view.Rules.Editable {
 				return &httpError{code: http.StatusForbidden, msg: view.Rules.WhyNot, whyNot: view.Rules.WhyNot}
 			}
-			if err := open(view.Rules.File); err != nil {
+			d, err := open(view.Rules.File)
+			if err != nil {
 				return err
 			}
-			if err := editRules(doc, *e.Rules); err != nil {
+			if err := editRules(d, *e.Rules); err != nil {
 				return err
 			}
 		}
@@ -329,7 +330,7 @@ func (s *Server) applyEdit(ed ConfigEditor, layers config.Layers, loaded *config
 			if e.Profile != nil && e.DeleteProfile != "" {
 				return badRequest("give a profile to add or replace, or one to delete, not both")
 			}
-			if err := editProfile(view, doc, open, e); err != nil {
+			if err := editProfile(view, open, e); err != nil {
 				return err
 			}
 		}
@@ -419,7 +420,7 @@ func editRules(doc *edit.Doc, items []RuleItem) error {
 // edited in the file it comes from; a new one goes to the file that holds
 // the rules (or would hold a first rule): the user's or the --config file
 // whose rules are in force, where the rules that name it are.
-func editProfile(view *config.View, doc *edit.Doc, open func(string) error, e ConfigEdit) error {
+func editProfile(view *config.View, open func(string) (*edit.Doc, error), e ConfigEdit) error {
 	find := func(name string) *config.ProfileView {
 		for i, p := range view.Profiles.Items {
 			if p.Profile["name"] == name {
@@ -439,7 +440,8 @@ func editProfile(view *config.View, doc *edit.Doc, open func(string) error, e Co
 		case !pv.Editable:
 			return forbidden(pv.WhyNot)
 		}
-		if err := open(pv.File); err != nil {
+		doc, err := open(pv.File)
+		if err != nil {
 			return err
 		}
 		return doc.DeleteMapItem("profiles", "name", e.DeleteProfile)
@@ -473,7 +475,8 @@ func editProfile(view *config.View, doc *edit.Doc, open func(string) error, e Co
 	if err := noNewSecret(name, e.Profile, pv); err != nil {
 		return err
 	}
-	if err := open(file); err != nil {
+	doc, err := open(file)
+	if err != nil {
 		return err
 	}
 	return doc.SetMapItem("profiles", "name", target, node)
