@@ -2,6 +2,8 @@ package config
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -79,5 +81,63 @@ rules:
 	}
 	if v.Rules.File != only || !v.Rules.Editable || v.Rules.Items == nil {
 		t.Errorf("no rules: %+v", v.Rules)
+	}
+}
+
+// Layers.Contents is read in place of a file: errors name that file and
+// the line of the contents given, and nothing is read from the disk for
+// it (a file that does not exist yet included).
+func TestLayersContents(t *testing.T) {
+	e := newTestEnv(t)
+	dir := e.dir()
+	user := write(t, dir, "user.yaml", "rules:\n  - action: direct\n")
+	extra := filepath.Join(dir, "new.yaml")
+	l, err := LoadLayers(Layers{User: user, Extra: []string{extra}, Options: e.opts(), Contents: map[string][]byte{
+		user:  []byte("# edited\nrules:\n  - action: block\n"),
+		extra: []byte("log:\n  level: debug\n"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Rules[0].Action != "block" || l.Rules[0].Line != 3 || l.Log.Level != "debug" || !l.Layers[1].Found {
+		t.Errorf("rules %+v, log %+v, layers %+v", l.Rules, l.Log, l.Layers)
+	}
+	_, err = LoadLayers(Layers{User: user, Options: e.opts(), Contents: map[string][]byte{user: []byte("rules:\n  - action: tunnel\n")}})
+	if err == nil || !strings.Contains(err.Error(), user+":2: rule #1 tunnels but names no profile") {
+		t.Errorf("error %v", err)
+	}
+	if b, _ := os.ReadFile(user); string(b) != "rules:\n  - action: direct\n" {
+		t.Errorf("the file changed: %q", b)
+	}
+}
+
+// The version of the files changes with any of them, their absence too.
+func TestReadFilesVersion(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	layers := []Layer{{Role: "user", Path: a}, {Role: "config", Path: b}}
+	version := func() string {
+		t.Helper()
+		f, err := ReadFiles(layers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Version
+	}
+	seen := map[string]bool{}
+	for i, step := range []func(){
+		func() {},
+		func() { os.WriteFile(a, nil, 0o600) },
+		func() { os.WriteFile(a, []byte("x"), 0o600) },
+		func() { os.WriteFile(b, []byte("x"), 0o600) },
+		func() { os.WriteFile(a, nil, 0o600) },
+		func() { os.Remove(a) },
+	} {
+		step()
+		v := version()
+		if seen[v] || v != version() {
+			t.Errorf("step %d: version %s seen before, or not stable", i, v)
+		}
+		seen[v] = true
 	}
 }

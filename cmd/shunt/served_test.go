@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +89,90 @@ func TestServedConfigView(t *testing.T) {
 	// Without its files (a test's shunt), the API says so.
 	if _, err := (&served{}).ConfigView(); err == nil {
 		t.Error("a served without files has a config view")
+	}
+}
+
+// A save through the control API, as the console sends it, writes the
+// file (comments kept) and puts it in force through the served engine's
+// reload; a check judges it as shunt check does.
+func TestServedSaveRules(t *testing.T) {
+	dir := t.TempDir()
+	known := filepath.Join(dir, "known_hosts")
+	os.WriteFile(known, nil, 0o600)
+	path := filepath.Join(dir, "shunt.yaml")
+	before := `profiles:
+  - name: office
+    host: gw.corp.example
+    user: alice
+    known_hosts: ` + known + `
+    host_key_policy: accept-new
+rules:
+  # mail first
+  - name: mail
+    destinations: [10.1.0.0/24]
+    action: tunnel
+    profile: office
+  - name: rest   # the others
+    destinations: [10.0.0.0/8]
+    action: direct
+`
+	os.WriteFile(path, []byte(before), 0o600)
+	layers := config.Layers{Extra: []string{path}}
+	l, err := config.LoadLayers(layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.Out = io.Discard
+	s := &served{log: log, layers: layers, sys: &notifier{log: log, notify: func(string) (bool, error) { return false, nil }}}
+	s.loaded.Store(l)
+	e, err := engine.New(l.Config, engine.Deps{Device: tun.NewMemory(1500, 8), Capture: &enginetest.Capture{}, Log: log,
+		Load: func() (*config.Config, error) {
+			l, err := config.LoadLayers(layers)
+			if err != nil {
+				return nil, err
+			}
+			s.next = l
+			return l.Config, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	s.Backend, s.eng = e.Control(), e
+	h := control.NewHandler(s, log)
+	do := func(method, p, body string) (int, map[string]any) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, p, strings.NewReader(body)))
+		var out map[string]any
+		json.Unmarshal(w.Body.Bytes(), &out)
+		return w.Code, out
+	}
+
+	// shunt check's judgement: a rule the one before shadows.
+	code, res := do("POST", "/v1/config/check", `{"rules":[{"keep":1},{"keep":0}]}`)
+	if code != 200 || res["ok"] != true || !strings.Contains(fmt.Sprint(res["shadowed"]), `by:0`) {
+		t.Fatalf("check: %d %v", code, res)
+	}
+	code, v := do("GET", "/v1/config", "")
+	code, res = do("PUT", "/v1/config/rules", `{"version":"`+v["version"].(string)+`","rules":[{"keep":1},{"keep":0}]}`)
+	if code != 200 || res["saved"] != true {
+		t.Fatalf("save: %d %v", code, res)
+	}
+	want := "profiles:" + strings.SplitN(before, "rules:\n", 2)[0][len("profiles:"):] + `rules:
+  - name: rest   # the others
+    destinations: [10.0.0.0/8]
+    action: direct
+  # mail first
+  - name: mail
+    destinations: [10.1.0.0/24]
+    action: tunnel
+    profile: office
+`
+	if b, _ := os.ReadFile(path); string(b) != want {
+		t.Errorf("the file:\n%s\nwant:\n%s", b, want)
+	}
+	if r := e.Plan().Rules; r[0].Name != "rest" || s.loaded.Load().Rules[0].Name != "rest" {
+		t.Errorf("in force: %q, loaded %q", r[0].Name, s.loaded.Load().Rules[0].Name)
 	}
 }
