@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -353,5 +354,43 @@ func TestEditUnsupported(t *testing.T) {
 		if w.Code != http.StatusNotImplemented {
 			t.Errorf("%s %s: %d %s", r.Method, r.URL.Path, w.Code, w.Body)
 		}
+	}
+}
+
+// A reload that refuses the saved file puts the old one back.
+func TestSaveReloadRefused(t *testing.T) {
+	f := newEdit(t, "")
+	f.b.SetErrors(controltest.Errors{Reload: errors.New(f.user + ":3: something changed meanwhile")})
+	code, res := f.do(t, "PUT", "/v1/config/rules", `{"rules":[{"keep":1},{"keep":0}]}`)
+	if code != http.StatusUnprocessableEntity || res["saved"] != false || !strings.Contains(res["error"].(string), "the old one is back in place") {
+		t.Errorf("save: %d %v", code, res)
+	}
+	if f.file(t) != f.userBefore {
+		t.Errorf("the file:\n%s", f.file(t))
+	}
+}
+
+// A file that is a symbolic link stays one: the file it names is
+// replaced.
+func TestSaveThroughSymlink(t *testing.T) {
+	f := newEdit(t, "")
+	real := filepath.Join(f.dir, "real.yaml")
+	if err := os.Rename(f.user, real); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, f.user); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	if code, res := f.do(t, "PUT", "/v1/config/rules", `{"rules":[{"keep":1},{"keep":0}]}`); code != 200 {
+		t.Fatalf("save: %d %v", code, res)
+	}
+	if st, err := os.Lstat(f.user); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link is gone: %v %v", st, err)
+	}
+	if b, _ := os.ReadFile(real); !strings.HasPrefix(strings.SplitN(string(b), "rules:", 2)[1], "                # first match wins\n  # no cleartext POP3") {
+		t.Errorf("the file:\n%s", b)
+	}
+	if m, _ := filepath.Glob(filepath.Join(f.dir, ".*shunt-*")); len(m) > 0 {
+		t.Errorf("temporary files left: %q", m)
 	}
 }

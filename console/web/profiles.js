@@ -27,7 +27,7 @@ export function ProfilesPage({ st }) {
     if (!window.confirm(`Delete the profile ${name}? Rules that use it will no longer check.`)) return;
     setError("");
     try {
-      await api("DELETE", `config/profiles/${seg(name)}`, {});
+      await api("DELETE", `config/profiles/${seg(name)}`, { version: cfg && cfg.version });
       setStatus(`Profile ${name} deleted.`);
       await load();
     } catch (e) {
@@ -78,7 +78,7 @@ export function ProfilesPage({ st }) {
     </div>
     ${canAdd && html`<div class="buttons"><button type="button" id="add-profile" onClick=${() => setEditing({ item: null })}>Add profile</button></div>`}
     `}
-    ${editing && html`<${ProfileEditor} item=${editing.item} names=${items.map((i) => i.profile.name)}
+    ${editing && html`<${ProfileEditor} item=${editing.item} names=${items.map((i) => i.profile.name)} version=${cfg && cfg.version}
       onCancel=${() => setEditing(null)}
       onSaved=${(name) => {
         setEditing(null);
@@ -88,7 +88,7 @@ export function ProfilesPage({ st }) {
   </section>`;
 }
 
-function ProfileEditor({ item, names, onCancel, onSaved }) {
+function ProfileEditor({ item, names, version, onCancel, onSaved }) {
   const orig = item ? item.profile : {};
   const [result, setResult] = useState(null);
   const [error, setError] = useState("");
@@ -125,8 +125,8 @@ function ProfileEditor({ item, names, onCancel, onSaved }) {
     setBusy(true);
     try {
       const r = save
-        ? await api("PUT", `config/profiles/${seg(item ? item.profile.name : p.name)}`, p)
-        : await api("POST", "config/check", item ? { profile: p, old_name: item.profile.name } : { profile: p });
+        ? await api("PUT", `config/profiles/${seg(item ? item.profile.name : p.name)}`, { ...p, version })
+        : await api("POST", "config/check", item ? { profile: p, old_name: item.profile.name, version } : { profile: p, version });
       setResult(r);
       if (save && r.ok !== false) onSaved(p.name);
     } catch (e) {

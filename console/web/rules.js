@@ -16,8 +16,10 @@ function fromConfig(cfg) {
   return (cfg.rules.items || []).map((rule, i) => ({ key: nextKey++, keep: i, rule, edited: false }));
 }
 
+// An edited rule of the file is sent with its index too ({keep: i, rule}),
+// so that the fields it keeps keep their comments.
 export function itemsBody(items) {
-  return items.map((it) => (it.edited ? { rule: it.rule } : { keep: it.keep }));
+  return items.map((it) => (it.edited ? (it.keep === undefined ? { rule: it.rule } : { keep: it.keep, rule: it.rule }) : { keep: it.keep }));
 }
 
 export function RulesPage({ st }) {
@@ -100,7 +102,9 @@ export function RulesPage({ st }) {
     setError("");
     setStatus("");
     try {
-      const r = await api(method, path, { rules: itemsBody(items) });
+      // version: the server refuses the edit (409) when the file
+      // changed since the page read it.
+      const r = await api(method, path, { rules: itemsBody(items), version: cfg && cfg.version });
       setResult(r);
       setShadowed(r.shadowed || []);
       if (method === "PUT" && r.ok !== false) {
