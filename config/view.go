@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 
 	"go.yaml.in/yaml/v3"
@@ -89,6 +90,43 @@ type ProfileView struct {
 	Editable bool           `json:"editable"`
 	WhyNot   string         `json:"why_not,omitempty"`
 	Profile  map[string]any `json:"profile"`
+	// proxy is the proxy URL as written, when Profile shows it with its
+	// password Redacted.
+	proxy string
+}
+
+// Redacted stands for the password of a proxy URL in a view: the view
+// goes to a browser, and a password is not to be read there.
+const Redacted = "REDACTED"
+
+func (pv *ProfileView) redactProxy() {
+	s, _ := pv.Profile["proxy"].(string)
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return
+	}
+	if _, ok := u.User.Password(); !ok {
+		return
+	}
+	u.User = url.UserPassword(u.User.Username(), Redacted)
+	pv.proxy, pv.Profile["proxy"] = s, u.String()
+}
+
+// Unredact puts the proxy password the view hid back into p, a profile
+// sent back with the view's proxy URL unchanged, so that it is written as
+// it was; it reports whether p's proxy URL is the one written.
+func (pv *ProfileView) Unredact(p map[string]any) bool {
+	if pv.proxy == "" {
+		return p["proxy"] == pv.Profile["proxy"]
+	}
+	switch p["proxy"] {
+	case pv.Profile["proxy"]:
+		p["proxy"] = pv.proxy
+		return true
+	case pv.proxy:
+		return true
+	}
+	return false
 }
 
 // Shadowed is a rule that can never match: Index and By are 0-based
@@ -221,6 +259,7 @@ func (l *Loaded) ViewOf(in *Files) (*View, error) {
 				return nil, withFile(err, p.File)
 			}
 			pv.Profile = m
+			pv.redactProxy()
 		}
 		v.Profiles.Items = append(v.Profiles.Items, pv)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,7 +72,8 @@ type ConfigCheck struct {
 	Notes    []string          `json:"notes"`
 	Shadowed []config.Shadowed `json:"shadowed"`
 	// File is the file edited, YAML its content as it would be (or was)
-	// written.
+	// written, but for the passwords of URLs, shown as config.Redacted
+	// (the lines are the file's).
 	File string `json:"file"`
 	YAML string `json:"yaml"`
 	// Saved: the file was written and the configuration reloaded.
@@ -79,6 +81,9 @@ type ConfigCheck struct {
 	// Version is the files' version the edit was checked on, and after a
 	// save the one they have now: the next edit's.
 	Version string `json:"version"`
+
+	// out is the file's new content, as it is written.
+	out []byte
 }
 
 // ConfigProblem is an error or a warning at a place in a file.
@@ -236,7 +241,7 @@ func (s *Server) editConfig(w http.ResponseWriter, r *http.Request, e ConfigEdit
 		writeEditError(w, &httpError{code: http.StatusConflict, msg: fmt.Sprintf("%s changed on disk while the edit was checked: nothing is written; load the configuration again and redo the edit", res.File)})
 		return
 	}
-	if err := writeFileAtomic(res.File, []byte(res.YAML)); err != nil {
+	if err := writeFileAtomic(res.File, res.out); err != nil {
 		log.WithError(err).Error("control socket: writing the configuration failed")
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("writing %s: %v (the file is as it was)", res.File, err))
 		return
@@ -348,12 +353,12 @@ func (s *Server) applyEdit(ed ConfigEditor, layers config.Layers, loaded *config
 		// the file and line): a problem of the edit.
 		res.Errors = problemsOf(editErr)
 		if res.File != "" {
-			res.YAML = string(files.Data[res.File])
+			res.YAML = redactURLs(string(files.Data[res.File]))
 		}
 		return res, files.Data[res.File], nil
 	}
 	out := doc.Bytes()
-	res.YAML = string(out)
+	res.out, res.YAML = out, redactURLs(string(out))
 	l := layers
 	l.Contents = map[string][]byte{res.File: out}
 	checked, shadowed, err := ed.CheckConfig(l)
@@ -454,10 +459,6 @@ func editProfile(view *config.View, open func(string) (*edit.Doc, error), e Conf
 	if target == "" {
 		target = name
 	}
-	node, err := itemNode(fmt.Sprintf("profile %q", name), e.Profile, config.ProfileKeys())
-	if err != nil {
-		return err
-	}
 	pv := find(target)
 	var file string
 	switch {
@@ -475,6 +476,10 @@ func editProfile(view *config.View, open func(string) (*edit.Doc, error), e Conf
 	if err := noNewSecret(name, e.Profile, pv); err != nil {
 		return err
 	}
+	node, err := itemNode(fmt.Sprintf("profile %q", name), e.Profile, config.ProfileKeys())
+	if err != nil {
+		return err
+	}
 	doc, err := open(file)
 	if err != nil {
 		return err
@@ -483,8 +488,12 @@ func editProfile(view *config.View, open func(string) (*edit.Doc, error), e Conf
 }
 
 // noNewSecret refuses a proxy URL with a password that the file does not
-// hold already: the console never writes a secret.
+// hold already: the console never writes a secret. The view hides the
+// file's (config.Redacted); sent back unchanged, it is put back.
 func noNewSecret(name string, p map[string]any, old *config.ProfileView) error {
+	if old != nil && old.Unredact(p) {
+		return nil
+	}
 	proxy, _ := p["proxy"].(string)
 	u, err := url.Parse(proxy)
 	if err != nil || u.User == nil {
@@ -492,9 +501,6 @@ func noNewSecret(name string, p map[string]any, old *config.ProfileView) error {
 	}
 	if _, has := u.User.Password(); !has {
 		return nil
-	}
-	if old != nil && old.Profile["proxy"] == proxy {
-		return nil // as written in the file, kept
 	}
 	return badRequest("profile %q: the proxy URL holds a password, and the console writes no secrets into the configuration: write the URL without it (shunt asks for the password), or put it in the file by hand", name)
 }
@@ -614,4 +620,13 @@ func (p ConfigProblem) String() string {
 		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Message)
 	}
 	return p.File + ": " + p.Message
+}
+
+// urlPassword is the password of a URL's user information, as written.
+var urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s:@/]*:)[^\s@/]+@`)
+
+// redactURLs hides the passwords of the URLs in text (proxy URLs), as the
+// view does.
+func redactURLs(text string) string {
+	return urlPassword.ReplaceAllString(text, "${1}"+config.Redacted+"@")
 }

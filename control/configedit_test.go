@@ -394,3 +394,39 @@ func TestSaveThroughSymlink(t *testing.T) {
 		t.Errorf("temporary files left: %q", m)
 	}
 }
+
+// A proxy password in the file never reaches the page, and comes back
+// from it as written; a new one is refused.
+func TestProxyPasswordStaysInTheFile(t *testing.T) {
+	f := newEdit(t, "")
+	withProxy := strings.Replace(f.userBefore, "    port: 22\n", "    port: 22\n    proxy: socks5://u:hunter2@proxy.example:1080   # the proxy\n", 1)
+	os.WriteFile(f.user, []byte(withProxy), 0o640)
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, httptest.NewRequest("GET", "/v1/config", nil))
+	if strings.Contains(w.Body.String(), "hunter2") || !strings.Contains(w.Body.String(), `"proxy":"socks5://u:REDACTED@proxy.example:1080"`) {
+		t.Fatalf("GET /v1/config: %s", w.Body)
+	}
+	var v struct {
+		Profiles struct {
+			Items []struct {
+				Profile map[string]any `json:"profile"`
+			} `json:"items"`
+		} `json:"profiles"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &v)
+	p := v.Profiles.Items[0].Profile
+	p["port"] = 2222
+	body, _ := json.Marshal(p)
+	code, res := f.do(t, "PUT", "/v1/config/profiles/office", string(body))
+	if want := strings.Replace(withProxy, "    port: 22\n", "    port: 2222\n", 1); code != 200 || f.file(t) != want {
+		t.Fatalf("save: %d %v\nthe file:\n%s", code, res, f.file(t))
+	}
+	if y := res["yaml"].(string); strings.Contains(y, "hunter2") || strings.Count(y, "\n") != strings.Count(withProxy, "\n") || !strings.Contains(y, "proxy: socks5://u:REDACTED@proxy.example:1080   # the proxy\n") {
+		t.Errorf("the answer's yaml shows the password, or other lines: %s", y)
+	}
+	p["proxy"] = "socks5://u:other@proxy.example:1080"
+	body, _ = json.Marshal(p)
+	if code, res := f.do(t, "PUT", "/v1/config/profiles/office", string(body)); code != 400 {
+		t.Errorf("a new password: %d %v", code, res)
+	}
+}
