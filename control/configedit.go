@@ -422,9 +422,11 @@ func editRules(doc *edit.Doc, items []RuleItem) error {
 }
 
 // editProfile adds, replaces or deletes a profile. An existing profile is
-// edited in the file it comes from; a new one goes to the file that holds
-// the rules (or would hold a first rule): the user's or the --config file
-// whose rules are in force, where the rules that name it are.
+// edited in the file it comes from (the global file's are not edited); a
+// new one goes to the file that holds the rules (or would hold a first
+// rule), where the rules that name it are: the user's or the --config
+// file whose rules are in force; when the global file owns the rules, to
+// the last file read that is not the global one.
 func editProfile(view *config.View, open func(string) (*edit.Doc, error), e ConfigEdit) error {
 	find := func(name string) *config.ProfileView {
 		for i, p := range view.Profiles.Items {
@@ -471,7 +473,14 @@ func editProfile(view *config.View, open func(string) (*edit.Doc, error), e Conf
 	case view.Rules.Editable:
 		file = view.Rules.File
 	default:
-		return forbidden("a new profile goes to the file of your own that holds the rules, and there is none: " + view.Rules.WhyNot)
+		for _, ly := range view.Layers {
+			if ly.Found && ly.Role != "global" {
+				file = ly.Path
+			}
+		}
+		if file == "" {
+			return forbidden("a new profile goes to a file of your own, and shunt reads none: " + view.Rules.WhyNot)
+		}
 	}
 	if err := noNewSecret(name, e.Profile, pv); err != nil {
 		return err

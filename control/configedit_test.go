@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -428,5 +429,60 @@ func TestProxyPasswordStaysInTheFile(t *testing.T) {
 	body, _ = json.Marshal(p)
 	if code, res := f.do(t, "PUT", "/v1/config/profiles/office", string(body)); code != 400 {
 		t.Errorf("a new password: %d %v", code, res)
+	}
+}
+
+// A profile renamed (old_name, or a PUT whose body names another) is
+// replaced in place.
+func TestRenameProfile(t *testing.T) {
+	f := newEdit(t, "")
+	known := filepath.Join(f.dir, "known_hosts")
+	p := `{"name":"office2","host":"gw.corp.example","port":22,"known_hosts":"` + known + `","host_key_policy":"accept-new"}`
+	// The rules name office: renaming it alone is an error of theirs.
+	code, res := f.do(t, "POST", "/v1/config/check", `{"profile":`+p+`,"old_name":"office"}`)
+	if code != 200 || res["ok"] != false || !strings.Contains(fmt.Sprint(res["errors"]), `unknown profile "office": use one of office2`) {
+		t.Fatalf("check: %d %v", code, res)
+	}
+	if y := res["yaml"].(string); y != strings.Replace(f.userBefore, "  - name: office   # the gateway\n", "  - name: office2  # the gateway\n", 1) {
+		t.Errorf("yaml:\n%s", y)
+	}
+	if code, res := f.do(t, "POST", "/v1/config/check", `{"profile":`+p+`,"old_name":"nosuch"}`); code != http.StatusNotFound {
+		t.Errorf("renaming no profile: %d %v", code, res)
+	}
+}
+
+// Two saves made on the same version: one is written, the other refused.
+func TestConcurrentSaves(t *testing.T) {
+	f := newEdit(t, "")
+	v := f.version(t)
+	codes := make(chan int, 2)
+	for _, rules := range []string{`[{"keep":1},{"keep":0}]`, `[{"keep":1}]`} {
+		go func() {
+			w := httptest.NewRecorder()
+			f.h.ServeHTTP(w, httptest.NewRequest("PUT", "/v1/config/rules", strings.NewReader(`{"version":"`+v+`","rules":`+rules+`}`)))
+			codes <- w.Code
+		}()
+	}
+	a, b := <-codes, <-codes
+	if min(a, b) != 200 || max(a, b) != http.StatusConflict {
+		t.Errorf("statuses %d and %d, want 200 and 409", a, b)
+	}
+	if c := f.b.Calls(); len(c) != 1 {
+		t.Errorf("calls %q, want one reload", c)
+	}
+}
+
+// Where the global file owns the rules, profiles are still the user's to
+// add and edit, but not the global file's.
+func TestProfilesBesideGlobalRules(t *testing.T) {
+	f := newEdit(t, "profiles:\n  - name: corp\n    host: corp.example\nrules:\n  - action: direct\n")
+	known := filepath.Join(f.dir, "known_hosts")
+	code, res := f.do(t, "PUT", "/v1/config/profiles/home", `{"host":"home.example","known_hosts":"`+known+`","host_key_policy":"accept-new"}`)
+	if code != 200 || !strings.Contains(f.file(t), "  - name: home\n    host: home.example\n") {
+		t.Errorf("add: %d %v\n%s", code, res, f.file(t))
+	}
+	code, res = f.do(t, "PUT", "/v1/config/profiles/corp", `{"host":"other.example"}`)
+	if code != http.StatusForbidden || !strings.Contains(res["why_not"].(string), "the global file "+f.global+" holds the profile") {
+		t.Errorf("a global profile: %d %v", code, res)
 	}
 }
