@@ -251,9 +251,11 @@ func (s *Server) editConfig(w http.ResponseWriter, r *http.Request, e ConfigEdit
 	if err := s.backend.Reload(context.WithoutCancel(r.Context()), ReloadOptions{}); err != nil {
 		// Checked just now, so this is rare (a file named changed):
 		// the old file goes back, and the old configuration stays.
-		restore := writeFileAtomic(res.File, old)
+		var restore error
 		if old == nil {
 			restore = os.Remove(res.File)
+		} else {
+			restore = writeFileAtomic(res.File, old)
 		}
 		res.OK, res.Errors = false, problemsOf(err)
 		res.Error = "the reload refused the saved file, so the old one is back in place: " + strings.Join(problemLines(err), "; ")
