@@ -443,6 +443,7 @@ func TestConsole(t *testing.T) {
 			}
 			rest = rest[i+len(l)+1:]
 		}
+		t.Logf("the saved file:\n%s", saved)
 		pw, ne, in := strings.Index(string(saved), "name: by-password"), strings.Index(string(saved), "name: no-echo"), strings.Index(string(saved), "name: internal")
 		if !(pw >= 0 && pw < ne && ne < in) {
 			t.Errorf("the saved file does not have no-echo between by-password and internal:\n%s", saved)
@@ -468,8 +469,8 @@ func TestConsole(t *testing.T) {
 		if err := json.Unmarshal(out, &x); err != nil {
 			t.Fatalf("shunt explain --json: %v\n%s", err, out)
 		}
-		if x.Decision.Action != "block" || x.Decision.Rule != "no-echo" {
-			t.Errorf("shunt explain says %s by %q, want block by no-echo", x.Decision.Action, x.Decision.Rule)
+		if x.Decision.Action != "block" || x.Decision.Rule != `#2 "no-echo"` {
+			t.Errorf("shunt explain says %s by %q, want block by #2 \"no-echo\"", x.Decision.Action, x.Decision.Rule)
 		}
 		if pageAction != x.Decision.Action || pageRule != x.Decision.Rule {
 			t.Errorf("the page explains %s by %q, shunt explain %s by %q", pageAction, pageRule, x.Decision.Action, x.Decision.Rule)
