@@ -197,6 +197,10 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("downloaded sha256 %x, served %x", got, svc.downloadSum)
 		}
 		poll[bool](t, b, "the transfer's row closed or gone", fmt.Sprintf(`(r => !r || r.dataset.flowState === "closed")(document.querySelector(%q))`, row))
+		// The overview's totals follow the traffic without a state change.
+		show(t, "overview")
+		poll[bool](t, b, "gw's received total to pass 64 MiB", `Number(document.querySelector('#overview tr[data-profile="gw"]').dataset.received) >= 64 << 20`)
+		show(t, "flows")
 
 		// A flow held open by socat, closed with its button. socat
 		// (1.7.4) takes a reset for the end of the stream, exits 0, and

@@ -80,7 +80,8 @@ const bytesInterval = time.Second
 
 // publishBytes publishes, every bytesInterval until stop, a bytes event
 // with the running flows whose byte counts changed since the last look
-// (a new flow counts once it has sent or received something). It is the
+// (a new flow counts once it has sent or received something), and the
+// profiles whose totals or channels did. It is the
 // only cost of the counts to the engine, and runs only while someone
 // subscribes: the flows' counters are atomics the splice adds to anyway.
 func (e *Engine) publishBytes(stop <-chan struct{}, done chan<- struct{}) {
@@ -88,12 +89,30 @@ func (e *Engine) publishBytes(stop <-chan struct{}, done chan<- struct{}) {
 	t := time.NewTicker(bytesInterval)
 	defer t.Stop()
 	last := map[uint64]state.FlowBytes{}
+	type profileKey struct{ name, via string }
+	lastProfiles := map[profileKey]state.Profile{}
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
+		// The profiles' totals (bytes, channels) move with their flows
+		// but change no state: they ride along in the same event.
+		var profiles []state.Profile
+		nowProfiles := map[profileKey]state.Profile{}
+		for _, p := range e.broker.Status() {
+			if p.Retired {
+				continue
+			}
+			k := profileKey{p.Name, p.Via}
+			nowProfiles[k] = p
+			if prev, seen := lastProfiles[k]; seen && (prev.Sent != p.Sent || prev.Received != p.Received ||
+				prev.Channels != p.Channels || prev.Connections != p.Connections) {
+				profiles = append(profiles, p)
+			}
+		}
+		lastProfiles = nowProfiles
 		flows := e.router.Flows()
 		now := make(map[uint64]state.FlowBytes, len(flows))
 		var changed []state.FlowBytes
@@ -106,8 +125,8 @@ func (e *Engine) publishBytes(stop <-chan struct{}, done chan<- struct{}) {
 			}
 		}
 		last = now
-		if len(changed) > 0 {
-			e.live.bus.Publish(state.Event{Event: state.EventBytes, Flows: changed})
+		if len(changed) > 0 || len(profiles) > 0 {
+			e.live.bus.Publish(state.Event{Event: state.EventBytes, Flows: changed, Profiles: profiles})
 		}
 	}
 }

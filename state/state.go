@@ -197,7 +197,8 @@ const (
 	EventState  = "state"  // a profile's connection state changed (Profile)
 	EventPrompt = "prompt" // a prompt is pending (Prompt)
 	// EventBytes: the byte counts of running flows changed (Flows, only
-	// those that changed since the last one). Published about once a
+	// those that changed since the last one; Profiles, those whose totals
+	// did). Published about once a
 	// second while anyone listens and a count changed.
 	EventBytes = "bytes"
 )
@@ -222,4 +223,7 @@ type Event struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	// Flows are a bytes event's counts.
 	Flows []FlowBytes `json:"flows,omitempty"`
+	// Profiles are, in a bytes event, the profiles whose byte totals,
+	// channels or connections changed since the last one.
+	Profiles []Profile `json:"profiles,omitempty"`
 }

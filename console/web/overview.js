@@ -61,7 +61,7 @@ export function OverviewPage({ store, st, now }) {
         <tbody>
         ${(s.profiles || []).length === 0 && html`<tr><td colspan="8" class="empty">No profile.</td></tr>`}
         ${(s.profiles || []).map((p) => html`<tr key=${p.name + "|" + (p.via || "") + (p.retired ? "|r" : "")}
-            data-profile=${p.name} data-state=${p.state}>
+            data-profile=${p.name} data-state=${p.state} data-received=${p.received}>
           <th scope="row" data-label="Profile">${p.name}${p.via && html` <small>via ${p.via}</small>`}${p.retired && html` <small>(retired)</small>`}</th>
           <td data-label="State"><span class=${"badge state-" + p.state}>${p.state}</span>
             ${p.since && html` <small class="muted">${age(p.since, now)}</small>`}</td>

@@ -80,6 +80,15 @@ export function createStore() {
         break;
       }
       case "bytes": {
+        if (ev.profiles && ev.profiles.length && state.status) {
+          // Totals and channels of profiles whose state did not change.
+          const profiles = [...(state.status.profiles || [])];
+          for (const p of ev.profiles) {
+            const i = profiles.findIndex((q) => q.name === p.name && (q.via || "") === (p.via || "") && !q.retired);
+            if (i >= 0) profiles[i] = p;
+          }
+          set({ status: { ...state.status, profiles } });
+        }
         const flows = new Map(state.flows);
         for (const b of ev.flows || []) {
           const old = flows.get(b.id);
