@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 )
 
@@ -50,17 +51,7 @@ func (c *clientConn) CloseRead() error {
 }
 
 // Abort closes the client's connection with a reset where it can.
-func (c *clientConn) Abort() {
-	switch cc := c.Conn.(type) {
-	case aborter:
-		cc.Abort()
-	case *net.TCPConn:
-		cc.SetLinger(0)
-		cc.Close()
-	default:
-		cc.Close()
-	}
-}
+func (c *clientConn) Abort() { abortConn(c.Conn) }
 
 // buffered is what br holds, copied: br's buffer is not used again.
 func buffered(br *bufio.Reader) []byte {
@@ -98,13 +89,41 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 }
 
 // chunkData is the most data one chunk of a re-chunked body carries: a
-// read of the client's body yields at most this much.
+// read of a body yields at most this much.
 const chunkData = 32 << 10
 
+// chunkHead is the room before a chunk's data for its size line (up to 8
+// hex digits and CRLF), and chunkBufSize a buffer for one chunk: size
+// line, data, CRLF, and the last chunk ("0\r\n\r\n") after it.
+const (
+	chunkHead    = 10
+	chunkBufSize = chunkHead + chunkData + 2 + 5
+)
+
+// frameChunk frames the n data bytes at buf[chunkHead:] as one chunk in
+// place, followed by the last chunk (no trailers) when last is set, and
+// returns the framed bytes (a slice of buf). n may be 0 only with last.
+func frameChunk(buf []byte, n int, last bool) []byte {
+	start, end := chunkHead, chunkHead
+	if n > 0 {
+		var digits [chunkHead]byte
+		size := strconv.AppendInt(digits[:0], int64(n), 16)
+		size = append(size, '\r', '\n')
+		start = chunkHead - len(size)
+		copy(buf[start:], size)
+		end = chunkHead + n
+		end += copy(buf[end:], "\r\n")
+	}
+	if last {
+		end += copy(buf[end:], "0\r\n\r\n")
+	}
+	return buf[start:end]
+}
+
 // forwardReader is what the upstream reads for a forwarded request: the
-// rewritten head, then the body, then nothing until the client's stream
-// ends (see Server.Connect). It runs in the reading goroutine only (the
-// join's), starts none, and holds a buffer only for a chunked body.
+// rewritten head, then the body, then whatever wait says (see
+// Server.Connect). It runs in the reading goroutine only (the join's),
+// starts none, and holds a buffer only for a chunked body.
 type forwardReader struct {
 	head []byte    // the head not yet read
 	body io.Reader // the decoded body (net/http's reader over the client); nil once it ended
@@ -114,10 +133,30 @@ type forwardReader struct {
 	chunked bool
 	out     []byte // encoded bytes not yet read
 	buf     []byte // out's storage
-	// rest is the client's stream after the body: read and discarded
-	// until it ends. onExtra is called once if it has bytes.
-	rest    io.Reader
-	onExtra func()
+	// done, when set, is closed once the body has been read to its end:
+	// from then on the client's connection is not read here (the server
+	// reads the client's next request).
+	done chan struct{}
+	// wait is what a read after the body returns, once it returns: nil
+	// means io.EOF at once.
+	wait func() error
+}
+
+// newForwardReader is a forwardReader of head and body, with done made
+// (and closed at once for a request without a body).
+func newForwardReader(head []byte, body io.Reader, chunked bool) *forwardReader {
+	r := &forwardReader{head: head, body: body, chunked: chunked, done: make(chan struct{})}
+	if body == nil || body == http.NoBody {
+		r.bodyEnded()
+	}
+	return r
+}
+
+func (r *forwardReader) bodyEnded() {
+	r.body = nil
+	if r.done != nil {
+		close(r.done)
+	}
 }
 
 func (r *forwardReader) Read(p []byte) (int, error) {
@@ -136,7 +175,8 @@ func (r *forwardReader) Read(p []byte) (int, error) {
 		case r.body != nil && !r.chunked:
 			n, err := r.body.Read(p)
 			if err == io.EOF {
-				r.body, err = nil, nil
+				r.bodyEnded()
+				err = nil
 			}
 			if n > 0 || err != nil {
 				return n, err
@@ -145,15 +185,13 @@ func (r *forwardReader) Read(p []byte) (int, error) {
 			if err := r.nextChunk(); err != nil {
 				return 0, err
 			}
-		default:
-			n, err := r.rest.Read(p)
-			if n > 0 && r.onExtra != nil {
-				r.onExtra()
-				r.onExtra = nil
-			}
-			if err != nil {
+		case r.wait != nil:
+			if err := r.wait(); err != nil {
 				return 0, err
 			}
+			return 0, io.EOF
+		default:
+			return 0, io.EOF
 		}
 	}
 }
@@ -162,28 +200,16 @@ func (r *forwardReader) Read(p []byte) (int, error) {
 // the last chunk (no trailers) when the body ends. A body that ends with
 // an error (the client closed in the middle) returns it.
 func (r *forwardReader) nextChunk() error {
-	const headRoom = 10 // up to 8 hex digits and CRLF
 	if r.buf == nil {
-		r.buf = make([]byte, headRoom+chunkData+2+5)
+		r.buf = make([]byte, chunkBufSize)
 	}
-	n, err := r.body.Read(r.buf[headRoom : headRoom+chunkData])
+	n, err := r.body.Read(r.buf[chunkHead : chunkHead+chunkData])
 	if err != nil && err != io.EOF {
 		return err
 	}
-	start, end := headRoom, headRoom
-	if n > 0 {
-		var digits [10]byte
-		size := strconv.AppendInt(digits[:0], int64(n), 16)
-		size = append(size, '\r', '\n')
-		start = headRoom - len(size)
-		copy(r.buf[start:], size)
-		end = headRoom + n
-		end += copy(r.buf[end:], "\r\n")
-	}
+	r.out = frameChunk(r.buf, n, err == io.EOF)
 	if err == io.EOF {
-		r.body = nil
-		end += copy(r.buf[end:], "0\r\n\r\n")
+		r.bodyEnded()
 	}
-	r.out = r.buf[start:end]
 	return nil
 }

@@ -58,7 +58,7 @@ func fuzzRequestHead(t *testing.T, data []byte) {
 		return
 	}
 	head, chunked := upstreamHead(req, tgt)
-	out, err := io.ReadAll(&forwardReader{head: head, body: req.Body, chunked: chunked, rest: br})
+	out, err := io.ReadAll(newForwardReader(head, req.Body, chunked))
 	if err != nil {
 		return // the body was cut short
 	}

@@ -27,13 +27,19 @@ const (
 	lingerTime  = time.Second
 )
 
-// handshake is one client connection until its flow is set up or refused.
+// handshake is one client connection until its flow is set up or refused
+// (CONNECT), or until it closes (forwarded requests, one after another).
 type handshake struct {
 	s   *Server
 	ctx context.Context
 	c   net.Conn
 	req Request
 	tgt target
+
+	lim      *headLimit
+	br       *bufio.Reader
+	stopWake func() bool
+	buf      []byte // for response bodies, made with the first
 }
 
 func (s *Server) newHandshake(ctx context.Context, c net.Conn) *handshake {
@@ -43,91 +49,231 @@ func (s *Server) newHandshake(ctx context.Context, c net.Conn) *handshake {
 	}}
 }
 
-// serve reads the request, calls Connect and answers errors; taken says
-// Connect took the connection (the caller must not close it).
+// setDeadline sets c's deadline, unless ctx has ended: then the deadline
+// stays in the past, where ctx's wake put it (it may have run first).
+func (h *handshake) setDeadline(t time.Time) {
+	h.c.SetDeadline(t)
+	if h.ctx.Err() != nil {
+		h.c.SetDeadline(time.Unix(1, 0))
+	}
+}
+
+// serve reads requests, calls Connect for each and answers errors; taken
+// says Connect took the connection (the caller must not close it).
 func (h *handshake) serve() (taken bool) {
 	s, c := h.s, h.c
-	timeout := s.handshakeTimeout()
-	c.SetDeadline(time.Now().Add(timeout))
-	// ctx ending while the head is read (or an error reply lingers) wakes
-	// the blocked read; accept stops this before handing c over.
-	stopWake := context.AfterFunc(h.ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stopWake()
+	// ctx ending while a head is read, a response relayed or the client
+	// idles (or an error reply lingers) wakes the blocked read or write;
+	// CONNECT's accept stops this before handing c over.
+	h.stopWake = context.AfterFunc(h.ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer h.stopWake()
 
 	maxBytes := s.maxHeaderBytes()
-	lim := &headLimit{r: c, max: int64(maxBytes) + bufSize}
-	br := bufio.NewReaderSize(lim, bufSize)
-	req, err := readHead(br, lim, maxBytes)
-	if h.ctx.Err() != nil {
-		return false
+	h.lim = &headLimit{r: c}
+	h.br = bufio.NewReaderSize(h.lim, bufSize)
+	for first := true; ; first = false {
+		if !first && !h.awaitNext() {
+			return false
+		}
+		h.setDeadline(time.Now().Add(s.handshakeTimeout()))
+		// Bytes already buffered (a pipelined request) count towards
+		// this head, as readHead reckons.
+		h.lim.n, h.lim.max, h.lim.over = int64(h.br.Buffered()), int64(maxBytes)+bufSize, false
+		req, err := readHead(h.br, h.lim, maxBytes)
+		if h.ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			h.fail(err, nil)
+			return false
+		}
+		h.lim.max = 0 // the head is read: the body and tunnel are not limited
+		h.req.Method, h.req.Dst, h.req.Host, h.req.Port = req.Method, netip.AddrPort{}, "", 0
+		local := ""
+		if h.req.Local.IsValid() {
+			local = h.req.Local.String()
+		}
+		h.tgt, err = classify(req, local)
+		if err != nil {
+			h.fail(err, nil)
+			return false
+		}
+		h.req.Port = h.tgt.port
+		if h.tgt.addr.IsValid() {
+			h.req.Dst = netip.AddrPortFrom(h.tgt.addr, h.tgt.port)
+		} else {
+			h.req.Host = h.tgt.host
+		}
+		if h.tgt.connect {
+			return h.connect()
+		}
+		if !h.forward(req) {
+			return false
+		}
 	}
-	if err != nil {
-		h.fail(err, nil)
-		return false
-	}
-	lim.max = 0 // the head is read: the body and tunnel are not limited
-	h.req.Method = req.Method
-	local := ""
-	if h.req.Local.IsValid() {
-		local = h.req.Local.String()
-	}
-	h.tgt, err = classify(req, local)
-	if err != nil {
-		h.fail(err, nil)
-		return false
-	}
-	h.req.Port = h.tgt.port
-	if h.tgt.addr.IsValid() {
-		h.req.Dst = netip.AddrPortFrom(h.tgt.addr, h.tgt.port)
-	} else {
-		h.req.Host = h.tgt.host
-	}
+}
 
+// awaitNext waits, up to the idle timeout, for the client's next request
+// after a forwarded one, and reports whether one is coming. Up to four
+// empty lines before it are skipped (RFC 9112 section 2.2, as net/http's
+// server does).
+func (h *handshake) awaitNext() bool {
+	h.setDeadline(time.Now().Add(h.s.idleTimeout()))
+	for skipped := 0; ; skipped++ {
+		b, err := h.br.Peek(1)
+		if err != nil {
+			if h.ctx.Err() == nil {
+				h.log().WithError(err).Debug("http proxy: client closed or idle after its last request")
+			}
+			return false
+		}
+		if (b[0] != '\r' && b[0] != '\n') || skipped == 4 {
+			return true
+		}
+		h.br.Discard(1)
+	}
+}
+
+// connect serves a CONNECT request: Connect takes the connection.
+func (h *handshake) connect() (taken bool) {
+	c := h.c
 	called, handed := false, false
 	accept := func() (net.Conn, error) {
 		if called {
 			return nil, errors.New("http proxy: accept called twice")
 		}
 		called = true
-		if !stopWake() {
+		if !h.stopWake() {
 			return nil, h.ctx.Err()
 		}
 		if err := c.SetDeadline(time.Time{}); err != nil {
 			return nil, err
 		}
-		var conn net.Conn
-		if h.tgt.connect {
-			c.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := io.WriteString(c, connectOK); err != nil {
-				return nil, err
-			}
-			c.SetWriteDeadline(time.Time{})
-			conn = tunnelConn(c, br)
-		} else {
-			head, chunked := upstreamHead(req, h.tgt)
-			conn = &clientConn{Conn: c, r: &forwardReader{
-				head: head, body: req.Body, chunked: chunked, rest: br,
-				onExtra: func() {
-					h.log().Debug("http proxy: client sent more after its request; one request per connection is served, the rest is discarded")
-				},
-			}}
+		c.SetWriteDeadline(time.Now().Add(h.s.handshakeTimeout()))
+		if _, err := io.WriteString(c, connectOK); err != nil {
+			return nil, err
 		}
+		c.SetWriteDeadline(time.Time{})
 		handed = true
-		return conn, nil
+		return tunnelConn(c, h.br), nil
 	}
-	err = s.Connect(h.ctx, h.req, accept)
+	err := h.s.Connect(h.ctx, h.req, accept)
 	switch {
 	case err == nil && handed:
 		return true
 	case err == nil:
 		h.fail(errors.New("http proxy: Connect returned without accepting or an error"), nil)
 	case called:
-		// The client had its reply (or the upstream its request): only
-		// the log can tell.
+		// The client had its reply: only the log can tell.
 		h.log().WithError(err).Debug("http proxy: flow failed after it was accepted")
 	default:
 		h.fail(nil, err)
 	}
+	return false
+}
+
+// forward serves a forwarded request: Connect joins the upstream to an
+// exchange, whose response is relayed to the client here. It reports
+// whether the client's connection goes on to its next request.
+func (h *handshake) forward(req *http.Request) (keep bool) {
+	head, chunked := upstreamHead(req, h.tgt)
+	x := newExchange(h.c, newForwardReader(head, req.Body, chunked))
+	called := false
+	accept := func() (net.Conn, error) {
+		if called {
+			return nil, errors.New("http proxy: accept called twice")
+		}
+		called = true
+		if err := h.ctx.Err(); err != nil {
+			return nil, err
+		}
+		// No deadline while the request and response stream: a download
+		// takes the time it takes (ctx's wake still ends it).
+		h.setDeadline(time.Time{})
+		return x, nil
+	}
+	err := h.s.Connect(h.ctx, h.req, accept)
+	switch {
+	case err == nil && called:
+		return h.relay(req, x)
+	case err == nil:
+		h.fail(errors.New("http proxy: Connect returned without accepting or an error"), nil)
+	case called:
+		x.Close()
+		h.log().WithError(err).Debug("http proxy: flow failed after it was accepted")
+		h.fail(nil, err)
+	default:
+		h.fail(nil, err)
+	}
+	return false
+}
+
+// relay passes the upstream's response to req from x on to the client
+// and reports whether the client's connection is kept for its next
+// request: when the client wants it, the response's end is known without
+// a close, and the request's body has been read to its end (so that the
+// client's connection is read here alone).
+func (h *handshake) relay(req *http.Request, x *exchange) (keep bool) {
+	c := h.c
+	if h.buf == nil {
+		h.buf = make([]byte, chunkBufSize)
+	}
+	ur := bufio.NewReaderSize(x.pr, bufSize)
+	resp, err := readResponse(ur, c, req)
+	if err != nil {
+		x.finish(err)
+		if h.ctx.Err() == nil {
+			h.log().WithError(err).Debug("http proxy: no valid response from the upstream")
+			h.replyAndClose(http.StatusBadGateway, "shunt: "+h.tgt.String()+" sent no valid response")
+		}
+		return false
+	}
+	head, mode, keep := responseHead(req, resp, clientKeepAlive(req))
+	if _, err := c.Write(head); err != nil {
+		x.finish(err)
+		return false
+	}
+	if err := relayBody(c, resp, mode, h.buf); err != nil {
+		x.finish(err)
+		var be errBody
+		if errors.As(err, &be) && h.ctx.Err() == nil {
+			// The head has gone: a reset is how the client learns that
+			// the body is cut short.
+			h.log().WithError(err).Debug("http proxy: the upstream's response broke off")
+			abortConn(c)
+		}
+		return false
+	}
+	x.finish(nil)
+	if !h.bodyRead(x) {
+		return false
+	}
+	if !keep {
+		h.linger()
+	}
+	return keep
+}
+
+// bodyRead waits (up to the idle timeout) until the join has read the
+// request's body to its end, for an upstream that answered before it had
+// all of it: the client's connection can then serve the next request.
+// False means the body was not read to its end.
+func (h *handshake) bodyRead(x *exchange) bool {
+	select {
+	case <-x.fr.done:
+		return true
+	default:
+	}
+	t := time.NewTimer(h.s.idleTimeout())
+	defer t.Stop()
+	select {
+	case <-x.fr.done:
+		return true
+	case <-x.closed:
+	case <-t.C:
+	case <-h.ctx.Done():
+	}
+	h.log().Debug("http proxy: the request's body was not read to its end; closing the client's connection")
 	return false
 }
 
@@ -153,19 +299,42 @@ func (h *handshake) fail(err, connectErr error) {
 		h.log().WithError(connectErr).WithFields(logrus.Fields{"status": status, "refusal": kind}).
 			Debug("http proxy: request refused")
 	}
+	h.replyAndClose(status, text)
+}
+
+// replyAndClose sends an error reply and lingers (the caller closes).
+func (h *handshake) replyAndClose(status int, text string) {
 	if h.ctx.Err() != nil {
 		return
 	}
-	c := h.c
-	c.SetWriteDeadline(time.Now().Add(h.s.handshakeTimeout()))
-	if _, err := c.Write(reply(status, text)); err != nil {
+	h.setDeadline(time.Now().Add(h.s.handshakeTimeout()))
+	if _, err := h.c.Write(reply(status, text)); err != nil {
 		return
 	}
-	// Linger (see lingerBytes): half-close, then read until the client
-	// closes or the limits are reached.
+	h.linger()
+}
+
+// linger (see lingerBytes) half-closes the client's connection, then
+// reads until the client closes or the limits are reached; the caller
+// closes.
+func (h *handshake) linger() {
+	c := h.c
 	if cw, ok := c.(closeWriter); ok && cw.CloseWrite() == nil {
-		c.SetReadDeadline(time.Now().Add(lingerTime))
+		h.setDeadline(time.Now().Add(lingerTime))
 		io.CopyN(io.Discard, c, lingerBytes)
+	}
+}
+
+// abortConn closes c with a reset where it can.
+func abortConn(c net.Conn) {
+	switch cc := c.(type) {
+	case aborter:
+		cc.Abort()
+	case *net.TCPConn:
+		cc.SetLinger(0)
+		cc.Close()
+	default:
+		cc.Close()
 	}
 }
 

@@ -251,15 +251,14 @@ func hopByHop(key string) bool {
 	return false
 }
 
-// upstreamHead is the head sent upstream for a forwarded request: origin
-// form, in the client's HTTP version (so that the response suits the
-// client: no chunked response to an HTTP/1.0 client), Host set to the
-// URL's authority, hop-by-hop fields and the fields Connection names
-// dropped, the body's framing as net/http read it, and
-// "Connection: close". chunked says the body is to be sent chunked.
-func upstreamHead(req *http.Request, t target) (head []byte, chunked bool) {
-	h := req.Header.Clone()
-	for _, v := range req.Header["Connection"] {
+// endToEnd is a copy of header without the hop-by-hop fields and the
+// fields its Connection names: what a proxy passes on, either way.
+func endToEnd(header http.Header) http.Header {
+	h := header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	for _, v := range header["Connection"] {
 		for f := range strings.SplitSeq(v, ",") {
 			if f = textproto.TrimString(f); f != "" {
 				h.Del(f)
@@ -271,6 +270,17 @@ func upstreamHead(req *http.Request, t target) (head []byte, chunked bool) {
 			delete(h, k)
 		}
 	}
+	return h
+}
+
+// upstreamHead is the head sent upstream for a forwarded request: origin
+// form, in the client's HTTP version (so that the response suits the
+// client: no chunked response to an HTTP/1.0 client), Host set to the
+// URL's authority, hop-by-hop fields and the fields Connection names
+// dropped, the body's framing as net/http read it, and
+// "Connection: close". chunked says the body is to be sent chunked.
+func upstreamHead(req *http.Request, t target) (head []byte, chunked bool) {
+	h := endToEnd(req.Header)
 	delete(h, "Host")
 	_, sentLength := h["Content-Length"]
 	delete(h, "Content-Length")

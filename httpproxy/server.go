@@ -1,7 +1,7 @@
 // Package httpproxy is an HTTP proxy server (shunt's http_proxy_listen),
 // for applications that know only HTTPS_PROXY and HTTP_PROXY. It reads
-// one request head per client connection and hands the destination to
-// its Connect handler, which decides and opens the upstream; the package
+// a client's request heads and hands each destination to its Connect
+// handler, which decides and opens the upstream; the package
 // knows nothing of shunt's rules or tunnels.
 //
 // Two kinds of request are served:
@@ -17,15 +17,28 @@
 //     The upstream is opened as for CONNECT; the request goes to it in
 //     origin form ("GET /path HTTP/1.1") with its Host header set to the
 //     URL's authority, without hop-by-hop headers and with
-//     "Connection: close", and the upstream's response goes back to the
-//     client unchanged. The body streams through as it arrives; nothing
-//     is buffered beyond one read. https:// URLs in absolute form are
-//     refused (400): clients use CONNECT for those.
+//     "Connection: close". The server reads the upstream's response (with
+//     net/http's parser, which knows where it ends) and passes it on to
+//     the client as it arrives: status line as HTTP/1.1, end-to-end
+//     headers, the body re-framed (Content-Length as sent; chunked,
+//     re-chunked; until the close, chunked for an HTTP/1.1 client).
+//     Nothing is buffered beyond one read. https:// URLs in absolute form
+//     are refused (400): clients use CONNECT for those.
 //
-// Plain forwarding serves one request per client connection: the upstream
-// is told to close after its response, which it passes on to the client,
-// and a client that wants another request opens another connection (as
-// curl and browsers do when a response says "Connection: close").
+// Plain forwarding keeps the client's connection (HTTP/1.1 keep-alive, or
+// HTTP/1.0 with "Connection: keep-alive"): after a response the server
+// reads the client's next request, pipelined requests are answered in
+// order, and a CONNECT after them turns the connection into its tunnel.
+// Each request is decided on its own: Connect is called for each, with
+// its own destination, and each opens an upstream of its own, closed after
+// its response (an upstream is never reused, so no request can reach a
+// destination its own decision did not open). The client's connection
+// closes after a response when the client asks for it ("Connection:
+// close", HTTP/1.0 without keep-alive), when the response's end is its
+// upstream's close and the client speaks HTTP/1.0, after an error reply,
+// when the request's body was not read to its end, or after IdleTimeout
+// without a new request. A body the upstream breaks off ends the client's
+// connection with a reset, since its head has already gone.
 // Upgrade (websockets) is not forwarded: the Upgrade header is dropped
 // with the other hop-by-hop headers, so the upstream answers the request
 // as a plain one.
@@ -58,6 +71,9 @@ const (
 	// DefaultMaxHeaderBytes bounds a request head (request line and
 	// header fields): more is refused with 431.
 	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultIdleTimeout bounds the wait for a client's next request
+	// on a kept connection.
+	DefaultIdleTimeout = 2 * time.Minute
 )
 
 // Refusal is why Connect refused a request, in the terms the client gets
@@ -135,20 +151,25 @@ type Server struct {
 	// request head (bytes already buffered come first) and writes to the
 	// client.
 	//
-	// For a forwarded request, accept sends nothing: the connection it
-	// returns reads the rewritten request head (origin form,
-	// hop-by-hop headers dropped, "Connection: close") followed by the
-	// request's body as the client sends it (re-framed: Content-Length
-	// or chunked, trailers dropped), and its writes go to the client, so
-	// the upstream's response is the reply. After the body its reads
-	// wait for the client to close its side and then return io.EOF:
-	// the upstream sees no half-close while the client still waits for
-	// the response, and bytes the client sends meanwhile (a pipelined
-	// request, which this server does not serve) are discarded. A
-	// client that breaks off in the middle of its body makes the read
-	// fail, so the join resets the upstream instead of ending the
-	// request cleanly. The connection has CloseWrite and CloseRead (and
-	// Abort, a close with a reset) when the client's connection has.
+	// For a forwarded request, Connect is called for each request on
+	// the client's connection, and accept sends nothing: the connection
+	// it returns is not the client's but one exchange of a request and
+	// its response. Its reads return the rewritten request head (origin
+	// form, hop-by-hop headers dropped, "Connection: close") followed by
+	// the request's body as the client sends it (re-framed:
+	// Content-Length or chunked, trailers dropped). After the body they
+	// wait until the response has reached the client and then return
+	// io.EOF: the upstream sees no half-close while the client still
+	// waits for the response. A client that breaks off in the middle of
+	// its body makes the read fail, so the join resets the upstream
+	// instead of ending the request cleanly. Its writes are the
+	// upstream's response, which the server reads and passes on; they
+	// return once the server has taken the bytes, and fail with
+	// io.ErrClosedPipe after the response's end (more bytes from the
+	// upstream end that direction) or with another error when the server
+	// broke the exchange off (the client went away). CloseWrite is the
+	// response's end where the upstream closes; Close and Abort end the
+	// exchange. It has no deadlines (os.ErrNoDeadline).
 	//
 	// Once accept has returned a connection it belongs to Connect and
 	// the join; ServeConn closes it only if Connect then returns an
@@ -163,11 +184,14 @@ type Server struct {
 	// MaxHeaderBytes bounds the request head; zero means
 	// DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// IdleTimeout bounds the wait for the next request on a kept
+	// connection; zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Serve accepts connections on ln and serves each (ServeConn) in its own
 // goroutine until ctx ends, then closes ln and returns nil once every
-// connection it serves has been handed over or closed. A client that
+// connection it serves has been handed over (CONNECT) or closed. A client that
 // misbehaves affects only its own connection. A temporary accept error
 // (too many open files) is retried after a pause; any other error (ln
 // closed by someone else) is returned, also after the connections end.
@@ -207,11 +231,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// ServeConn serves one client connection: it reads the request head,
-// calls Connect, and returns once the flow is set up or refused. It
-// closes c unless Connect took it (see Connect); a malformed request gets
-// its error reply (400, 431, 505) and is logged at debug level. When ctx
-// ends while the head is being read, c is closed without a reply.
+// ServeConn serves one client connection: it reads a request head,
+// calls Connect, and for a forwarded request relays the response and
+// goes on to the next request. It returns once the connection has closed
+// or a CONNECT flow is set up or refused. It closes c unless Connect took
+// it (see Connect); a malformed request gets its error reply (400, 431,
+// 505) and is logged at debug level. When ctx ends, c is closed (a
+// response being relayed is cut short) unless a CONNECT flow has it.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	h := s.newHandshake(ctx, c)
 	if taken := h.serve(); !taken {
@@ -236,6 +262,13 @@ func (s *Server) handshakeTimeout() time.Duration {
 		return s.HandshakeTimeout
 	}
 	return DefaultHandshakeTimeout
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return DefaultIdleTimeout
 }
 
 func (s *Server) maxHeaderBytes() int {
