@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -49,11 +50,15 @@ func curl(t *testing.T, env []string, args ...string) (string, error) {
 }
 
 // origin is an HTTP server on loopback: /hello answers "hello <method>
-// <path>", /sum answers the body's size and sha256.
+// <path>", /sum answers the body's size and sha256, /big sends bulkSize
+// pseudo-random bytes (chunked).
 func origin() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello %s %s host=%s", r.Method, r.URL.Path, r.Host)
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, io.LimitReader(newPRNG(), bulkSize))
 	})
 	mux.HandleFunc("/sum", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
@@ -100,6 +105,18 @@ func TestCurl(t *testing.T) {
 			t.Errorf("%q, %v", out, err)
 		}
 	})
+	t.Run("two URLs on one connection", func(t *testing.T) {
+		before := len(sp.requests())
+		out, err := curl(t, nil, "-x", proxyURL, "http://name.test:"+webPort+"/hello", "http://name.test:"+webPort+"/hello?2")
+		want := "hello GET /hello host=name.test:" + webPort
+		if err != nil || out != want+want {
+			t.Errorf("%q, %v", out, err)
+		}
+		reqs := sp.requests()[before:]
+		if len(reqs) != 2 || reqs[0].Client != reqs[1].Client {
+			t.Errorf("Connect saw %+v: want two requests from one connection", reqs)
+		}
+	})
 	t.Run("CONNECT", func(t *testing.T) {
 		out, err := curl(t, nil, "-p", "-x", proxyURL, "http://name.test:"+webPort+"/hello")
 		if err != nil || out != "hello GET /hello host=name.test:"+webPort {
@@ -138,6 +155,14 @@ func TestCurl(t *testing.T) {
 		}
 	})
 
+	t.Run("large download", func(t *testing.T) {
+		h := sha256.New()
+		io.Copy(h, io.LimitReader(newPRNG(), bulkSize))
+		out, err := curl(t, nil, "-x", proxyURL, "http://name.test:"+webPort+"/big")
+		if got := sha256.Sum256([]byte(out)); err != nil || len(out) != bulkSize || !bytes.Equal(got[:], h.Sum(nil)) {
+			t.Errorf("%d bytes, %v", len(out), err)
+		}
+	})
 	t.Run("blocked", func(t *testing.T) {
 		out, err := curl(t, nil, "-x", proxyURL, "-w", "\n%{http_code}", "http://blocked.test/hello")
 		if err != nil || out != "shunt: blocked.test:80 is blocked by shunt's rules\n\n403" {

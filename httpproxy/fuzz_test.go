@@ -103,3 +103,87 @@ func checkReply(t *testing.T, err error) {
 		t.Fatalf("reply text %q is not one line", re.text)
 	}
 }
+
+// FuzzResponseHead feeds bytes as an upstream's response to the response
+// handling (net/http's parser, then our head and re-framed body for the
+// client). It must never panic; a response net/http reads must reach the
+// client as one net/http reads too, with the same status and body, no
+// hop-by-hop fields, and Close when the connection is not kept.
+func FuzzResponseHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X\r\n\r\n2\r\nok\r\n0\r\nX: 1\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\n\r\nuntil the close",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n",
+		"HTTP/1.1 304 Not Modified\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+		"HTTP/1.1 200\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+	} {
+		f.Add([]byte(s), byte(0))
+	}
+	f.Fuzz(fuzzResponseHead)
+}
+
+// fuzzResponseHead is FuzzResponseHead's check of one input; how picks
+// the request (method HEAD, HTTP/1.0, Connection: close).
+func fuzzResponseHead(t *testing.T, data []byte, how byte) {
+	req := &http.Request{Method: "GET", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}}
+	if how&1 != 0 {
+		req.Method = "HEAD"
+	}
+	if how&2 != 0 {
+		req.ProtoMinor = 0
+		req.Close = true
+		if how&8 != 0 {
+			req.Header.Set("Connection", "keep-alive")
+			req.Close = false
+		}
+	}
+	if how&4 != 0 {
+		req.Close = true
+	}
+	var out bytes.Buffer
+	resp, err := readResponse(bufio.NewReader(bytes.NewReader(data)), &out, req)
+	if err != nil {
+		return
+	}
+	head, mode, keep := responseHead(req, resp, clientKeepAlive(req))
+	out.Write(head)
+	if err := relayBody(&out, resp, mode, make([]byte, chunkBufSize)); err != nil {
+		var be errBody
+		if !errors.As(err, &be) {
+			t.Fatalf("relayBody: %v", err)
+		}
+		return // cut short: the client's connection is reset
+	}
+	sent := out.Bytes()
+	br := bufio.NewReader(&out)
+	var got *http.Response
+	for {
+		got, err = http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("the client's response does not parse: %v\n%q\nfrom %q", err, sent, data)
+		}
+		if got.StatusCode >= 200 {
+			break
+		}
+	}
+	if got.StatusCode != resp.StatusCode || (!keep && !got.Close) || (keep && got.Close) {
+		t.Fatalf("status %d, close %v (kept %v); the upstream said %d\n%q", got.StatusCode, got.Close, keep, resp.StatusCode, sent)
+	}
+	for k := range got.Header {
+		if hopByHop(k) && k != "Connection" {
+			t.Fatalf("%s passed on:\n%q", k, sent)
+		}
+	}
+	gotBody, err := io.ReadAll(got.Body)
+	if err != nil {
+		t.Fatalf("the client's body: %v\n%q", err, sent)
+	}
+	orig, _ := readResponse(bufio.NewReader(bytes.NewReader(data)), io.Discard, req)
+	want, err := io.ReadAll(orig.Body)
+	if err == nil && !bytes.Equal(gotBody, want) {
+		t.Fatalf("body %q, the upstream sent %q", gotBody, want)
+	}
+}

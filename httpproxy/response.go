@@ -168,6 +168,8 @@ func readResponse(ur *bufio.Reader, w io.Writer, req *http.Request) (*http.Respo
 			return nil, err
 		}
 		switch {
+		case resp.StatusCode < 100:
+			return nil, errors.New("http proxy: the upstream's status code is below 100")
 		case resp.StatusCode == http.StatusSwitchingProtocols:
 			return nil, errors.New("http proxy: the upstream switched protocols, which was not asked for")
 		case resp.StatusCode >= 200:
