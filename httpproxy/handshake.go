@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -39,8 +40,12 @@ type handshake struct {
 	lim      *headLimit
 	br       *bufio.Reader
 	stopWake func() bool
-	buf      []byte // for response bodies, made with the first
 }
+
+// bodyBufs are the buffers (chunkBufSize) responses are relayed with,
+// taken for one response and given back after it: a kept connection that
+// idles holds none.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, chunkBufSize); return &b }}
 
 func (s *Server) newHandshake(ctx context.Context, c net.Conn) *handshake {
 	return &handshake{s: s, ctx: ctx, c: c, req: Request{
@@ -215,9 +220,6 @@ func (h *handshake) forward(req *http.Request) (keep bool) {
 // client's connection is read here alone).
 func (h *handshake) relay(req *http.Request, x *exchange) (keep bool) {
 	c := h.c
-	if h.buf == nil {
-		h.buf = make([]byte, chunkBufSize)
-	}
 	ur := bufio.NewReaderSize(x.pr, bufSize)
 	resp, err := readResponse(ur, c, req)
 	if err != nil {
@@ -233,7 +235,10 @@ func (h *handshake) relay(req *http.Request, x *exchange) (keep bool) {
 		x.finish(err)
 		return false
 	}
-	if err := relayBody(c, resp, mode, h.buf); err != nil {
+	buf := bodyBufs.Get().(*[]byte)
+	err = relayBody(c, resp, mode, *buf)
+	bodyBufs.Put(buf)
+	if err != nil {
 		x.finish(err)
 		var be errBody
 		if errors.As(err, &be) && h.ctx.Err() == nil {

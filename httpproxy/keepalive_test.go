@@ -448,3 +448,56 @@ func (c *chunker) Read(p []byte) (int, error) {
 	}
 	return c.out.Read(p)
 }
+
+// BenchmarkForwardDownload: one 32 MiB download through the proxy per
+// operation, on a new client connection each time.
+func BenchmarkForwardDownload(b *testing.B) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(bulkSize))
+		buf := make([]byte, 64<<10)
+		for n := 0; n < bulkSize; n += len(buf) {
+			w.Write(buf)
+		}
+	}))
+	defer web.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	s := &Server{Connect: func(ctx context.Context, req Request, accept func() (net.Conn, error)) error {
+		up, err := net.Dial("tcp", req.Dst.String())
+		if err != nil {
+			return err
+		}
+		c, err := accept()
+		if err != nil {
+			up.Close()
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); router.Splice(c, up) }()
+		return nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done; wg.Wait() }()
+	b.SetBytes(bulkSize)
+	buf := make([]byte, 64<<10)
+	for b.Loop() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.WriteString(c, "GET "+web.URL+"/ HTTP/1.1\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := io.CopyBuffer(io.Discard, resp.Body, buf); err != nil || n != bulkSize {
+			b.Fatal(n, err)
+		}
+		c.Close()
+	}
+}
