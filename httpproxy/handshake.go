@@ -271,14 +271,20 @@ func (h *handshake) bodyRead(x *exchange) bool {
 	}
 	t := time.NewTimer(h.s.idleTimeout())
 	defer t.Stop()
+	h.log().Debug("http proxy: the upstream answered before the request's body ended")
 	select {
 	case <-x.fr.done:
 		return true
 	case <-x.closed:
+		// The join is over (the upstream took no more): nothing reads
+		// the client now but linger, which keeps the rest of the body
+		// from resetting the connection before the client has read the
+		// response.
+		h.log().Debug("http proxy: the request's body was not read to its end; closing the client's connection")
+		h.linger()
 	case <-t.C:
 	case <-h.ctx.Done():
 	}
-	h.log().Debug("http proxy: the request's body was not read to its end; closing the client's connection")
 	return false
 }
 

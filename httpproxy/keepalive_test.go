@@ -57,6 +57,11 @@ func (o *rawOrigin) Connect(_ context.Context, req Request, accept func() (net.C
 		if err != nil {
 			return
 		}
+		if r.URL.Path == "/early" {
+			// An answer before the body, and a close.
+			io.WriteString(b, "HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+			return
+		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			return
@@ -297,6 +302,24 @@ func TestKeepAliveCut(t *testing.T) {
 	if b, err := io.ReadAll(resp.Body); err == nil || string(b) != "short" {
 		t.Errorf("body %q, %v: want it cut short with an error", b, err)
 	}
+}
+
+// TestKeepAliveEarlyAnswer: an upstream that answers before the body
+// ends and takes no more: the client gets the answer, then a close (the
+// rest of its body has nowhere to go).
+func TestKeepAliveEarlyAnswer(t *testing.T) {
+	o := newRawOrigin(t, answers)
+	p := startProxy(t, &Server{Connect: o.Connect})
+	c := dialProxy(t, p.addr)
+	const size = 100 << 10
+	c.send(fmt.Sprintf("POST http://a.test/early HTTP/1.1\r\nContent-Length: %d\r\n\r\n", size))
+	errc := make(chan error, 1)
+	go func() { _, err := io.Copy(c.c, io.LimitReader(newPRNG(), size)); errc <- err }()
+	if resp, _ := c.read("POST"); resp.StatusCode != 413 {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+	c.closed()
+	<-errc
 }
 
 func TestKeepAliveIdle(t *testing.T) {
