@@ -125,15 +125,12 @@ func (b *browser) screenshot(t *testing.T, dir, name string) string {
 	return path
 }
 
-// artifactsDir is where a test's screenshots go: under $SHUNT_ARTIFACTS
-// when set (CI keeps it), else in the test's temporary directory.
+// artifactsDir is where a test's screenshots go: its artifact directory
+// (kept under go test's -outputdir with -artifacts, as CI runs it; a
+// temporary one otherwise), in a folder name.
 func artifactsDir(t *testing.T, name string) string {
 	t.Helper()
-	base := os.Getenv("SHUNT_ARTIFACTS")
-	if base == "" {
-		base = t.TempDir()
-	}
-	dir := filepath.Join(base, name)
+	dir := filepath.Join(t.ArtifactDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

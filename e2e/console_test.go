@@ -200,6 +200,7 @@ func TestConsole(t *testing.T) {
 		// The overview's totals follow the traffic without a state change.
 		show(t, "overview")
 		poll[bool](t, b, "gw's received total to pass 64 MiB", `Number(document.querySelector('#overview tr[data-profile="gw"]').dataset.received) >= 64 << 20`)
+		b.screenshot(t, shots, "overview-traffic")
 		show(t, "flows")
 
 		// A flow held open by socat, closed with its button. socat

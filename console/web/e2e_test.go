@@ -39,17 +39,11 @@ func needChromium(t *testing.T) string {
 	return ""
 }
 
-// artifacts is where the screenshots go: $SHUNT_ARTIFACTS when set (CI
-// keeps it), else the test's own directory.
+// artifacts is where the screenshots go: the test's artifact directory
+// (kept under go test's -outputdir with -artifacts, as CI runs it).
 func artifacts(t *testing.T) string {
-	if d := os.Getenv("SHUNT_ARTIFACTS"); d != "" {
-		d = filepath.Join(d, "console-web")
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	return t.TempDir()
+	t.Logf("screenshots in %s", t.ArtifactDir())
+	return t.ArtifactDir()
 }
 
 // consoleServer serves the embedded pages and the fake API, with the
