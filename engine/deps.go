@@ -31,7 +31,7 @@ type Deps struct {
 	// configured one (tun.Open), after the OS capture's clean-up.
 	Device tun.Device
 	// Capture routes the captured destinations to the device. Nil: the
-	// OS's routes and policy rules (platform.Prepare and platform.Setup).
+	// OS's routes (platform.Prepare and platform.OpenCapture).
 	Capture Capture
 	// Owners opens the lookup of the process and user behind each flow.
 	// It is called in Start, and in Reload, only while the rules name
@@ -48,9 +48,10 @@ type Deps struct {
 	// Nil: the engine cannot reload by itself.
 	Load func() (*config.Config, error)
 	// Dialer makes the connections that must not be captured: to SSH
-	// servers and proxies, and the direct flows. Nil: a dialer whose
-	// sockets carry platform.DefaultMark and whose look-ups ask the
-	// resolvers the system had before shunt (platform.BypassDialerVia).
+	// servers and proxies, and the direct flows. Nil: the OS's bypass of
+	// the capture (platform.NewBypass: SO_MARK platform.DefaultMark on
+	// Linux, the primary interface elsewhere), whose look-ups ask the
+	// resolvers the system had before shunt.
 	Dialer Dialer
 	// Resolve starts watching the rules' host names: it returns once each
 	// has been asked once, and calls onChange whenever an answer changes.
@@ -122,14 +123,28 @@ type Resolver interface {
 // withDefaults fills the nil fields with the operating system's
 // implementations; osc is set when the capture is the OS's, whose
 // clean-up of a crashed run must come before the device is created.
-func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
+// bypass is the OS's bypass of the capture, which the caller closes.
+//
+// Without a TUN (capture false) nothing is captured, so the bypass is a
+// plain dialer: marking sockets would need root for nothing.
+func (d Deps) withDefaults(up *upstreams, capture bool) (_ Deps, osc *osCapture, bypass *platform.Bypass, err error) {
 	if d.Log == nil {
 		d.Log = logrus.New()
 	}
 	if d.Getenv == nil {
 		d.Getenv = os.Getenv
 	}
-	bypass := platform.BypassDialerVia(platform.DefaultMark, up.get)
+	// The host names of rules, the SSH servers' and the exemptions of
+	// the kill switch are looked up outside the capture whatever the
+	// dialer is.
+	bo := platform.BypassOptions{Mark: platform.DefaultMark, Servers: up.get, Log: d.Log}
+	if !capture {
+		bo = platform.BypassOptions{Servers: up.get, Log: d.Log, Plain: true}
+	}
+	bypass, err = platform.NewBypass(bo)
+	if err != nil {
+		return d, nil, nil, err
+	}
 	if d.Dialer == nil {
 		d.Dialer = bypass
 	}
@@ -156,7 +171,7 @@ func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
 			for _, s := range up.get() {
 				servers = append(servers, s.String())
 			}
-			r, err := resolver.New(hosts, resolver.Options{Servers: servers, Dialer: bypass, Log: log, OnChange: onChange})
+			r, err := resolver.New(hosts, resolver.Options{Servers: servers, Dialer: bypass.NetDialer(), Log: log, OnChange: onChange})
 			if err != nil {
 				return nil, err
 			}
@@ -166,7 +181,7 @@ func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
 	}
 	if d.Capture == nil {
 		osc = &osCapture{log: d.Log, exempt: exemptions{lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return bypass.Resolver.LookupNetIP(ctx, "ip", host)
+			return bypass.Resolver().LookupNetIP(ctx, "ip", host)
 		}, log: d.Log}}
 		d.Capture = osc
 		if d.Locals == nil {
@@ -180,7 +195,7 @@ func (d Deps) withDefaults(up *upstreams) (_ Deps, osc *osCapture) {
 			d.OSDNS = func(platform.DNSOptions) (OSDNS, error) { return untouchedDNS{}, nil }
 		}
 	}
-	return d, osc
+	return d, osc, bypass, nil
 }
 
 // platformOwners gives the router platform's owner lookup.
@@ -213,8 +228,7 @@ func (a platformOwners) Close() error {
 	return nil
 }
 
-// osCapture is the operating system's capture: platform's routes in a
-// table of their own and the policy rules that select it.
+// osCapture is the operating system's capture (platform.OpenCapture).
 type osCapture struct {
 	log logrus.FieldLogger
 	// plan is the plan in force (the engine's), for kill_switch and the
@@ -223,7 +237,7 @@ type osCapture struct {
 	exempt exemptions
 
 	mu      sync.Mutex
-	network *platform.Network
+	network platform.Capture
 }
 
 // killSwitch is whether the plan in force asks for the kill switch, and
@@ -277,7 +291,7 @@ func (c *osCapture) prepare(device string) error {
 func (c *osCapture) Up(device string, routes []netip.Prefix) error {
 	cfg := platform.DefaultConfig(device, routes)
 	cfg.KillSwitch, cfg.Exempt = c.killSwitch()
-	n, err := platform.Setup(cfg, c.log)
+	n, err := platform.OpenCapture(cfg, c.log)
 	if err != nil {
 		return err
 	}

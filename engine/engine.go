@@ -45,6 +45,7 @@ type Engine struct {
 	deps      Deps
 	log       logrus.FieldLogger
 	osCapture *osCapture // the OS's capture, when deps.Capture is it
+	bypass    *platform.Bypass
 
 	// The router and the broker outlive reloads; the live state (status,
 	// flows) is read from them.
@@ -114,17 +115,25 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 			deps.Dialer = &net.Dialer{}
 		}
 	}
-	deps, osc := deps.withDefaults(up)
-	deps.Dialer = newFDDialer(deps.Dialer, deps.Log)
+	deps, osc, bypass, err := deps.withDefaults(up, cfg.TUN.TUNEnabled())
 	defer func() {
 		if err != nil {
 			// Nothing else is open yet.
 			if deps.Device != nil {
 				deps.Device.Close()
 			}
-			deps.Capture.Close()
+			if deps.Capture != nil {
+				deps.Capture.Close()
+			}
+			if bypass != nil {
+				bypass.Close()
+			}
 		}
 	}()
+	if err != nil {
+		return nil, err
+	}
+	deps.Dialer = newFDDialer(deps.Dialer, deps.Log)
 	plan, err := Convert(cfg)
 	if err != nil {
 		return nil, err
@@ -133,6 +142,7 @@ func New(cfg *config.Config, deps Deps) (_ *Engine, err error) {
 		deps:      deps,
 		log:       deps.Log,
 		osCapture: osc,
+		bypass:    bypass,
 		hurry:     make(chan struct{}),
 		removedCh: make(chan struct{}),
 		dev:       deps.Device,
@@ -469,6 +479,7 @@ func (e *Engine) closeLocked() error {
 		r.Close()
 	}
 	e.live.closeSubs()
+	errList = append(errList, e.bypass.Close())
 	return errs.Join(errList...)
 }
 

@@ -15,9 +15,9 @@ import (
 )
 
 // Once shunt is the system's resolver, its own look-ups must ask the
-// resolvers the system had: BypassDialerVia sends every query to them,
+// resolvers the system had: NewBypass sends every query to them,
 // whatever /etc/resolv.conf says, from marked sockets.
-func TestBypassDialerViaAsksTheGivenServers(t *testing.T) {
+func TestBypassAsksTheGivenServers(t *testing.T) {
 	// In the machine's namespace, on loopback only: the resolver dials
 	// from goroutines of its own, which a test namespace's locked thread
 	// would not hold. SO_MARK needs root.
@@ -43,8 +43,12 @@ func TestBypassDialerViaAsksTheGivenServers(t *testing.T) {
 		go srv.ActivateAndServe()
 		defer srv.Shutdown()
 		server := netip.MustParseAddrPort(pc.LocalAddr().String())
-		d := BypassDialerVia(DefaultMark, func() []netip.AddrPort { return []netip.AddrPort{server} })
-		addrs, err := d.Resolver.LookupHost(context.Background(), "via.shunt.test.")
+		b, err := NewBypass(BypassOptions{Mark: DefaultMark, Servers: func() []netip.AddrPort { return []netip.AddrPort{server} }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		addrs, err := b.Resolver().LookupHost(context.Background(), "via.shunt.test.")
 		if err != nil {
 			t.Fatal(err)
 		}

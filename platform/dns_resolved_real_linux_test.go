@@ -140,7 +140,7 @@ func realResolvedChild(t *testing.T, root, bin string) {
 	}
 	closeDev := sync.OnceValue(dev.Close)
 	defer closeDev()
-	network, err := Setup(DefaultConfig(devName, nil), quiet())
+	network, err := OpenCapture(DefaultConfig(devName, nil), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func (g guard) String() string {
 
 // guardsFor are the kill switch's routes for the captured destinations
 // want: none without the kill switch.
-func (n *Network) guardsFor(want map[netip.Prefix]bool) map[guard]bool {
+func (n *policyRouting) guardsFor(want map[netip.Prefix]bool) map[guard]bool {
 	out := map[guard]bool{}
 	if !n.cfg.KillSwitch {
 		return out
@@ -80,25 +80,25 @@ func (n *Network) guardsFor(want map[netip.Prefix]bool) map[guard]bool {
 	return out
 }
 
-func (n *Network) addGuards(want map[guard]bool) error {
+func (n *policyRouting) addGuards(want map[guard]bool) error {
 	for g := range want {
 		if n.guards[g] {
 			continue
 		}
-		if err := n.h.RouteAdd(g.route(n.cfg.Table)); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("kill switch: route %s (table %d): %w", g, n.cfg.Table, err)
+		if err := n.h.RouteAdd(g.route(n.cfg.Linux.Table)); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("kill switch: route %s (table %d): %w", g, n.cfg.Linux.Table, err)
 		}
 		n.guards[g] = true
 	}
 	return nil
 }
 
-func (n *Network) removeGuards(want map[guard]bool) error {
+func (n *policyRouting) removeGuards(want map[guard]bool) error {
 	for g := range n.guards {
 		if want[g] {
 			continue
 		}
-		if err := n.h.RouteDel(g.route(n.cfg.Table)); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := n.h.RouteDel(g.route(n.cfg.Linux.Table)); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("kill switch: remove route %s: %w", g, err)
 		}
 		delete(n.guards, g)
@@ -108,7 +108,7 @@ func (n *Network) removeGuards(want map[guard]bool) error {
 
 // SetKillSwitch turns the kill switch on or off while the capture runs
 // (a reload), with exempt as the addresses it leaves alone.
-func (n *Network) SetKillSwitch(on bool, exempt []netip.Addr) error {
+func (n *policyRouting) SetKillSwitch(on bool, exempt []netip.Addr) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cfg.KillSwitch == on && slices.Equal(n.cfg.Exempt, exempt) {
@@ -119,9 +119,9 @@ func (n *Network) SetKillSwitch(on bool, exempt []netip.Addr) error {
 }
 
 // adopt takes over what a run before left in the table: its policy rules
-// (when they are the ones Setup would add) and its kill switch routes. The
+// (when they are the ones OpenCapture would add) and its kill switch routes. The
 // rest (a rule of another shape) is removed.
-func (n *Network) adopt() error {
+func (n *policyRouting) adopt() error {
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rules, err := n.h.RuleList(fam)
 		if err != nil {
@@ -132,10 +132,10 @@ func (n *Network) adopt() error {
 		}
 		for i := range rules {
 			r := &rules[i]
-			if r.Table != n.cfg.Table {
+			if r.Table != n.cfg.Linux.Table {
 				continue
 			}
-			if n.rules[fam] == nil && r.Priority == n.cfg.Priority && r.Invert && r.Mark == n.cfg.Mark {
+			if n.rules[fam] == nil && r.Priority == n.cfg.Linux.Priority && r.Invert && r.Mark == n.cfg.Linux.Mark {
 				n.rules[fam] = r
 				continue
 			}
@@ -143,9 +143,9 @@ func (n *Network) adopt() error {
 				return fmt.Errorf("remove stale policy rule %v: %w", r, err)
 			}
 		}
-		routes, err := n.h.RouteListFiltered(fam, &netlink.Route{Table: n.cfg.Table}, netlink.RT_FILTER_TABLE)
+		routes, err := n.h.RouteListFiltered(fam, &netlink.Route{Table: n.cfg.Linux.Table}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			return fmt.Errorf("list routes of table %d: %w", n.cfg.Table, err)
+			return fmt.Errorf("list routes of table %d: %w", n.cfg.Linux.Table, err)
 		}
 		for _, r := range routes {
 			if p, ok := prefixOf(r); ok && (r.Type == unix.RTN_UNREACHABLE || r.Type == unix.RTN_THROW) && r.Priority == KillSwitchMetric {
@@ -159,10 +159,10 @@ func (n *Network) adopt() error {
 // closeKeepingGuards is Close with the kill switch: the routes to the TUN
 // go (the unreachable routes take over at once, before the device is
 // gone), the rest stays.
-func (n *Network) closeKeepingGuards() error {
+func (n *policyRouting) closeKeepingGuards() error {
 	var errs []error
 	for p := range n.routes {
-		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Table, Scope: netlink.SCOPE_LINK}
+		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Linux.Table, Scope: netlink.SCOPE_LINK}
 		if err := n.h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("remove route %v: %w", p, err))
 		}
@@ -179,11 +179,11 @@ func (n *Network) closeKeepingGuards() error {
 	return errors.Join(errs...)
 }
 
-// countGuards counts the kill switch's routes in cfg.Table.
+// countGuards counts the kill switch's routes in cfg.Linux.Table.
 func countGuards(h *netlink.Handle, cfg Config) int {
 	n := 0
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, _ := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		routes, _ := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Linux.Table}, netlink.RT_FILTER_TABLE)
 		for _, r := range routes {
 			if !isDeviceRoute(r) {
 				n++
@@ -194,7 +194,7 @@ func countGuards(h *netlink.Handle, cfg Config) int {
 }
 
 // CleanUp removes everything shunt keeps in the routing configuration
-// while it is not running: the policy rules that select cfg.Table and the
+// while it is not running: the policy rules that select cfg.Linux.Table and the
 // table's routes (a kill switch, or what a crash left). It refuses while a
 // shunt runs (a route in the table points at a device), and returns what
 // it removed, as ip(8) writes it.
@@ -205,22 +205,22 @@ func CleanUp(cfg Config) ([]string, error) {
 	}
 	defer h.Close()
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Linux.Table}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			return nil, fmt.Errorf("list routes of table %d: %w", cfg.Table, err)
+			return nil, fmt.Errorf("list routes of table %d: %w", cfg.Linux.Table, err)
 		}
 		if i := slices.IndexFunc(routes, isDeviceRoute); i >= 0 {
 			dev := fmt.Sprint(routes[i].LinkIndex)
 			if l, err := h.LinkByIndex(routes[i].LinkIndex); err == nil {
 				dev = l.Attrs().Name
 			}
-			return nil, fmt.Errorf("shunt is running (routing table %d points at device %s): stop it with shunt down first", cfg.Table, dev)
+			return nil, fmt.Errorf("shunt is running (routing table %d points at device %s): stop it with shunt down first", cfg.Linux.Table, dev)
 		}
 	}
 	return clearTableSaying(h, cfg)
 }
 
-// KillSwitchRoutes lists the kill switch's routes in cfg.Table, as ip(8)
+// KillSwitchRoutes lists the kill switch's routes in cfg.Linux.Table, as ip(8)
 // writes them (for status and tests).
 func KillSwitchRoutes(cfg Config) ([]string, error) {
 	h, err := netlink.NewHandle()
@@ -230,9 +230,9 @@ func KillSwitchRoutes(cfg Config) ([]string, error) {
 	defer h.Close()
 	var out []string
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Linux.Table}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			return nil, fmt.Errorf("list routes of table %d: %w", cfg.Table, err)
+			return nil, fmt.Errorf("list routes of table %d: %w", cfg.Linux.Table, err)
 		}
 		for i := range routes {
 			if !isDeviceRoute(routes[i]) {

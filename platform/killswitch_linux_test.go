@@ -69,7 +69,7 @@ func connectErr(dst string) error {
 
 // A crash (the TUN deleted) leaves the captured destinations unreachable,
 // not on the main route; the SSH server's address and loopback stay
-// reachable; a new Setup takes over the kill switch and CleanUp restores
+// reachable; a new OpenCapture takes over the kill switch and CleanUp restores
 // normal routing, saying what it removed.
 func TestKillSwitchSurvivesTheDevice(t *testing.T) {
 	inNewNetns(t, func() {
@@ -83,11 +83,11 @@ func TestKillSwitchSurvivesTheDevice(t *testing.T) {
 		if err := Prepare(cfg, quiet()); err != nil {
 			t.Fatal(err)
 		}
-		dev, err := tun.Open(cfg.TUN, 1500)
+		dev, err := tun.Open(cfg.Device, 1500)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := Setup(cfg, quiet())
+		n, err := OpenCapture(cfg, quiet())
 		if err != nil {
 			dev.Close()
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func TestKillSwitchSurvivesTheDevice(t *testing.T) {
 
 		// The crash: the device goes, and its routes with it.
 		dev.Close()
-		waitGone(t, cfg.TUN)
+		waitGone(t, cfg.Device)
 		for dst, want := range map[string]string{"10.9.5.5": "unreachable", "fd00:9::5": "unreachable", "10.9.0.22": "ksmain0", "127.0.0.1": "lo"} {
 			if got := routeVia(t, dst); got != want {
 				t.Errorf("after the crash, %s goes via %s, want %s", dst, got, want)
@@ -126,7 +126,7 @@ func TestKillSwitchSurvivesTheDevice(t *testing.T) {
 			// n still holds its netlink handle; the routes are gone.
 			t.Fatalf("CleanUp with no device: %v", err)
 		}
-		n.h.Close()
+		n.(*policyRouting).h.Close()
 		if got := routeVia(t, "10.9.5.5"); got != "ksmain0" {
 			t.Errorf("after CleanUp, 10.9.5.5 goes via %s, want ksmain0", got)
 		}
@@ -149,25 +149,25 @@ func TestKillSwitchCleanStopAndRestart(t *testing.T) {
 			t.Errorf("after a clean stop, 10.9.5.5 goes via %s, want unreachable", got)
 		}
 		dev.Close()
-		waitGone(t, cfg.TUN)
+		waitGone(t, cfg.Device)
 		if got := routeVia(t, "10.9.5.5"); got != "unreachable" {
 			t.Errorf("after the device went, 10.9.5.5 goes via %s, want unreachable", got)
 		}
 
-		// The next start: Prepare leaves the kill switch, Setup adopts
+		// The next start: Prepare leaves the kill switch, OpenCapture adopts
 		// it (one rule, not two), and the capture is back.
 		if err := Prepare(cfg, quiet()); err != nil {
 			t.Fatal(err)
 		}
 		if got := routeVia(t, "10.9.5.5"); got != "unreachable" {
-			t.Errorf("between Prepare and Setup, 10.9.5.5 goes via %s, want unreachable", got)
+			t.Errorf("between Prepare and OpenCapture, 10.9.5.5 goes via %s, want unreachable", got)
 		}
-		dev, err := tun.Open(cfg.TUN, 1500)
+		dev, err := tun.Open(cfg.Device, 1500)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer dev.Close()
-		n, err = Setup(cfg, quiet())
+		n, err = OpenCapture(cfg, quiet())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +175,7 @@ func TestKillSwitchCleanStopAndRestart(t *testing.T) {
 			t.Errorf("after the restart, 10.9.5.5 goes via %s, want shks1", got)
 		}
 		rules, _ := netlink.RuleList(netlink.FAMILY_V4)
-		if c := countRules(rules, cfg.Table); c != 1 {
+		if c := countRules(rules, cfg.Linux.Table); c != 1 {
 			t.Errorf("%d policy rules select the table after the restart, want 1", c)
 		}
 		if _, err := CleanUp(cfg); err == nil || !strings.Contains(err.Error(), "shunt is running") {
@@ -204,7 +204,7 @@ func TestCleanUpSays(t *testing.T) {
 		cfg, dev, n := killSwitchUp(t, "shks2")
 		n.Close()
 		dev.Close()
-		waitGone(t, cfg.TUN)
+		waitGone(t, cfg.Device)
 		removed, err := CleanUp(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -246,16 +246,16 @@ func waitGone(t *testing.T, name string) {
 
 // killSwitchUp makes the test network and sets up device name with the
 // kill switch, capturing 10.9.0.0/16.
-func killSwitchUp(t *testing.T, name string) (Config, tun.Device, *Network) {
+func killSwitchUp(t *testing.T, name string) (Config, tun.Device, Capture) {
 	t.Helper()
 	killSwitchNet(t)
 	cfg := DefaultConfig(name, []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")})
 	cfg.KillSwitch = true
-	dev, err := tun.Open(cfg.TUN, 1500)
+	dev, err := tun.Open(cfg.Device, 1500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Setup(cfg, quiet())
+	n, err := OpenCapture(cfg, quiet())
 	if err != nil {
 		dev.Close()
 		t.Fatal(err)

@@ -5,22 +5,37 @@
 package platform
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
-	"sync/atomic"
-	"time"
 
 	"github.com/shunt-dev/shunt/internal/netlayout"
 )
 
-// Config is what shunt asks of the host.
+// Config is what shunt asks of the host's routing.
 type Config struct {
-	// TUN is the name of the capture device; it must exist already.
-	TUN string
+	// Device is the capture device's real name, as tun.Open reports it
+	// (macOS picks utunN itself); it must exist already by OpenCapture.
+	Device string
 	// Routes are the destinations to capture.
 	Routes []netip.Prefix
+	// KillSwitch keeps Routes unreachable while shunt is not running: from
+	// OpenCapture on, each captured destination has a route that refuses
+	// it behind its route to the device, which takes over when the device
+	// goes (a crash), and Close leaves those in place. The next
+	// OpenCapture replaces them; CleanUp removes them. Linux only so far.
+	KillSwitch bool
+	// Exempt are addresses the kill switch leaves on the host's normal
+	// routes (the SSH servers and proxies), even when a captured
+	// destination covers them. While shunt runs they are captured as
+	// before.
+	Exempt []netip.Addr
+	// Linux holds what only Linux's capture uses.
+	Linux LinuxConfig
+}
+
+// LinuxConfig is the part of Config only Linux's policy routing uses.
+type LinuxConfig struct {
 	// Mark is the firewall mark of shunt's own sockets (SSH connections,
 	// direct flows): marked packets never enter the capture.
 	Mark uint32
@@ -28,17 +43,21 @@ type Config struct {
 	Table int
 	// Priority is the priority of the policy rules that select Table.
 	Priority int
-	// KillSwitch keeps Routes unreachable while shunt is not running: from
-	// Setup on, each captured destination has an "unreachable" route
-	// behind its route to the TUN (KillSwitchMetric), which takes over
-	// when the TUN goes (a crash), and Close leaves those and the policy
-	// rules in place. The next Setup replaces them; CleanUp removes them.
-	KillSwitch bool
-	// Exempt are addresses the kill switch leaves on the host's normal
-	// routes (the SSH servers and proxies), even when a captured
-	// destination covers them. While shunt runs they are captured as
-	// before.
-	Exempt []netip.Addr
+}
+
+// Capture is the host's routing pointed at the capture device, as
+// OpenCapture installed it.
+type Capture interface {
+	// SetRoutes makes the captured destinations exactly routes. Only the
+	// difference changes: a destination captured before and after is
+	// never unrouted, not even for a moment.
+	SetRoutes(routes []netip.Prefix) error
+	// SetKillSwitch turns the kill switch on or off, leaving exempt on
+	// the host's normal routes (Config.KillSwitch).
+	SetKillSwitch(on bool, exempt []netip.Addr) error
+	// Close removes what the capture installed (but a kill switch's
+	// routes, which outlive it by design).
+	Close() error
 }
 
 // KillSwitchMetric is the metric of the kill switch's routes: above any
@@ -53,9 +72,9 @@ const (
 	DefaultPriority = 5368
 )
 
-// DefaultConfig returns the config for device tun capturing routes.
-func DefaultConfig(tun string, routes []netip.Prefix) Config {
-	return Config{TUN: tun, Routes: routes, Mark: DefaultMark, Table: DefaultTable, Priority: DefaultPriority}
+// DefaultConfig returns the config for device capturing routes.
+func DefaultConfig(device string, routes []netip.Prefix) Config {
+	return Config{Device: device, Routes: routes, Linux: LinuxConfig{Mark: DefaultMark, Table: DefaultTable, Priority: DefaultPriority}}
 }
 
 // TUNAddrs are the addresses given to the TUN device. The kernel uses them
@@ -66,35 +85,6 @@ func TUNAddrs() []netip.Prefix { return netlayout.TUNAddrs() }
 
 // ErrNotSupported is returned where capture is not implemented yet.
 var ErrNotSupported = errors.New("transparent capture is not supported on this operating system yet (Linux only for now)")
-
-// BypassDialer returns a dialer whose connections, and DNS look-ups, leave
-// through the host's normal routes even where a captured range covers
-// their destination.
-func BypassDialer(mark uint32) *net.Dialer { return BypassDialerVia(mark, nil) }
-
-// BypassDialerVia is BypassDialer whose DNS look-ups ask the name servers
-// servers returns, in place of those of /etc/resolv.conf, whenever it
-// returns any: once shunt's own DNS server is the system's, shunt's look-ups
-// (SSH servers' names, direct flows to names) must go to the resolvers the
-// system had, or they would come back to shunt. Each attempt of a look-up
-// asks the next server.
-func BypassDialerVia(mark uint32, servers func() []netip.AddrPort) *net.Dialer {
-	ctrl := markControl(mark)
-	d := &net.Dialer{Control: ctrl, Timeout: 30 * time.Second}
-	var next atomic.Uint32
-	d.Resolver = &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-			if servers != nil {
-				if s := servers(); len(s) > 0 {
-					address = s[int(next.Add(1)-1)%len(s)].String()
-				}
-			}
-			return (&net.Dialer{Control: ctrl}).DialContext(ctx, network, address)
-		},
-	}
-	return d
-}
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}

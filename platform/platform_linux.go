@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
@@ -31,8 +30,8 @@ import (
 // metric), and each exempt address a throw route, which sends it on to the
 // main table (killswitch_linux.go).
 
-// Network is the host state shunt installed.
-type Network struct {
+// policyRouting is Linux's capture: the routes and policy rules installed.
+type policyRouting struct {
 	cfg   Config
 	h     *netlink.Handle
 	log   logrus.FieldLogger
@@ -48,24 +47,11 @@ type Network struct {
 	guards map[guard]bool
 }
 
-func markControl(mark uint32) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
-		})
-		if err == nil && serr != nil {
-			err = fmt.Errorf("set SO_MARK (needs CAP_NET_ADMIN): %w", serr)
-		}
-		return err
-	}
-}
-
 // Prepare runs before the TUN is created. It refuses to start when the
 // device already exists (another shunt runs with the same name), and
 // removes what a crashed run left behind: policy rules that select the
 // table, and the table's routes. With cfg.KillSwitch, a kill switch left
-// in place (by a crash or a stop) stays until Setup replaces it, so the
+// in place (by a crash or a stop) stays until OpenCapture replaces it, so the
 // captured destinations stay unreachable throughout the start.
 func Prepare(cfg Config, log logrus.FieldLogger) error {
 	h, err := netlink.NewHandle()
@@ -73,23 +59,23 @@ func Prepare(cfg Config, log logrus.FieldLogger) error {
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer h.Close()
-	if _, err := h.LinkByName(cfg.TUN); err == nil {
-		return fmt.Errorf("network device %q exists already: is another shunt running? Stop it first", cfg.TUN)
+	if _, err := h.LinkByName(cfg.Device); err == nil {
+		return fmt.Errorf("network device %q exists already: is another shunt running? Stop it first", cfg.Device)
 	}
 	// Routes go when their device goes, so routes still in the table
 	// belong to a live device: another shunt is running (under another
 	// device name). Its rules are not leftovers; leave them alone.
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Linux.Table}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			return fmt.Errorf("list routes of table %d: %w", cfg.Table, err)
+			return fmt.Errorf("list routes of table %d: %w", cfg.Linux.Table, err)
 		}
 		if i := slices.IndexFunc(routes, isDeviceRoute); i >= 0 {
 			dev := fmt.Sprint(routes[i].LinkIndex)
 			if l, err := h.LinkByIndex(routes[i].LinkIndex); err == nil {
 				dev = l.Attrs().Name
 			}
-			return fmt.Errorf("routing table %d is in use by device %s: another shunt is running; stop it first", cfg.Table, dev)
+			return fmt.Errorf("routing table %d is in use by device %s: another shunt is running; stop it first", cfg.Linux.Table, dev)
 		}
 	}
 	if cfg.KillSwitch {
@@ -112,7 +98,7 @@ func Prepare(cfg Config, log logrus.FieldLogger) error {
 // switch's (which IPv6 shows on lo).
 func isDeviceRoute(r netlink.Route) bool { return r.Type == unix.RTN_UNICAST && r.LinkIndex > 0 }
 
-// clearTable deletes every rule selecting cfg.Table and every route in it.
+// clearTable deletes every rule selecting cfg.Linux.Table and every route in it.
 func clearTable(h *netlink.Handle, cfg Config) (int, error) {
 	removed, err := clearTableSaying(h, cfg)
 	return len(removed), err
@@ -131,16 +117,16 @@ func clearTableSaying(h *netlink.Handle, cfg Config) ([]string, error) {
 			return removed, fmt.Errorf("list policy rules: %w", err)
 		}
 		for i := range rules {
-			if rules[i].Table == cfg.Table {
+			if rules[i].Table == cfg.Linux.Table {
 				if err := h.RuleDel(&rules[i]); err != nil {
 					return removed, fmt.Errorf("remove stale policy rule %v: %w", rules[i], err)
 				}
 				removed = append(removed, describeRule(&rules[i]))
 			}
 		}
-		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Table}, netlink.RT_FILTER_TABLE)
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: cfg.Linux.Table}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			return removed, fmt.Errorf("list routes of table %d: %w", cfg.Table, err)
+			return removed, fmt.Errorf("list routes of table %d: %w", cfg.Linux.Table, err)
 		}
 		for i := range routes {
 			if err := h.RouteDel(&routes[i]); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -152,22 +138,22 @@ func clearTableSaying(h *netlink.Handle, cfg Config) ([]string, error) {
 	return removed, nil
 }
 
-// Setup gives the TUN its addresses, brings it up, and installs the routes
+// OpenCapture gives the device its addresses, brings it up, and installs the routes
 // and policy rules. On error it undoes what it did.
-func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
+func OpenCapture(cfg Config, log logrus.FieldLogger) (_ Capture, err error) {
 	h, err := netlink.NewHandle()
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	n := &Network{cfg: cfg, h: h, log: log, rules: map[int]*netlink.Rule{}, routes: map[netip.Prefix]bool{}, guards: map[guard]bool{}}
+	n := &policyRouting{cfg: cfg, h: h, log: log, rules: map[int]*netlink.Rule{}, routes: map[netip.Prefix]bool{}, guards: map[guard]bool{}}
 	defer func() {
 		if err != nil {
 			n.Close()
 		}
 	}()
-	link, err := h.LinkByName(cfg.TUN)
+	link, err := h.LinkByName(cfg.Device)
 	if err != nil {
-		return nil, fmt.Errorf("find TUN device %q: %w", cfg.TUN, err)
+		return nil, fmt.Errorf("find TUN device %q: %w", cfg.Device, err)
 	}
 	have6 := false
 	for _, p := range TUNAddrs() {
@@ -180,12 +166,12 @@ func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
 				log.WithError(err).Warn("IPv6 is unavailable on the TUN device; IPv6 destinations are not captured")
 				continue
 			}
-			return nil, fmt.Errorf("address %v on %s: %w", p, cfg.TUN, err)
+			return nil, fmt.Errorf("address %v on %s: %w", p, cfg.Device, err)
 		}
 		have6 = have6 || p.Addr().Is6()
 	}
 	if err := h.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("bring %s up: %w", cfg.TUN, err)
+		return nil, fmt.Errorf("bring %s up: %w", cfg.Device, err)
 	}
 	n.link, n.have6 = link, have6
 	if cfg.KillSwitch {
@@ -206,7 +192,7 @@ func Setup(cfg Config, log logrus.FieldLogger) (_ *Network, err error) {
 // that has routes. Host-name rules call it when DNS answers change. With
 // the kill switch, the unreachable and throw routes follow too, each added
 // before anything is removed.
-func (n *Network) SetRoutes(routes []netip.Prefix) error {
+func (n *policyRouting) SetRoutes(routes []netip.Prefix) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.want = slices.Clone(routes)
@@ -214,7 +200,7 @@ func (n *Network) SetRoutes(routes []netip.Prefix) error {
 }
 
 // applyLocked makes the table and the rules what n.want and n.cfg ask for.
-func (n *Network) applyLocked() error {
+func (n *policyRouting) applyLocked() error {
 	want := map[netip.Prefix]bool{}
 	fams := map[int]bool{}
 	for _, p := range n.want {
@@ -237,9 +223,9 @@ func (n *Network) applyLocked() error {
 		if n.routes[p] {
 			continue
 		}
-		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Table, Scope: netlink.SCOPE_LINK}
+		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Linux.Table, Scope: netlink.SCOPE_LINK}
 		if err := n.h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("route %v to %s (table %d): %w", p, n.cfg.TUN, n.cfg.Table, err)
+			return fmt.Errorf("route %v to %s (table %d): %w", p, n.cfg.Device, n.cfg.Linux.Table, err)
 		}
 		n.routes[p] = true
 	}
@@ -250,7 +236,7 @@ func (n *Network) applyLocked() error {
 		if want[p] {
 			continue
 		}
-		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Table, Scope: netlink.SCOPE_LINK}
+		r := &netlink.Route{LinkIndex: n.link.Attrs().Index, Dst: ipNet(p), Table: n.cfg.Linux.Table, Scope: netlink.SCOPE_LINK}
 		if err := n.h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("remove route %v: %w", p, err)
 		}
@@ -264,7 +250,7 @@ func (n *Network) applyLocked() error {
 		case fams[fam] && n.rules[fam] == nil:
 			rule := n.policyRule(fam)
 			if err := n.h.RuleAdd(rule); err != nil {
-				return fmt.Errorf("policy rule (priority %d, table %d): %w", n.cfg.Priority, n.cfg.Table, err)
+				return fmt.Errorf("policy rule (priority %d, table %d): %w", n.cfg.Linux.Priority, n.cfg.Linux.Table, err)
 			}
 			n.rules[fam] = rule
 		case !fams[fam] && n.rules[fam] != nil:
@@ -278,12 +264,12 @@ func (n *Network) applyLocked() error {
 }
 
 // policyRule is the rule of family fam: priority P, not fwmark M, lookup T.
-func (n *Network) policyRule(fam int) *netlink.Rule {
+func (n *policyRouting) policyRule(fam int) *netlink.Rule {
 	rule := netlink.NewRule()
 	rule.Family = fam
-	rule.Priority = n.cfg.Priority
-	rule.Table = n.cfg.Table
-	rule.Mark = n.cfg.Mark
+	rule.Priority = n.cfg.Linux.Priority
+	rule.Table = n.cfg.Linux.Table
+	rule.Mark = n.cfg.Linux.Mark
 	mask := uint32(0xffffffff)
 	rule.Mask = &mask
 	rule.Invert = true
@@ -300,9 +286,9 @@ func family(p netip.Prefix) int {
 // Close removes the policy rules, then the routes. The TUN device itself
 // goes when its file is closed. With the kill switch it removes only the
 // routes to the TUN: the policy rules and the unreachable routes stay, and
-// keep the captured destinations unreachable until the next Setup or
+// keep the captured destinations unreachable until the next OpenCapture or
 // CleanUp.
-func (n *Network) Close() error {
+func (n *policyRouting) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	defer n.h.Close()

@@ -19,12 +19,12 @@ func TestSetRoutesByDifference(t *testing.T) {
 	inNewNetns(t, func() {
 		kept, gone, added := netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.2.0.0/24"), netip.MustParsePrefix("10.3.0.0/24")
 		cfg := DefaultConfig("shtest2", []netip.Prefix{kept, gone})
-		dev, err := tun.Open(cfg.TUN, 1500)
+		dev, err := tun.Open(cfg.Device, 1500)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer dev.Close()
-		n, err := Setup(cfg, quiet())
+		n, err := OpenCapture(cfg, quiet())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func TestSetRoutesByDifference(t *testing.T) {
 		for len(got) < 12 {
 			select {
 			case u := <-updates:
-				if u.Table != cfg.Table || u.Dst == nil {
+				if u.Table != cfg.Linux.Table || u.Dst == nil {
 					continue
 				}
 				ones, _ := u.Dst.Mask.Size()
