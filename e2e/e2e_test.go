@@ -1,5 +1,5 @@
-// Package e2e runs shunt as users do: as root, in network namespaces, with
-// Debian's OpenSSH sshd as the gateway and real clients (socat, curl).
+//go:build linux
+
 package e2e
 
 import (
