@@ -46,9 +46,16 @@ func TestSoak(t *testing.T) {
 	}
 	topo := newTopology(t)
 	topo.client.exec(t, "ip", "route", "add", "default", "via", gatewayAddr)
-	// The client closes first, so its ports wait in TIME-WAIT; let new
-	// connects reuse them, or a long soak runs out of ports.
-	topo.client.exec(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/tcp_tw_reuse")
+	// The client closes first, so its ports wait in TIME-WAIT; and so do
+	// sshd's on the gateway, whose every connect goes to the one server
+	// address: above 470 flows a second, the gateway's 28,232 ephemeral
+	// ports (32768-60999) are all in TIME-WAIT within a minute, and
+	// sshd's connects fail ("open failed": EADDRNOTAVAIL). New connects
+	// in both namespaces reuse them, from a wider range, or a soak on a
+	// fast machine runs out of ports.
+	for _, host := range []*ns{topo.client, topo.gateway} {
+		host.exec(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/tcp_tw_reuse && echo '1024 65535' > /proc/sys/net/ipv4/ip_local_port_range")
+	}
 	sd := startSSHD(t, topo.gateway)
 	far := serveExchange(t, topo.internal, fmt.Sprintf("[::]:%d", portLoad), soakBytes)
 	addr := net.JoinHostPort(internalAddr, strconv.Itoa(portLoad))
