@@ -235,6 +235,10 @@ type osCapture struct {
 	// servers it exempts; nil: no kill switch.
 	plan   func() *Plan
 	exempt exemptions
+	// open and prepare are the OS's (platform.OpenCapture and
+	// platform.Prepare) unless a test sets them.
+	open    func(platform.Config, logrus.FieldLogger) (platform.Capture, error)
+	prepare func(platform.Config, logrus.FieldLogger) error
 
 	mu      sync.Mutex
 	network platform.Capture
@@ -282,16 +286,23 @@ func (c *osCapture) serverConnected(host string, a netip.Addr) {
 // use (another shunt) and removes what a crashed run left behind; a kill
 // switch left in place stays, if this run has one too, until Up replaces
 // it.
-func (c *osCapture) prepare(device string) error {
+func (c *osCapture) prepareDevice(device string) error {
 	cfg := platform.DefaultConfig(device, nil)
 	cfg.KillSwitch = c.plan != nil && c.plan() != nil && c.plan().Config.KillSwitch
-	return platform.Prepare(cfg, c.log)
+	if c.prepare == nil {
+		return platform.Prepare(cfg, c.log)
+	}
+	return c.prepare(cfg, c.log)
 }
 
 func (c *osCapture) Up(device string, routes []netip.Prefix) error {
 	cfg := platform.DefaultConfig(device, routes)
 	cfg.KillSwitch, cfg.Exempt = c.killSwitch()
-	n, err := platform.OpenCapture(cfg, c.log)
+	open := c.open
+	if open == nil {
+		open = platform.OpenCapture
+	}
+	n, err := open(cfg, c.log)
 	if err != nil {
 		return err
 	}

@@ -240,7 +240,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if e.osCapture != nil {
-		if err := e.osCapture.prepare(cfg.TUN.Name); err != nil {
+		if err := e.osCapture.prepareDevice(cfg.TUN.Name); err != nil {
 			return err
 		}
 		// A crashed run's resolv.conf is put back whether or not this
