@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -229,8 +227,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if !cfg.TUN.TUNEnabled() {
 		return e.startWithoutTUN(plan)
 	}
-	if runtime.GOOS == "linux" && (e.dev == nil || e.osCapture != nil) && os.Geteuid() != 0 {
-		return errors.New("shunt up needs root (CAP_NET_ADMIN) to create the TUN device and its routes: run it with sudo")
+	if e.dev == nil || e.osCapture != nil {
+		if err := platform.CheckPrivileges(); err != nil {
+			return err
+		}
 	}
 	logFileLimit(e.log)
 	for _, sh := range plan.Ruleset.Shadowed() {
