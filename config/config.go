@@ -383,6 +383,17 @@ func (c *Control) UnmarshalYAML(n *yaml.Node) error {
 // terminating NUL).
 const maxSocketPath = 103
 
+// Errorf is an *Error at the tun section, for what is checked outside
+// config: the OS's rules for the device's name (tun.CheckName), which
+// shunt check and the engine apply.
+func (t *TUN) Errorf(format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if t.File == "" {
+		return errors.New(msg)
+	}
+	return &Error{File: t.File, Line: t.Line, Msg: msg}
+}
+
 // UnmarshalYAML records the line of the section.
 func (t *TUN) UnmarshalYAML(n *yaml.Node) error {
 	type plain TUN

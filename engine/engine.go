@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -228,6 +229,11 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return e.startWithoutTUN(plan)
 	}
 	if e.dev == nil || e.osCapture != nil {
+		// The OS's rules for the device's name, before anything changes
+		// (config cannot know them).
+		if err := tun.CheckName(cfg.TUN.Name); err != nil {
+			return cfg.TUN.Errorf("tun.name %v", err)
+		}
 		if err := platform.CheckPrivileges(); err != nil {
 			return err
 		}
@@ -270,13 +276,16 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return err
 	}
 
+	// The device's name is the one the OS gave it (macOS picks utunN).
+	var name string
 	if e.dev == nil {
-		if e.dev, err = tun.Open(cfg.TUN.Name, cfg.TUN.MTU); err != nil {
-			return fmt.Errorf("%w (shunt needs /dev/net/tun and root)", err)
+		if e.dev, name, err = tun.Open(tun.Options{Name: cfg.TUN.Name, MTU: cfg.TUN.MTU}); err != nil {
+			if runtime.GOOS == "linux" {
+				err = fmt.Errorf("%w (shunt needs /dev/net/tun and root)", err)
+			}
+			return err
 		}
-	}
-	name, err := e.dev.Name()
-	if err != nil {
+	} else if name, err = e.dev.Name(); err != nil {
 		name = cfg.TUN.Name
 	}
 	e.devName = name

@@ -134,7 +134,7 @@ func realResolvedChild(t *testing.T, root, bin string) {
 	// The TUN before resolved starts: resolved learns the links at start,
 	// before it takes its bus name.
 	const devName = "shdns0"
-	dev, err := tun.Open(devName, 1500)
+	dev, _, err := tun.Open(tun.Options{Name: devName, MTU: 1500})
 	if err != nil {
 		t.Fatal(err)
 	}

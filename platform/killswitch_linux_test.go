@@ -20,7 +20,7 @@ import (
 // 10.9.0.1/16, so that without shunt 10.9.x.x leaves through it.
 func killSwitchNet(t *testing.T) {
 	t.Helper()
-	main, err := tun.Open("ksmain0", 1500)
+	main, _, err := tun.Open(tun.Options{Name: "ksmain0", MTU: 1500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestKillSwitchSurvivesTheDevice(t *testing.T) {
 		if err := Prepare(cfg, quiet()); err != nil {
 			t.Fatal(err)
 		}
-		dev, err := tun.Open(cfg.Device, 1500)
+		dev, _, err := tun.Open(tun.Options{Name: cfg.Device, MTU: 1500})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestKillSwitchCleanStopAndRestart(t *testing.T) {
 		if got := routeVia(t, "10.9.5.5"); got != "unreachable" {
 			t.Errorf("between Prepare and OpenCapture, 10.9.5.5 goes via %s, want unreachable", got)
 		}
-		dev, err := tun.Open(cfg.Device, 1500)
+		dev, _, err := tun.Open(tun.Options{Name: cfg.Device, MTU: 1500})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +251,7 @@ func killSwitchUp(t *testing.T, name string) (Config, tun.Device, Capture) {
 	killSwitchNet(t)
 	cfg := DefaultConfig(name, []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")})
 	cfg.KillSwitch = true
-	dev, err := tun.Open(cfg.Device, 1500)
+	dev, _, err := tun.Open(tun.Options{Name: cfg.Device, MTU: 1500})
 	if err != nil {
 		t.Fatal(err)
 	}

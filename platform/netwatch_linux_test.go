@@ -75,7 +75,7 @@ func TestWatchNetwork(t *testing.T) {
 		// interface (dummy links need a module not always there).
 		var links []netlink.Link
 		for _, name := range []string{"shnwt0", "shnwe0"} {
-			dev, err := tun.Open(name, 1500)
+			dev, _, err := tun.Open(tun.Options{Name: name, MTU: 1500})
 			if err != nil {
 				t.Fatal(err)
 			}

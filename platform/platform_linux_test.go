@@ -38,7 +38,7 @@ func TestSetupAndClose(t *testing.T) {
 		if err := Prepare(cfg, quiet()); err != nil {
 			t.Fatal(err)
 		}
-		dev, err := tun.Open(cfg.Device, 65520)
+		dev, _, err := tun.Open(tun.Options{Name: cfg.Device, MTU: 65520})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestSetupAndClose(t *testing.T) {
 func TestPrepareRemovesLeftovers(t *testing.T) {
 	inNewNetns(t, func() {
 		cfg := DefaultConfig("shtest1", []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")})
-		dev, err := tun.Open(cfg.Device, 1500)
+		dev, _, err := tun.Open(tun.Options{Name: cfg.Device, MTU: 1500})
 		if err != nil {
 			t.Fatal(err)
 		}

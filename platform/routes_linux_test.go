@@ -19,7 +19,7 @@ func TestSetRoutesByDifference(t *testing.T) {
 	inNewNetns(t, func() {
 		kept, gone, added := netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.2.0.0/24"), netip.MustParsePrefix("10.3.0.0/24")
 		cfg := DefaultConfig("shtest2", []netip.Prefix{kept, gone})
-		dev, err := tun.Open(cfg.Device, 1500)
+		dev, _, err := tun.Open(tun.Options{Name: cfg.Device, MTU: 1500})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,7 @@ import (
 // without splitting them or finishing their checksums.
 func TestDirectReadGSO(t *testing.T) {
 	testns.Run(t, func() {
-		dev, err := Open("shtun0", 65535)
+		dev, _, err := Open(Options{Name: "shtun0", MTU: 65535})
 		if err != nil {
 			t.Fatal(err)
 		}

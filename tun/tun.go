@@ -2,11 +2,7 @@
 // TUN device (wireguard-go's, wintun on Windows) or an in-memory one for tests.
 package tun
 
-import (
-	"fmt"
-
-	wgtun "golang.zx2c4.com/wireguard/tun"
-)
+import "fmt"
 
 // Device moves batches of raw IP packets (no link header). It is the part of
 // wireguard-go's tun.Device that shunt uses, so any wireguard device fits.
@@ -44,16 +40,45 @@ type Device interface {
 // 16 keeps packets aligned).
 const Headroom = 16
 
-// Open creates the TUN device name with the given MTU. On Linux it enables
-// TSO/GRO offloads through the virtio-net header: the kernel hands over
-// whole GSO packets, without finishing their checksums, and one Write can
-// hand the kernel coalesced segments. Read then returns each packet as the
-// kernel gave it (see directReader): the stack reading it must not verify
-// transport checksums.
-func Open(name string, mtu int) (Device, error) {
-	dev, err := wgtun.CreateTUN(name, mtu)
+// Options say which TUN device Open creates.
+type Options struct {
+	// Name is the device's name; "" means DefaultName. What each OS takes
+	// (CheckName): Linux any valid interface name (at most 15 bytes);
+	// macOS "utun", whose number the kernel picks, or "utunN"; Windows the
+	// adapter's name (its connection's name in Network Connections).
+	Name string
+	// MTU is the device's MTU; 0 leaves the OS's (wireguard-go's) default.
+	MTU int
+	// GUID is, on Windows only, the adapter's GUID, e.g.
+	// {21c32afe-b213-437b-9925-9c9413d572d8}: Windows keys the network
+	// profile (private or public, and the firewall rules with it) to it,
+	// so it must be the same on every run. "" means one derived from Name
+	// (the same for the same name, on every machine). Other OSes ignore it.
+	GUID string
+}
+
+// Open creates the TUN device o describes and returns it with the name the
+// OS gave it, which is authoritative: on macOS, "utun" becomes utunN with
+// the number the kernel chose. It refuses a name the OS does not take
+// (CheckName) before it changes anything. On Windows it first loads
+// wintun.dll, from beside the executable, after checking its signature
+// (see loadWintun).
+//
+// On Linux it enables TSO/GRO offloads through the virtio-net header: the
+// kernel hands over whole GSO packets, without finishing their checksums,
+// and one Write can hand the kernel coalesced segments. Read then returns
+// each packet as the kernel gave it (see directReader): the stack reading
+// it must not verify transport checksums.
+func Open(o Options) (Device, string, error) {
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if err := CheckName(o.Name); err != nil {
+		return nil, "", err
+	}
+	dev, err := create(o)
 	if err != nil {
-		return nil, fmt.Errorf("create TUN device %q: %w", name, err)
+		return nil, "", fmt.Errorf("create TUN device %q: %w", o.Name, err)
 	}
 	// wireguard's device reports link state changes on a small buffered
 	// channel; nobody here needs them, but an unread channel would stall its
@@ -62,5 +87,10 @@ func Open(name string, mtu int) (Device, error) {
 		for range dev.Events() {
 		}
 	}()
-	return fastRead(dev), nil
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return nil, "", fmt.Errorf("read the name of the TUN device created as %q: %w", o.Name, err)
+	}
+	return fastRead(dev), name, nil
 }
