@@ -23,7 +23,6 @@ import (
 
 // Defaults.
 const (
-	DefaultTUNName = "shunt0"
 	// DefaultMTU is the TUN's MTU. Every packet on the TUN starts or ends
 	// in shunt's own stack on this machine; none is forwarded onto a real
 	// link, so the MTU is free of any path's limits. Near the 64 KiB IP
@@ -43,6 +42,21 @@ const (
 	// DefaultShutdownGrace is shutdown_grace when not set.
 	DefaultShutdownGrace = 5 * time.Second
 )
+
+// DefaultTUNName is tun.name when not set, on the OS goos: tun.DefaultName
+// there (tun's tests hold the two equal; config imports no package of
+// shunt's that runs the machine). Linux: shunt0; macOS: utun, whose number
+// the kernel picks; Windows: shunt, the adapter's name.
+func DefaultTUNName(goos string) string {
+	switch goos {
+	case "darwin", "ios":
+		return "utun"
+	case "windows":
+		return "shunt"
+	default:
+		return "shunt0"
+	}
+}
 
 // Log formats.
 const (
@@ -968,11 +982,10 @@ func (c *Config) validate() error {
 		}
 	}
 	warnAt := problemAt(false)
+	// The OS's rules for the name are tun's (tun.CheckName), applied by
+	// shunt check and the engine; config only fills the default.
 	if c.TUN.Name == "" {
-		c.TUN.Name = DefaultTUNName
-	}
-	if len(c.TUN.Name) > 15 || strings.ContainsAny(c.TUN.Name, "/ \t") {
-		errorAt(c.TUN.File, c.TUN.Line, "tun.name %q is not a valid interface name: use at most 15 characters, no '/' or spaces", c.TUN.Name)
+		c.TUN.Name = DefaultTUNName(runtime.GOOS)
 	}
 	if c.TUN.MTU == 0 {
 		c.TUN.MTU = DefaultMTU

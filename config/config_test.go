@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -81,11 +82,37 @@ func TestDefaults(t *testing.T) {
 	if len(c.Problems) > 0 {
 		t.Errorf("problems: %v", c.Problems)
 	}
-	if d := diff(TUN{Name: DefaultTUNName, MTU: DefaultMTU, File: "d.yaml"}, c.TUN); d != "" {
+	if d := diff(TUN{Name: DefaultTUNName(runtime.GOOS), MTU: DefaultMTU, File: "d.yaml"}, c.TUN); d != "" {
 		t.Errorf("tun defaults (-want +got):\n%s", d)
 	}
 	if d := diff(Log{Level: "info", Format: LogText, File: "d.yaml"}, c.Log); d != "" {
 		t.Errorf("log defaults (-want +got):\n%s", d)
+	}
+}
+
+// TestTUNNameIsTuns: config fills tun.name's default for this OS but
+// leaves the OS's rules to tun.CheckName (shunt check and the engine
+// apply them), so a name no OS takes parses, and TUN.Errorf places the
+// finding at the tun section.
+func TestTUNNameIsTuns(t *testing.T) {
+	e := newTestEnv(t)
+	c, err := e.parse("n.yaml", "profiles:\n  - name: p\n    host: gw\nrules:\n  - action: tunnel\n    profile: p\ntun:\n  name: far/too long for any OS\n")
+	if err != nil {
+		t.Fatalf("config judged the name itself: %v", err)
+	}
+	if c.TUN.Name != "far/too long for any OS" {
+		t.Errorf("tun.name = %q", c.TUN.Name)
+	}
+	if got, want := c.TUN.Errorf("tun.name %q is bad", c.TUN.Name).Error(), `n.yaml:8: tun.name "far/too long for any OS" is bad`; got != want {
+		t.Errorf("Errorf = %q, want %q", got, want)
+	}
+	if got := (&TUN{}).Errorf("no file").Error(); got != "no file" {
+		t.Errorf("Errorf without a file = %q", got)
+	}
+	for goos, want := range map[string]string{"linux": "shunt0", "darwin": "utun", "windows": "shunt"} {
+		if got := DefaultTUNName(goos); got != want {
+			t.Errorf("DefaultTUNName(%s) = %q, want %q", goos, got, want)
+		}
 	}
 }
 

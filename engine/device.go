@@ -19,6 +19,15 @@ func (d deviceRemoved) Error() string {
 
 func (d deviceRemoved) Is(target error) bool { return target == ErrDeviceRemoved }
 
+// DeviceName is the TUN device's name as the OS gave it (on macOS utunN,
+// whatever tun.name said), once Start has opened it; "" before, or
+// without a TUN.
+func (e *Engine) DeviceName() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.devName
+}
+
 // DeviceFailed explains err, the device's failure from Err: when the
 // device no longer exists, that it was removed from outside shunt
 // (ErrDeviceRemoved), else that it failed, and why. Stop then removes the

@@ -29,6 +29,7 @@ import (
 	"github.com/shunt-dev/shunt/metrics"
 	"github.com/shunt-dev/shunt/router"
 	"github.com/shunt-dev/shunt/state"
+	"github.com/shunt-dev/shunt/tun"
 )
 
 const usage = `shunt tunnels chosen TCP traffic over SSH, transparently.
@@ -237,6 +238,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 			fatal = true
 		} else {
 			fmt.Fprintf(stderr, "warning: %s\n", p)
+		}
+	}
+	// The OS's rules for the device's name are tun's, not config's.
+	if cfg.TUN.TUNEnabled() {
+		if err := tun.CheckName(cfg.TUN.Name); err != nil {
+			fmt.Fprintln(stderr, cfg.TUN.Errorf("tun.name %v", err))
+			fatal = true
 		}
 	}
 	plan, err := engine.Convert(cfg.Config)
@@ -618,7 +626,7 @@ func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logge
 	sys.ready()
 	go sys.watchdog(watchdogInterval(log), e.Alive, upDone)
 	if cfg.TUN.TUNEnabled() {
-		log.WithFields(logrus.Fields{"device": cfg.TUN.Name, "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C, SIGTERM or shunt down stops it")
+		log.WithFields(logrus.Fields{"device": e.DeviceName(), "mtu": cfg.TUN.MTU}).Info("shunt is up; Ctrl-C, SIGTERM or shunt down stops it")
 	} else {
 		var serving []string
 		for _, l := range cfg.Listeners() {
