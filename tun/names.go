@@ -133,7 +133,7 @@ func darwinNameProblem(name string) string {
 }
 
 // windowsMaxName is the longest adapter name wintun takes, in UTF-16 code
-// units: WINTUN_MAX_POOL / MAX_ADAPTER_NAME is 128 with the terminating NUL
+// units: MAX_ADAPTER_NAME in wintun.h is 128 with the terminating NUL
 // (golang.zx2c4.com/wintun.AdapterNameMax).
 const windowsMaxName = 127
 
