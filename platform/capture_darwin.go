@@ -7,12 +7,16 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// execRunner runs route(8) and ifconfig(8) from /sbin, by absolute path:
-// shunt runs as root, and its PATH is not to be trusted.
+// execRunner runs route(8), ifconfig(8) and scutil(8) by their absolute
+// paths: shunt runs as root, and its PATH is not to be trusted.
 type execRunner struct{}
 
 func (execRunner) run(args ...string) ([]byte, error) {
-	return exec.Command("/sbin/"+args[0], args[1:]...).CombinedOutput()
+	path := "/sbin/" + args[0]
+	if args[0] == "scutil" {
+		path = "/usr/sbin/scutil"
+	}
+	return exec.Command(path, args[1:]...).CombinedOutput()
 }
 
 // Prepare runs before the utun is created. It refuses a utun unit in use

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ const (
 	DNSModeResolved = "systemd-resolved"
 	DNSModeFile     = "resolv.conf"
 	DNSModeOff      = "off"
+	// DNSModeResolverDir is macOS's: a file per routing domain in
+	// /etc/resolver (dns_resolverdir.go).
+	DNSModeResolverDir = "resolver-dir"
 )
 
 // DNSConfig is what shunt asks of the OS resolver.
@@ -61,8 +65,8 @@ type OSDNS interface {
 	// answer itself, and where host-name rules look names up. Never
 	// shunt's own addresses. The slice is the caller's.
 	Upstreams() []netip.AddrPort
-	// Mode is the manager in use: DNSModeResolved, DNSModeFile or
-	// DNSModeOff (never DNSModeAuto).
+	// Mode is the manager in use: DNSModeResolved, DNSModeFile,
+	// DNSModeResolverDir or DNSModeOff (never DNSModeAuto).
 	Mode() string
 	// Close restores exactly what the system had before the first Set.
 	// It may be called more than once, and without a Set.
@@ -100,8 +104,12 @@ func (o DNSOptions) withDefaults() (DNSOptions, error) {
 	}
 	switch o.Mode {
 	case DNSModeAuto, DNSModeResolved, DNSModeFile, DNSModeOff:
+	case DNSModeResolverDir:
+		if runtime.GOOS != "darwin" {
+			return o, fmt.Errorf("dns.mode %s is macOS's (files in %s): on %s use %s, %s, %s or %s", o.Mode, DefaultResolverDir, runtime.GOOS, DNSModeAuto, DNSModeResolved, DNSModeFile, DNSModeOff)
+		}
 	default:
-		return o, fmt.Errorf("dns.mode %q: want one of %s, %s, %s, %s", o.Mode, DNSModeAuto, DNSModeResolved, DNSModeFile, DNSModeOff)
+		return o, fmt.Errorf("dns.mode %q: want one of %s, %s, %s, %s, %s", o.Mode, DNSModeAuto, DNSModeResolved, DNSModeFile, DNSModeResolverDir, DNSModeOff)
 	}
 	if o.ResolvConf == "" {
 		o.ResolvConf = DefaultResolvConf

@@ -1,0 +1,40 @@
+package platform
+
+import (
+	"fmt"
+)
+
+// NewOSDNS chooses the manager of opts.Mode and reads the resolvers the
+// system uses now; it changes nothing until Set. DNSModeAuto and
+// DNSModeResolverDir write routing domains' files in /etc/resolver
+// (dns_resolverdir.go); the Linux modes are refused. Call CleanUpDNS
+// before it, at start.
+func NewOSDNS(opts DNSOptions) (OSDNS, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	up := systemUpstreams(execRunner{}, opts.ResolvConf)
+	switch opts.Mode {
+	case DNSModeOff:
+		return &offDNS{up: up}, nil
+	case DNSModeAuto, DNSModeResolverDir:
+		return newResolverDirDNS(DefaultResolverDir, up, opts.Log), nil
+	}
+	return nil, fmt.Errorf("dns.mode %s is Linux's: on macOS use %s or %s (a file per routing domain in %s), or %s", opts.Mode, DNSModeAuto, DNSModeResolverDir, DefaultResolverDir, DNSModeOff)
+}
+
+// CleanUpDNS removes the resolver files a run that did not stop cleanly
+// left in /etc/resolver: those that start with shunt's marker, never
+// another's. Call it at start, before NewOSDNS.
+func CleanUpDNS(opts DNSOptions) error {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	removed, err := cleanUpResolverDir(DefaultResolverDir)
+	for _, path := range removed {
+		opts.Log.WithField("file", path).Warn("DNS: removed a resolver file left by a run of shunt that did not stop cleanly")
+	}
+	return err
+}
