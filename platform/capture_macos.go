@@ -219,11 +219,12 @@ func (c *utunCapture) SetRoutes(routes []netip.Prefix) error {
 }
 
 // deleteRoute deletes p's route to the utun; one the system has no more
-// ("not in table": the device went) counts as deleted.
+// counts as deleted: "not in table", or route(8) no longer knows the
+// device ("bad address: utunN"), which took its routes with it.
 func (c *utunCapture) deleteRoute(p netip.Prefix) error {
 	args := c.routeArgs("delete", p)
 	out, err := c.run.run(args...)
-	if err != nil && !strings.Contains(string(out), "not in table") {
+	if err != nil && !strings.Contains(string(out), "not in table") && !strings.Contains(string(out), "bad address: "+c.dev) {
 		return fmt.Errorf("remove route %v: %w", p, cmdError(args, out, err))
 	}
 	delete(c.routes, p)

@@ -286,6 +286,28 @@ func TestUTUNCaptureCloseAfterDeviceGone(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("Close after the device went: %v", err)
 	}
+
+	// route(8) may not know the device at all any more.
+	f = newFakeBSD()
+	c, err = openUTUNCapture(DefaultConfig("utun5", prefixes("10.0.0.0/8")), f, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fail["route -n delete"] = "route: bad address: utun5\n"
+	if err := c.Close(); err != nil {
+		t.Errorf("Close after route(8) lost the device: %v", err)
+	}
+
+	// Another failure is reported, with route(8)'s words.
+	f = newFakeBSD()
+	c, err = openUTUNCapture(DefaultConfig("utun5", prefixes("10.0.0.0/8")), f, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fail["route -n delete"] = "route: must be root to alter routing table\n"
+	if err := c.Close(); err == nil || !strings.Contains(err.Error(), "must be root") || !strings.Contains(err.Error(), "route -n delete -inet 10.0.0.0/8 -interface utun5") {
+		t.Errorf("Close that failed: %v", err)
+	}
 }
 
 func TestUTUNCaptureKillSwitch(t *testing.T) {
