@@ -192,7 +192,8 @@ func (d *splitDNS) set(plan *Plan, device string) error {
 		return fmt.Errorf("point the system's resolver at shunt (dns.mode %s): %w", plan.Config.DNS.Mode, err)
 	}
 	fields := logrus.Fields{"mode": d.os.Mode(), "server": netlayout.DNS4.String()}
-	if d.os.Mode() == platform.DNSModeResolved {
+	if d.os.Mode() != platform.DNSModeFile {
+		// Per-domain modes: only these names go to shunt.
 		fields["domains"] = c.Domains
 	}
 	d.log.WithFields(fields).Info("DNS: names go to shunt's DNS server")
