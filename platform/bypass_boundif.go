@@ -232,8 +232,9 @@ func changesPrimary(typ int) bool {
 // is read on while it runs (an unread socket overflows), and the changes
 // that come meanwhile make one more call. A socket that overflowed
 // (ENOBUFS) lost messages: that counts as a change. followRoutes returns
-// once refresh has returned for the last time.
-func followRoutes(read func([]byte) (int, error), refresh func(), log logrus.FieldLogger) {
+// once refresh has returned for the last time; a failure says what is no
+// longer followed.
+func followRoutes(read func([]byte) (int, error), refresh func(), log logrus.FieldLogger, what string) {
 	kick := make(chan struct{}, 1)
 	done := make(chan struct{})
 	go func() {
@@ -257,7 +258,7 @@ func followRoutes(read func([]byte) (int, error), refresh func(), log logrus.Fie
 		}
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
-				log.WithError(err).Warn("bypass: reading the routing socket failed; the primary network interface is no longer followed")
+				log.WithError(err).Warn("reading the routing socket failed: " + what + " no longer followed")
 			}
 			break
 		}

@@ -275,7 +275,7 @@ func TestFollowRoutes(t *testing.T) {
 			n := 0
 			// followRoutes returns after the last refresh: n needs no lock
 			// once it has.
-			followRoutes(scriptedReads(tc.steps...), func() { n++ }, log)
+			followRoutes(scriptedReads(tc.steps...), func() { n++ }, log, "the test's routes are")
 			// Changes may be gathered into one refresh, never lost.
 			if tc.want == 0 && n != 0 || tc.want > 0 && n == 0 {
 				t.Errorf("%d refreshes, want %d", n, tc.want)

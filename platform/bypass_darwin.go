@@ -27,22 +27,14 @@ func newOSBypass(o BypassOptions) (osBypass, error) {
 		b.setPrimary(p4, p6)
 	}
 	refresh()
-	fd, err := unix.Socket(unix.AF_ROUTE, unix.SOCK_RAW, unix.AF_UNSPEC)
+	f, err := openRoutingSocket()
 	if err != nil {
-		return nil, fmt.Errorf("open a routing socket, to follow the default route: %w", err)
+		return nil, err
 	}
-	unix.CloseOnExec(fd)
-	// Non-blocking, so that the file's reads wait in Go's poller and
-	// Close wakes them.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("routing socket: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "routing socket")
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		followRoutes(f.Read, refresh, o.Log)
+		followRoutes(f.Read, refresh, o.Log, "the bypass's primary network interface is")
 	}()
 	b.stop = sync.OnceValue(func() error {
 		err := f.Close()
@@ -50,6 +42,23 @@ func newOSBypass(o BypassOptions) (osBypass, error) {
 		return err
 	})
 	return b, nil
+}
+
+// openRoutingSocket opens a routing socket (PF_ROUTE), which gets a
+// message for each change of routes, addresses and interfaces. It is
+// non-blocking, so that the file's reads wait in Go's poller and Close
+// wakes them.
+func openRoutingSocket() (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_ROUTE, unix.SOCK_RAW, unix.AF_UNSPEC)
+	if err != nil {
+		return nil, fmt.Errorf("open a routing socket, to follow the routes: %w", err)
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("routing socket: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "routing socket"), nil
 }
 
 // bindToInterface sets IP_BOUND_IF or IPV6_BOUND_IF: the socket's packets
