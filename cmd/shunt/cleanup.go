@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 
 	"github.com/sirupsen/logrus"
@@ -21,8 +20,8 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 	if err != nil || len(rest) != 0 {
 		return usageExit(err, stderr, "usage: shunt cleanup [--config FILE]...")
 	}
-	if runtime.GOOS == "linux" && os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "shunt cleanup: needs root (CAP_NET_ADMIN) to change routes and policy rules: run it with sudo")
+	if platform.CheckPrivileges() != nil {
+		fmt.Fprintln(stderr, "shunt cleanup: needs root (CAP_NET_ADMIN on Linux; an elevated administrator on Windows) to change routes and the resolver's settings: run it with sudo")
 		return 1
 	}
 	// The configuration gives the state directory (the resolver's backup);
@@ -48,7 +47,12 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if len(removed) == 0 {
-		fmt.Fprintln(stdout, "nothing to remove: no policy rule selects shunt's routing table, and the table is empty")
+		if runtime.GOOS == "linux" {
+			fmt.Fprintln(stdout, "nothing to remove: no policy rule selects shunt's routing table, and the table is empty")
+		} else {
+			// macOS's and Windows's routes go with the device.
+			fmt.Fprintln(stdout, "nothing to remove: no route or resolver setting of shunt's is left")
+		}
 		return 0
 	}
 	fmt.Fprintln(stdout, "normal routing is back: the captured destinations take the host's routes again")
