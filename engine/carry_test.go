@@ -7,7 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/platform"
 )
 
 // A profile carries only its allowed users' flows: by default those of
@@ -32,19 +32,19 @@ func TestEngineCarriesOnlyAllowedUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.start(cfg)
-	alice, bob := &router.Owner{UID: 1000, Exe: "/usr/bin/curl"}, &router.Owner{UID: 1001, Exe: "/usr/bin/wget"}
+	alice, bob := &platform.Owner{UID: 1000, Exe: "/usr/bin/curl"}, &platform.Owner{UID: 1001, Exe: "/usr/bin/wget"}
 
-	w.owners.Owner = alice
+	w.owners.SetAny(alice)
 	roundTrip(t, mustDial(t, w, "10.1.0.5:80"), 1000)
-	w.owners.Owner = bob
+	w.owners.SetAny(bob)
 	refused(t, w, "10.1.0.6:80")
-	w.owners.Owner = nil // the socket's owner cannot be found
+	w.owners.SetAny(nil) // the socket's owner cannot be found
 	refused(t, w, "10.1.0.7:80")
-	w.owners.Owner = bob
+	w.owners.SetAny(bob)
 	roundTrip(t, mustDial(t, w, "10.2.0.5:80"), 1000) // shared: allowed_users [1001]
-	w.owners.Owner = alice
+	w.owners.SetAny(alice)
 	refused(t, w, "10.2.0.6:80")
-	w.owners.Owner = nil
+	w.owners.SetAny(nil)
 	roundTrip(t, mustDial(t, w, "10.3.0.5:80"), 1000) // direct
 
 	got := w.forwarded()

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -35,8 +34,9 @@ type Deps struct {
 	Capture Capture
 	// Owners opens the lookup of the process and user behind each flow.
 	// It is called in Start, and in Reload, only while the rules name
-	// applications or users. Nil: platform.NewOwnerLookup.
-	Owners func(logrus.FieldLogger) (OwnerLookup, error)
+	// applications or users, and closed in Close. Nil: platform.NewOwners;
+	// tests pass platformtest.Owners' Open.
+	Owners func(logrus.FieldLogger) (platform.Owners, error)
 	// Prompter asks for passphrases, passwords and host keys. Nil: the
 	// terminal or SSH_ASKPASS, as ssh(1) chooses from the environment
 	// (prompt.FromEnv), and where there is neither, a prompt.Queue whose
@@ -102,11 +102,10 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// OwnerLookup finds the process and user behind a flow, as the router
-// asks (router.Owners).
-type OwnerLookup interface {
-	Lookup(src, dst netip.AddrPort) (router.Owner, error)
-	// Close lets go of what the lookup holds (a netlink socket).
+// ownerLookup finds the process and user behind a flow, as the router
+// asks (router.Owners), until Close.
+type ownerLookup interface {
+	router.Owners
 	Close() error
 }
 
@@ -156,13 +155,7 @@ func (d Deps) withDefaults(up *upstreams, capture bool) (_ Deps, osc *osCapture,
 		}
 	}
 	if d.Owners == nil {
-		d.Owners = func(log logrus.FieldLogger) (OwnerLookup, error) {
-			ol, err := platform.NewOwnerLookup(log)
-			if err != nil {
-				return nil, err
-			}
-			return platformOwners{ol}, nil
-		}
+		d.Owners = platform.NewOwners
 	}
 	if d.Resolve == nil {
 		log := d.Log
@@ -198,34 +191,17 @@ func (d Deps) withDefaults(up *upstreams, capture bool) (_ Deps, osc *osCapture,
 	return d, osc, bypass, nil
 }
 
-// platformOwners gives the router platform's owner lookup.
-type platformOwners struct{ platform.OwnerLookup }
+// platformOwners gives the router platform's owner lookup, whose owners
+// it converts. An owner without a uid (Windows) stays so: rules naming
+// users do not match it, and allowed_users refuses its flows.
+type platformOwners struct{ platform.Owners }
 
-func (a platformOwners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
-	o, err := a.OwnerLookup.Lookup(src, dst)
+func (a platformOwners) Lookup(ctx context.Context, src, dst netip.AddrPort) (router.Owner, error) {
+	o, err := a.Owners.Lookup(ctx, src, dst)
 	if err != nil {
 		return router.Owner{}, err
 	}
-	return router.Owner{UID: o.UID, Exe: o.Exe, Name: o.Name}, nil
-}
-
-// LookupUID finds the user alone where platform can (its sock_diag answer,
-// without /proc).
-func (a platformOwners) LookupUID(src, dst netip.AddrPort) (uint32, error) {
-	if u, ok := a.OwnerLookup.(platform.UIDLookup); ok {
-		return u.LookupUID(src, dst)
-	}
-	o, err := a.OwnerLookup.Lookup(src, dst)
-	return o.UID, err
-}
-
-// Close closes the lookup where it holds something to close (Linux's
-// netlink socket); platform.OwnerLookup itself promises no Close.
-func (a platformOwners) Close() error {
-	if c, ok := a.OwnerLookup.(io.Closer); ok {
-		return c.Close()
-	}
-	return nil
+	return router.Owner{UID: o.UID, Exe: o.Exe, Name: o.Name, NoUID: o.NoUID}, nil
 }
 
 // osCapture is the operating system's capture (platform.OpenCapture).
@@ -348,7 +324,7 @@ var (
 	_ router.Names   = (*names)(nil)
 	_ Capture        = (*osCapture)(nil)
 	_ Resolver       = (*resolver.Resolver)(nil)
-	_ OwnerLookup    = platformOwners{}
+	_ ownerLookup    = platformOwners{}
 )
 
 // untouchedDNS is the resolver configuration of an engine on a test's

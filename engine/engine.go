@@ -357,7 +357,7 @@ func (e *Engine) openOwners(plan *Plan) error {
 	if err != nil {
 		return fmt.Errorf("rules name applications or users, or profiles carry only their allowed_users' flows, but flows cannot be traced to processes here (allowed_users: any on every profile needs no tracing): %w", err)
 	}
-	e.owners.set(ol)
+	e.owners.set(platformOwners{ol})
 	return nil
 }
 
@@ -495,13 +495,13 @@ func (e *Engine) closeLocked() error {
 // owners stands in for the owner lookup, which Start and Reload open.
 type owners struct{ p atomic.Pointer[ownerBox] }
 
-type ownerBox struct{ OwnerLookup }
+type ownerBox struct{ ownerLookup }
 
-func (o *owners) set(ol OwnerLookup) { o.p.Store(&ownerBox{ol}) }
+func (o *owners) set(ol ownerLookup) { o.p.Store(&ownerBox{ol}) }
 
-func (o *owners) get() OwnerLookup {
+func (o *owners) get() ownerLookup {
 	if b := o.p.Load(); b != nil {
-		return b.OwnerLookup
+		return b.ownerLookup
 	}
 	return nil
 }
@@ -509,26 +509,21 @@ func (o *owners) get() OwnerLookup {
 // errNoOwnerLookup: the router asked before Start opened the lookup.
 var errNoOwnerLookup = errors.New("no owner lookup open")
 
-func (o *owners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
+func (o *owners) Lookup(ctx context.Context, src, dst netip.AddrPort) (router.Owner, error) {
 	ol := o.get()
 	if ol == nil {
 		return router.Owner{}, errNoOwnerLookup
 	}
-	return ol.Lookup(src, dst)
+	return ol.Lookup(ctx, src, dst)
 }
 
-// LookupUID implements router.UIDs: the user alone where the lookup in
-// force can find it so.
-func (o *owners) LookupUID(src, dst netip.AddrPort) (uint32, error) {
+// LookupUID finds the user alone (router.Owners).
+func (o *owners) LookupUID(ctx context.Context, src, dst netip.AddrPort) (uint32, error) {
 	ol := o.get()
 	if ol == nil {
 		return 0, errNoOwnerLookup
 	}
-	if u, ok := ol.(router.UIDs); ok {
-		return u.LookupUID(src, dst)
-	}
-	ow, err := ol.Lookup(src, dst)
-	return ow.UID, err
+	return ol.LookupUID(ctx, src, dst)
 }
 
 // names stands in for the resolver, which Reload replaces, and for the DNS

@@ -28,6 +28,8 @@ import (
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/engine/enginetest"
 	"github.com/shunt-dev/shunt/netstack/netstacktest"
+	"github.com/shunt-dev/shunt/platform"
+	"github.com/shunt-dev/shunt/platform/platformtest"
 	"github.com/shunt-dev/shunt/router"
 	"github.com/shunt-dev/shunt/router/routertest"
 	"github.com/shunt-dev/shunt/tun"
@@ -52,7 +54,7 @@ type world struct {
 	capture  *enginetest.Capture
 	dialer   *routertest.Dialer
 	resolver *enginetest.Resolver
-	owners   *enginetest.Owners
+	owners   *platformtest.Owners
 	prompter *prompttest.Prompter
 	log      *logrus.Logger
 
@@ -70,7 +72,7 @@ func newWorld(t *testing.T) *world {
 		resolver: enginetest.NewResolver(map[string][]netip.Addr{"mail.corp.example": {netip.MustParseAddr("10.5.0.1")}}),
 		// Every flow is alice's, the user the configuration is read
 		// for, so its profiles carry them (allowed_users' default).
-		owners:   &enginetest.Owners{Owner: &router.Owner{UID: 1000}},
+		owners:   anyOwner(&platform.Owner{UID: 1000}),
 		prompter: &prompttest.Prompter{},
 	}
 	w.app = netstacktest.NewAppHost(t, w.dev, mtu)
@@ -391,7 +393,7 @@ func TestEngineReload(t *testing.T) {
 	}
 
 	// Always-direct applications need the owner lookup, opened now.
-	w.owners.Owner = &router.Owner{Name: "mutt", Exe: "/usr/bin/mutt", UID: 1000}
+	w.owners.SetAny(&platform.Owner{Name: "mutt", Exe: "/usr/bin/mutt", UID: 1000})
 	if err := e.Reload(w.config("always_direct_applications: [mutt]\n" + nextRules)); err != nil {
 		t.Fatal(err)
 	}
@@ -596,4 +598,11 @@ func TestEngineExplain(t *testing.T) {
 	if !ex.Captured || ex.Prefix != netip.MustParsePrefix("10.5.0.1/32") || ex.CaptureRule != `#2 "new"` || ex.Decision.Action != router.Tunnel {
 		t.Errorf("after the reload, explain 10.5.0.1:25 = %+v", ex)
 	}
+}
+
+// anyOwner is an owner lookup whose every flow is owner's.
+func anyOwner(owner *platform.Owner) *platformtest.Owners {
+	o := &platformtest.Owners{}
+	o.SetAny(owner)
+	return o
 }

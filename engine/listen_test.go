@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/net/proxy"
 
-	"github.com/shunt-dev/shunt/router"
+	"github.com/shunt-dev/shunt/platform"
 )
 
 // freePort is a loopback port nothing listens on now.
@@ -68,7 +68,7 @@ rules:
 	c.Close()
 
 	// Another user's client: refused, the connection reset.
-	w.owners.SetOwner(&router.Owner{UID: 2000})
+	w.owners.SetAny(&platform.Owner{UID: 2000})
 	// The reset can come before the dial returns, or at the first read.
 	d, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
 	if err == nil {

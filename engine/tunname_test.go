@@ -10,6 +10,7 @@ import (
 
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/engine/enginetest"
+	"github.com/shunt-dev/shunt/platform/platformtest"
 	"github.com/shunt-dev/shunt/tun"
 )
 
@@ -22,7 +23,7 @@ func TestStartRefusesBadTUNName(t *testing.T) {
 		t.Fatal(err)
 	}
 	capture := &enginetest.Capture{}
-	owners := &enginetest.Owners{}
+	owners := &platformtest.Owners{}
 	resolved := 0
 	log, _ := test.NewNullLogger()
 	e, err := engine.New(cfg, engine.Deps{

@@ -23,6 +23,9 @@ func TestOwnerString(t *testing.T) {
 	if got := (Owner{UID: 0}).String(); got != "uid 0" {
 		t.Errorf("got %q", got)
 	}
+	if got := (Owner{NoUID: true, User: "S-1-5-21-1-2-3-1001", PID: 7, Name: "curl.exe"}).String(); got != "curl.exe[7] user S-1-5-21-1-2-3-1001" {
+		t.Errorf("got %q", got)
+	}
 }
 
 func TestFlowTuple(t *testing.T) {
@@ -52,9 +55,11 @@ func TestFlowTuple(t *testing.T) {
 	}
 }
 
-func TestNewOwnerLookup(t *testing.T) {
-	l, err := NewOwnerLookup(quietLog())
-	if runtime.GOOS != "linux" {
+func TestNewOwners(t *testing.T) {
+	l, err := NewOwners(quietLog())
+	switch runtime.GOOS {
+	case "linux", "darwin", "windows":
+	default:
 		if !errors.Is(err, ErrNotSupported) {
 			t.Fatalf("on %s: %v, want ErrNotSupported", runtime.GOOS, err)
 		}
@@ -63,9 +68,7 @@ func TestNewOwnerLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, ok := l.(io.Closer); !ok {
-		t.Error("the Linux lookup cannot be closed")
-	} else if err := c.Close(); err != nil {
+	if err := l.Close(); err != nil {
 		t.Error(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -17,15 +18,21 @@ import (
 
 // uidOwners owns each flow by its source port: port 1000+uid is uid's
 // (exe /usr/bin/curl), any other port's socket cannot be found. It counts
-// the lookups.
-type uidOwners struct{ lookups atomic.Int64 }
+// the lookups of both kinds, and those of the user alone.
+type uidOwners struct{ lookups, uidLookups atomic.Int64 }
 
-func (o *uidOwners) Lookup(src, dst netip.AddrPort) (Owner, error) {
+func (o *uidOwners) Lookup(ctx context.Context, src, dst netip.AddrPort) (Owner, error) {
 	o.lookups.Add(1)
 	if p := src.Port(); p >= 1000 && p < 3000 {
 		return Owner{UID: uint32(p - 1000), Exe: "/usr/bin/curl", Name: "curl"}, nil
 	}
 	return Owner{}, errors.New("no socket")
+}
+
+func (o *uidOwners) LookupUID(ctx context.Context, src, dst netip.AddrPort) (uint32, error) {
+	o.uidLookups.Add(1)
+	ow, err := o.Lookup(ctx, src, dst)
+	return ow.UID, err
 }
 
 // A tunnel rule carries only the flows of its profile's allowed users: a
@@ -49,9 +56,10 @@ func TestCarriesOnlyAllowedUsers(t *testing.T) {
 		lookups  int64
 	}{
 		{name: "the allowed user", srcPort: 2000, dst: "10.1.0.5:25", wantDial: "corp/10.1.0.5:25", lookups: 1},
-		{name: "another user", srcPort: 2001, dst: "10.1.0.5:25", lookups: 1,
+		// The user first, then the application for the log line.
+		{name: "another user", srcPort: 2001, dst: "10.1.0.5:25", lookups: 2,
 			wantLog: []string{`flow refused: profile "corp" carries only the flows of its allowed_users (uids [1000]), and this flow is uid 1001's`, "add 1001 to the profile's allowed_users"}},
-		{name: "root is another user too", srcPort: 1000, dst: "10.1.0.5:25", lookups: 1, wantLog: []string{"this flow is uid 0's"}},
+		{name: "root is another user too", srcPort: 1000, dst: "10.1.0.5:25", lookups: 2, wantLog: []string{"this flow is uid 0's"}},
 		{name: "a user not found", srcPort: 5000, dst: "10.1.0.5:25", lookups: 1,
 			wantLog: []string{"this flow's user cannot be found; allowed_users: any lets every user's flows"}},
 		{name: "a rule's users widen it", srcPort: 2001, dst: "10.9.0.5:25", wantDial: "corp/10.9.0.5:25", lookups: 1},
@@ -149,20 +157,6 @@ func TestRuleCarries(t *testing.T) {
 	}
 }
 
-// uidOnly is an owner lookup that can find the user alone (router.UIDs),
-// counting each kind of lookup.
-type uidOnly struct {
-	uidOwners
-	uidLookups atomic.Int64
-}
-
-func (o *uidOnly) LookupUID(src, dst netip.AddrPort) (uint32, error) {
-	o.uidLookups.Add(1)
-	ow, err := o.uidOwners.Lookup(src, dst)
-	o.uidOwners.lookups.Add(-1)
-	return ow.UID, err
-}
-
 // The allowed_users check asks only for the user where the lookup can
 // find it alone (no process, no /proc); a refused flow is looked up whole,
 // for the log line that names its application.
@@ -177,7 +171,7 @@ func TestCarriesAsksOnlyForTheUser(t *testing.T) {
 		{srcPort: 2001, wantUID: 1, wantFull: 1, refused: true},
 	} {
 		f := &routertest.Dialer{}
-		owners := &uidOnly{}
+		owners := &uidOwners{}
 		log, _ := test.NewNullLogger()
 		r := New(rules, Options{Tunnels: f, Direct: f, Owners: owners, Log: log})
 		src := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), tt.srcPort)
@@ -187,11 +181,62 @@ func TestCarriesAsksOnlyForTheUser(t *testing.T) {
 			return b, nil
 		})
 		r.Wait()
-		if u, full := owners.uidLookups.Load(), owners.lookups.Load(); u != tt.wantUID || full != tt.wantFull {
+		if u, full := owners.uidLookups.Load(), owners.lookups.Load()-owners.uidLookups.Load(); u != tt.wantUID || full != tt.wantFull {
 			t.Errorf("port %d: %d user lookups and %d whole ones, want %d and %d", tt.srcPort, u, full, tt.wantUID, tt.wantFull)
 		}
 		if refused := len(f.Dials()) == 0; refused != tt.refused {
 			t.Errorf("port %d: refused %v, want %v", tt.srcPort, refused, tt.refused)
 		}
+	}
+}
+
+// ctxOwners records the contexts its lookups were given.
+type ctxOwners struct {
+	mu   sync.Mutex
+	ctxs []context.Context
+}
+
+func (o *ctxOwners) Lookup(ctx context.Context, src, dst netip.AddrPort) (Owner, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ctxs = append(o.ctxs, ctx)
+	return Owner{UID: 1001, Exe: "/usr/bin/curl", Name: "curl"}, nil
+}
+
+func (o *ctxOwners) LookupUID(ctx context.Context, src, dst netip.AddrPort) (uint32, error) {
+	ow, err := o.Lookup(ctx, src, dst)
+	return ow.UID, err
+}
+
+// The lookups get the flow's context, so that a flow given up stops its
+// lookup: the decision's, the allowed_users check's and the refusal's.
+func TestOwnerLookupsGetTheFlowsContext(t *testing.T) {
+	type key struct{}
+	rules := []Rule{
+		{Name: "apps", Destinations: pfx("10.2.0.0/24"), Applications: []string{"curl"}, Action: Direct},
+		{Name: "corp", Destinations: pfx("10.1.0.0/24"), Action: Tunnel, Profile: "corp", AllowedUsers: []uint32{1000}},
+	}
+	for _, dst := range []string{"10.2.0.5:80", "10.1.0.5:25"} {
+		f := &routertest.Dialer{}
+		owners := &ctxOwners{}
+		log, _ := test.NewNullLogger()
+		r := New(rules, Options{Tunnels: f, Direct: f, Owners: owners, Log: log})
+		ctx := context.WithValue(context.Background(), key{}, dst)
+		r.HandleTCP(ctx, netip.MustParseAddrPort("192.0.2.1:2001"), netip.MustParseAddrPort(dst), "", func() (net.Conn, error) {
+			a, b := net.Pipe()
+			a.Close()
+			return b, nil
+		})
+		r.Wait()
+		owners.mu.Lock()
+		if len(owners.ctxs) == 0 {
+			t.Errorf("%s: no lookup", dst)
+		}
+		for _, c := range owners.ctxs {
+			if c.Value(key{}) != dst {
+				t.Errorf("%s: a lookup got another context than the flow's", dst)
+			}
+		}
+		owners.mu.Unlock()
 	}
 }

@@ -124,7 +124,7 @@ func (r *Router) HandleInbound(ctx context.Context, in Inbound, accept func() (n
 	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now(), peer: in.Local, via: in.Via}
 	// A listener's client is a socket of this host's, wherever the
 	// client is: allow_from chose who may connect.
-	fl.f, fl.ownerErr = r.flow(rs, in.Src, in.Dst, in.Host, in.Local, false)
+	fl.f, fl.ownerErr = r.flow(ctx, rs, in.Src, in.Dst, in.Host, in.Local, false)
 	if in.Rule != nil {
 		if in.Rule.Action == Tunnel && in.Rule.Profile == "" {
 			return &Refused{Kind: RefusedFailed, Reason: fmt.Sprintf("%s: a tunnel without a profile", in.Via)}
@@ -135,7 +135,7 @@ func (r *Router) HandleInbound(ctx context.Context, in Inbound, accept func() (n
 			fl.rule = in.Via
 		}
 		if in.Rule.needsOwner() && fl.f.Owner == nil && fl.ownerErr == nil {
-			fl.ownerErr = r.lookupOwner(&fl.f, fl.peer)
+			fl.ownerErr = r.lookupOwner(ctx, &fl.f, fl.peer)
 		}
 	} else {
 		fl.d = rs.Decide(fl.f)

@@ -131,11 +131,16 @@ func TestCapturedFollowsResolvedHosts(t *testing.T) {
 
 type fakeOwners struct{ o *Owner }
 
-func (f fakeOwners) Lookup(src, dst netip.AddrPort) (Owner, error) {
+func (f fakeOwners) Lookup(ctx context.Context, src, dst netip.AddrPort) (Owner, error) {
 	if f.o == nil {
 		return Owner{}, errors.New("no socket")
 	}
 	return *f.o, nil
+}
+
+func (f fakeOwners) LookupUID(ctx context.Context, src, dst netip.AddrPort) (uint32, error) {
+	o, err := f.Lookup(ctx, src, dst)
+	return o.UID, err
 }
 
 type setupErr struct{}

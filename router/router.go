@@ -48,15 +48,14 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// Owners finds the process and user behind a flow.
+// Owners finds the process and user behind a flow: src is the local
+// socket's address, dst its far end. Both lookups are given the flow's
+// context, and should stop once it ends (the application gave up).
 type Owners interface {
-	Lookup(src, dst netip.AddrPort) (Owner, error)
-}
-
-// UIDs is implemented by Owners that find a flow's user alone more cheaply
-// than its process: whose flow it is is all the allowed_users check needs.
-type UIDs interface {
-	LookupUID(src, dst netip.AddrPort) (uint32, error)
+	Lookup(ctx context.Context, src, dst netip.AddrPort) (Owner, error)
+	// LookupUID finds the user alone, which is all the allowed_users
+	// check needs; it may cost less than Lookup (Linux: no /proc).
+	LookupUID(ctx context.Context, src, dst netip.AddrPort) (uint32, error)
 }
 
 // Names tells which host names resolve to an address (from the answers
@@ -152,7 +151,7 @@ func (r *Router) Rules() []Rule { return r.rules.Load().Rules() }
 // far end of the application's socket, which the owner lookup needs: dst
 // for a captured flow, the listener's address for an inbound one.
 // forwarded: another host routed the flow here (Flow.Forwarded).
-func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string, peer netip.AddrPort, forwarded bool) (Flow, error) {
+func (r *Router) flow(ctx context.Context, rs *Ruleset, src, dst netip.AddrPort, host string, peer netip.AddrPort, forwarded bool) (Flow, error) {
 	f := Flow{Src: src, Dst: dst, Host: host, Forwarded: forwarded}
 	if r.opts.Names != nil && dst.Addr().IsValid() {
 		f.Names = r.opts.Names.Names(dst.Addr().Unmap())
@@ -160,32 +159,30 @@ func (r *Router) flow(rs *Ruleset, src, dst netip.AddrPort, host string, peer ne
 	var err error
 	// The decision looks at it; a forwarded flow has no local process.
 	if rs.owner && r.opts.Owners != nil && !f.Forwarded {
-		err = r.lookupOwner(&f, peer)
+		err = r.lookupOwner(ctx, &f, peer)
 	}
 	return f, err
 }
 
 // lookupOwner finds the process and user behind f, whose socket's far
 // end is peer.
-func (r *Router) lookupOwner(f *Flow, peer netip.AddrPort) error {
+func (r *Router) lookupOwner(ctx context.Context, f *Flow, peer netip.AddrPort) error {
 	if r.opts.Owners == nil {
 		return errNoOwners
 	}
-	o, err := r.opts.Owners.Lookup(f.Src, peer)
+	o, err := r.opts.Owners.Lookup(ctx, f.Src, peer)
 	if err == nil {
 		f.Owner = &o
 	}
 	return err
 }
 
-// lookupUID finds the user behind f, and only the user where the lookup
-// can do that alone (UIDs).
-func (r *Router) lookupUID(f *Flow, peer netip.AddrPort) error {
-	u, ok := r.opts.Owners.(UIDs)
-	if !ok {
-		return r.lookupOwner(f, peer)
+// lookupUID finds the user behind f, and only the user.
+func (r *Router) lookupUID(ctx context.Context, f *Flow, peer netip.AddrPort) error {
+	if r.opts.Owners == nil {
+		return errNoOwners
 	}
-	uid, err := u.LookupUID(f.Src, peer)
+	uid, err := r.opts.Owners.LookupUID(ctx, f.Src, peer)
 	if err == nil {
 		f.Owner = &Owner{UID: uid}
 	}
@@ -199,7 +196,7 @@ var errNoOwners = errors.New("no owner lookup")
 // refuses it, logged, if not. Only a tunnel rule that checks needs the
 // owner: when the decision did not look it up, it is looked up now, so
 // direct and blocked flows cost no lookup.
-func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
+func (r *Router) carries(ctx context.Context, rs *Ruleset, fl *flowEntry) bool {
 	rule := fl.d.Rule
 	// A forwarded flow is no local user's: the rule's sources: that
 	// cover it are the operator's choice of who rides on the profile.
@@ -207,7 +204,7 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 		return true
 	}
 	if !rs.owner && fl.f.Owner == nil && fl.ownerErr == nil {
-		fl.ownerErr = r.lookupUID(&fl.f, fl.peer)
+		fl.ownerErr = r.lookupUID(ctx, &fl.f, fl.peer)
 	}
 	if rule.Carries(fl.f.Owner) {
 		return true
@@ -215,7 +212,7 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 	if fl.f.Owner != nil && fl.f.Owner.Exe == "" && fl.ownerErr == nil {
 		// Refused by the user alone: find the application too, for the
 		// log line that says whose flow was refused.
-		r.lookupOwner(&fl.f, fl.peer)
+		r.lookupOwner(ctx, &fl.f, fl.peer)
 	}
 	msg := fmt.Sprintf("flow refused: profile %q carries only the flows of its allowed_users (uids %v)", rule.Profile, rule.AllowedUsers)
 	if o := fl.f.Owner; o == nil || o.NoUID {
@@ -239,7 +236,7 @@ func (r *Router) carries(rs *Ruleset, fl *flowEntry) bool {
 func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
 	rs := r.rules.Load()
 	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now(), peer: dst}
-	fl.f, fl.ownerErr = r.flow(rs, src, dst, host, dst, r.forwarded(src))
+	fl.f, fl.ownerErr = r.flow(ctx, rs, src, dst, host, dst, r.forwarded(src))
 	fl.d = rs.Decide(fl.f)
 	fl.rule = rs.label(fl.d.Index)
 	r.setUp(ctx, rs, fl, accept)
@@ -260,7 +257,7 @@ func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept f
 		fl.refusal = &Refused{Kind: RefusedBlocked, Reason: reasonBlocked}
 		return
 	}
-	if !r.carries(rs, fl) {
+	if !r.carries(ctx, rs, fl) {
 		return
 	}
 	// The set-up holds a slot from here until the application's handshake

@@ -1,8 +1,8 @@
 // Package enginetest provides doubles for the engine's dependencies that
 // have no real counterpart without root: a Capture that records the
-// routes, an owner lookup, and a resolver answering from a table.
-// Together with tun.NewMemory, netstacktest, routertest and prompttest
-// they run an engine end to end in a test.
+// routes, and a resolver answering from a table. Together with
+// tun.NewMemory, netstacktest, routertest, prompttest and platformtest
+// (the owner lookup) they run an engine end to end in a test.
 package enginetest
 
 import (
@@ -11,17 +11,13 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/shunt-dev/shunt/engine"
 	"github.com/shunt-dev/shunt/platform"
-	"github.com/shunt-dev/shunt/router"
 )
 
 var (
-	_ engine.Capture     = (*Capture)(nil)
-	_ engine.OwnerLookup = (*Owners)(nil)
-	_ engine.Resolver    = (*watch)(nil)
+	_ engine.Capture  = (*Capture)(nil)
+	_ engine.Resolver = (*watch)(nil)
 )
 
 // Capture records what the engine routes, as the routing table would
@@ -122,68 +118,6 @@ func (c *Capture) Closes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closes
-}
-
-// Owners is an owner lookup whose every flow belongs to Owner (nil: no
-// flow has an owner). Open is its opener, for engine.Deps.Owners.
-type Owners struct {
-	Owner *router.Owner
-	// OpenErr, when set, makes Open fail.
-	OpenErr error
-
-	mu     sync.Mutex
-	opens  int
-	closes int
-}
-
-// Open opens the lookup (engine.Deps.Owners).
-func (o *Owners) Open(logrus.FieldLogger) (engine.OwnerLookup, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.OpenErr != nil {
-		return nil, o.OpenErr
-	}
-	o.opens++
-	return o, nil
-}
-
-// Lookup implements engine.OwnerLookup.
-func (o *Owners) Lookup(src, dst netip.AddrPort) (router.Owner, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.Owner == nil {
-		return router.Owner{}, errors.New("enginetest: no socket")
-	}
-	return *o.Owner, nil
-}
-
-// SetOwner makes owner the owner of every flow from now on.
-func (o *Owners) SetOwner(owner *router.Owner) {
-	o.mu.Lock()
-	o.Owner = owner
-	o.mu.Unlock()
-}
-
-// Close implements engine.OwnerLookup.
-func (o *Owners) Close() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.closes++
-	return nil
-}
-
-// Opens counts the successful Opens, Closes the Closes.
-func (o *Owners) Opens() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.opens
-}
-
-// Closes counts the calls of Close.
-func (o *Owners) Closes() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.closes
 }
 
 // Resolver answers host names from a table that the test changes, as DNS

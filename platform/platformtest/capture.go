@@ -1,7 +1,8 @@
 // Package platformtest provides doubles of platform's interfaces for
 // tests that must not change the machine: a capture that records what it
 // was asked, as text a test compares with what it expects (as Tailscale's
-// router tests compare the ip(8) commands they record).
+// router tests compare the ip(8) commands they record), and an owner
+// lookup answering from a table of flows (Owners).
 package platformtest
 
 import (

@@ -1,6 +1,8 @@
 package platform
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -21,11 +23,11 @@ import (
 
 func newTestOwnerLookup(t testing.TB) *ownerLookup {
 	t.Helper()
-	l, err := NewOwnerLookup(quietLog())
+	l, err := NewOwners(quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.(*ownerLookup).Close() })
+	t.Cleanup(func() { l.Close() })
 	return l.(*ownerLookup)
 }
 
@@ -74,20 +76,20 @@ func TestOwnerLookupLoopback(t *testing.T) {
 			}
 			defer s.Close()
 			for _, round := range []string{"first", "cached"} {
-				o, err := l.Lookup(addrPort(c.LocalAddr()), addrPort(ln.Addr()))
+				o, err := l.Lookup(t.Context(), addrPort(c.LocalAddr()), addrPort(ln.Addr()))
 				if err != nil {
 					t.Fatal(err)
 				}
 				checkOwner(t, network+" client, "+round, o, os.Getpid(), self)
 			}
-			o, err := l.Lookup(addrPort(s.LocalAddr()), addrPort(s.RemoteAddr()))
+			o, err := l.Lookup(t.Context(), addrPort(s.LocalAddr()), addrPort(s.RemoteAddr()))
 			if err != nil {
 				t.Fatal(err)
 			}
 			checkOwner(t, network+" server end", o, os.Getpid(), self)
 			// The user alone, from the socket, without /proc.
 			before := len(l.procs)
-			uid, err := l.LookupUID(addrPort(c.LocalAddr()), addrPort(ln.Addr()))
+			uid, err := l.LookupUID(t.Context(), addrPort(c.LocalAddr()), addrPort(ln.Addr()))
 			if err != nil || uid != uint32(os.Geteuid()) {
 				t.Errorf("LookupUID = %d, %v; want %d", uid, err, os.Geteuid())
 			}
@@ -113,7 +115,7 @@ func TestOwnerLookupLoopback(t *testing.T) {
 			}
 			defer c.Close()
 			wg.Go(func() {
-				o, err := l.Lookup(addrPort(c.LocalAddr()), addrPort(ln4.Addr()))
+				o, err := l.Lookup(t.Context(), addrPort(c.LocalAddr()), addrPort(ln4.Addr()))
 				if err != nil {
 					t.Error(err)
 				}
@@ -144,7 +146,7 @@ func TestOwnerLookupLoopback(t *testing.T) {
 			{netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), dst},
 			{src, netip.AddrPortFrom(netip.AddrFrom16(dst.Addr().As16()), dst.Port())},
 		} {
-			o, err := l.Lookup(tuple[0], tuple[1])
+			o, err := l.Lookup(t.Context(), tuple[0], tuple[1])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +212,7 @@ func TestOwnerLookupSynSent(t *testing.T) {
 			if src.Addr() != local.Addr() {
 				t.Errorf("the connection came from %v, want %v (the test is wrong)", src, local.Addr())
 			}
-			o, err := l.Lookup(src, dst)
+			o, err := l.Lookup(t.Context(), src, dst)
 			if err != nil {
 				t.Error(err)
 			}
@@ -220,7 +222,7 @@ func TestOwnerLookupSynSent(t *testing.T) {
 			cmd.Process.Kill()
 			cmd.Wait()
 			// The process and its socket are gone: the cache must not answer.
-			if o, err := l.Lookup(src, dst); !errors.Is(err, ErrNoSocket) {
+			if o, err := l.Lookup(t.Context(), src, dst); !errors.Is(err, ErrNoSocket) {
 				t.Errorf("after the process exited: %+v, %v", o, err)
 			}
 		}
@@ -272,7 +274,7 @@ func waitSynSent(dst netip.AddrPort, cmd *exec.Cmd) (netip.AddrPort, bool) {
 // No socket has the flow's addresses, though a listener has its port.
 func TestOwnerLookupNoSocket(t *testing.T) {
 	l := newTestOwnerLookup(t)
-	_, err := l.Lookup(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("10.1.2.3:25"))
+	_, err := l.Lookup(t.Context(), netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("10.1.2.3:25"))
 	if !errors.Is(err, ErrNoSocket) || err.Error() != "no local socket for 198.18.0.1:40000 -> 10.1.2.3:25" {
 		t.Errorf("got %v", err)
 	}
@@ -283,127 +285,21 @@ func TestOwnerLookupNoSocket(t *testing.T) {
 	defer ln.Close()
 	src := addrPort(ln.Addr())
 	dst := netip.MustParseAddrPort("10.1.2.3:25")
-	if o, err := l.Lookup(src, dst); !errors.Is(err, ErrNoSocket) {
+	if o, err := l.Lookup(t.Context(), src, dst); !errors.Is(err, ErrNoSocket) {
 		t.Errorf("%v -> %v found the listener: %+v, %v", src, dst, o, err)
 	}
-	_, err = l.Lookup(netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("[fd00::1]:25"))
+	_, err = l.Lookup(t.Context(), netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("[fd00::1]:25"))
 	if err == nil || errors.Is(err, ErrNoSocket) {
 		t.Errorf("mixed families: %v", err)
 	}
-}
-
-// fakeProc is a directory laid out as procfs, as far as the lookup reads it.
-type fakeProc struct {
-	t   *testing.T
-	dir string
-}
-
-func (p fakeProc) process(pid int, start uint64, exe string, sockets ...uint32) {
-	dir := filepath.Join(p.dir, fmt.Sprint(pid))
-	os.RemoveAll(dir)
-	must(p.t, os.MkdirAll(filepath.Join(dir, "fd"), 0o755))
-	// The command holds spaces and parentheses, as real ones may.
-	stat := fmt.Sprintf("%d (a) b (c) S 1 %d %d 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 %d 10000 100\n", pid, pid, pid, start)
-	must(p.t, os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644))
-	must(p.t, os.WriteFile(filepath.Join(dir, "comm"), []byte("comm-"+fmt.Sprint(pid)+"\n"), 0o644))
-	if exe != "" {
-		must(p.t, os.Symlink(exe, filepath.Join(dir, "exe")))
+	// A flow given up is not looked up.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := l.Lookup(ctx, src, dst); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lookup of a cancelled flow: %v", err)
 	}
-	must(p.t, os.Symlink("/dev/null", filepath.Join(dir, "fd", "0")))
-	for i, s := range sockets {
-		must(p.t, os.Symlink(fmt.Sprintf("socket:[%d]", s), filepath.Join(dir, "fd", fmt.Sprint(i+3))))
-	}
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// The search and its caches, on a fake /proc: PIDs reused, processes gone,
-// executables replaced.
-func TestOwnerProcessCache(t *testing.T) {
-	p := fakeProc{t, t.TempDir()}
-	must(t, os.WriteFile(filepath.Join(p.dir, "uptime"), nil, 0o644)) // not a process
-	p.process(100, 1000, "/usr/bin/mail", 555, 556)
-	p.process(200, 1001, "", 777)
-	p.process(300, 1002, "/opt/app/bin/app (deleted)", 888)
-	l, err := newOwnerLookup(quietLog(), p.dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-
-	check := func(what string, inode uint32, pid int, exe, name string) {
-		t.Helper()
-		id, e, ok := l.process(uint32(os.Getuid()), inode)
-		if pid == 0 {
-			if ok {
-				t.Errorf("%s: found %v %+v, want nothing", what, id, e)
-			}
-			return
-		}
-		if !ok || id.pid != pid || e.exe != exe || e.name != name {
-			t.Errorf("%s: got %v %+v %v, want pid %d exe %q name %q", what, id, e, ok, pid, exe, name)
-		}
-	}
-	check("first", 555, 100, "/usr/bin/mail", "mail")
-	check("cached", 555, 100, "/usr/bin/mail", "mail")
-	check("same process, another socket", 556, 100, "/usr/bin/mail", "mail")
-	check("no exe (kernel thread)", 777, 200, "", "comm-200")
-	check("replaced executable", 888, 300, "/opt/app/bin/app", "app")
-	if l.recent[0] != 300 || l.recent[1] != 200 || l.recent[2] != 100 || l.recent[3] != 0 {
-		t.Errorf("recent PIDs %v, want 300 200 100", l.recent)
-	}
-	check("unknown socket", 999, 0, "", "")
-
-	// PID 100 exits and is reused, by another program holding the socket
-	// (inherited, say).
-	p.process(100, 5000, "/usr/bin/other", 555)
-	check("PID reused", 555, 100, "/usr/bin/other", "other")
-	if e := l.procs[100]; e.start != 5000 {
-		t.Errorf("cached executable of PID 100 %+v, want the new process's", e)
-	}
-
-	// PID 200 exits.
-	must(t, os.RemoveAll(filepath.Join(p.dir, "200")))
-	check("process gone", 777, 0, "", "")
-	if _, ok := l.procs[200]; ok || inRecent(&l.recent, 200) {
-		t.Errorf("PID 200 is still remembered: %+v %v", l.procs, l.recent)
-	}
-
-	// A process of another user is searched after the socket's user's.
-	if os.Geteuid() == 0 {
-		p.process(400, 1003, "/usr/bin/daemon", 999)
-		must(t, os.Chown(filepath.Join(p.dir, "400", "fd"), 65534, 65534))
-		check("another user's process", 999, 400, "/usr/bin/daemon", "daemon")
-	}
-
-	for i := range 2 * ownerCacheInodes {
-		l.remember(uint32(10000+i), procID{pid: 100, start: 5000})
-	}
-	if len(l.inodes) > ownerCacheInodes || l.recent[0] != 100 {
-		t.Errorf("%d inodes cached, recent %v", len(l.inodes), l.recent)
-	}
-}
-
-func TestParseStartTime(t *testing.T) {
-	for _, c := range []struct {
-		stat string
-		want uint64
-		ok   bool
-	}{
-		{"1 (systemd) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 27 1000 100\n", 27, true},
-		{"42 (we(ir)d ) na) R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 123456789 1 1", 123456789, true},
-		{"42 (short) R 1 2 3", 0, false},
-		{"garbage", 0, false},
-	} {
-		got, ok := parseStartTime([]byte(c.stat))
-		if got != c.want || ok != c.ok {
-			t.Errorf("%q: %d %v, want %d %v", c.stat, got, ok, c.want, c.ok)
-		}
+	if _, err := l.LookupUID(ctx, src, dst); !errors.Is(err, context.Canceled) {
+		t.Errorf("LookupUID of a cancelled flow: %v", err)
 	}
 }
 
@@ -424,7 +320,7 @@ func BenchmarkOwnerLookup(b *testing.B) {
 	defer c.Close()
 	src, dst := addrPort(c.LocalAddr()), addrPort(ln.Addr())
 	lookup := func(b *testing.B) {
-		o, err := l.Lookup(src, dst)
+		o, err := l.Lookup(b.Context(), src, dst)
 		if err != nil || o.PID != os.Getpid() {
 			b.Fatalf("%+v %v", o, err)
 		}
@@ -452,5 +348,25 @@ func BenchmarkOwnerLookup(b *testing.B) {
 		}
 		procs, _ := filepath.Glob("/proc/[0-9]*")
 		b.ReportMetric(float64(len(procs)), "processes")
+	})
+}
+
+// FuzzParseDiagMsg reads arbitrary inet_diag answers: too short is an
+// error, and a socket is returned only for the addresses asked for.
+func FuzzParseDiagMsg(f *testing.F) {
+	src := netip.MustParseAddrPort("10.0.0.2:40000")
+	dst := netip.MustParseAddrPort("10.1.0.7:993")
+	m := make([]byte, sizeofInetDiagMsg)
+	m[0] = 2 // AF_INET
+	binary.BigEndian.PutUint16(m[4:], src.Port())
+	binary.BigEndian.PutUint16(m[6:], dst.Port())
+	copy(m[8:], src.Addr().AsSlice())
+	copy(m[24:], dst.Addr().AsSlice())
+	f.Add(m)
+	f.Add(m[:10])
+	f.Fuzz(func(t *testing.T, m []byte) {
+		if _, err := parseDiagMsg(m, src, dst); err == nil && len(m) < sizeofInetDiagMsg {
+			t.Fatalf("accepted a message of %d bytes", len(m))
+		}
 	})
 }

@@ -1,8 +1,0 @@
-//go:build !linux
-
-package platform
-
-import "github.com/sirupsen/logrus"
-
-// NewOwnerLookup is not supported on this system yet.
-func NewOwnerLookup(logrus.FieldLogger) (OwnerLookup, error) { return nil, ErrNotSupported }
