@@ -317,16 +317,23 @@ func prefixes[T fmt.Stringer](ps []T) string {
 }
 
 func cmdUp(args []string, stdout, stderr io.Writer) int {
-	return cmdRun("up", false, args, stdout, stderr)
+	return cmdRun("up", false, args, stdout, stderr, nil)
 }
 
+// cmdDaemon runs shunt daemon, as the service where a service manager
+// other than systemd started it (Windows': runService).
 func cmdDaemon(args []string, stdout, stderr io.Writer) int {
-	return cmdRun("daemon", true, args, stdout, stderr)
+	if code, ok := runService(func(h *serviceHooks) int { return cmdRun("daemon", true, args, h.output, h.output, h) }); ok {
+		return code
+	}
+	return cmdRun("daemon", true, args, stdout, stderr, nil)
 }
 
 // cmdRun runs shunt up, or shunt daemon (headless: nobody is asked at a
-// terminal, prompts wait for shunt auth).
-func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer) int {
+// terminal, prompts wait for shunt auth). svc connects it to the service
+// manager that runs it, nil if none does (or systemd, which needs
+// nothing of that).
+func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer, svc *serviceHooks) int {
 	var pprof pprofFlag
 	cf, rest, err := parseConfigFlags(name, args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.Var(&pprof, "pprof", "serve Go's pprof profiles on the control socket, at /debug/pprof/ (to root and shunt's own user only)")
@@ -365,6 +372,7 @@ func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer)
 	log.Infof("running Go code on %d of %d CPUs (%s)", procs, runtime.NumCPU(), how)
 	stop := catchStopSignals(log)
 	defer stop.release()
+	svc.attach(log, stop.sigs, stop.done)
 	o := upOptions{headless: headless, pprof: bool(pprof), loaded: loaded, layers: cf.layers(), load: func() (*config.Loaded, error) {
 		l, err := cf.load()
 		if err != nil {

@@ -155,7 +155,10 @@ terminal. Needs root (or CAP_NET_ADMIN).` + configHelp,
 		{Use: "daemon [--config FILE]...", Short: "the same as up, without a terminal: as a service",
 			Long: `Run as up does, without a terminal: as a service (see dist/systemd
 shunt.service). It notifies systemd when ready, and prompts are answered
-with "shunt auth" over the control socket.` + configHelp,
+with "shunt auth" over the control socket. On Windows, started by the
+service control manager (sc.exe create shunt binPath= "PATH\shunt.exe
+daemon" start= auto), it runs as the service shunt: Stop stops it, and it
+logs to the Application event log.` + configHelp,
 			Example: `  shunt daemon
   shunt daemon --config /etc/shunt/site.yaml`,
 			Run: cmdDaemon},
