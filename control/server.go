@@ -12,11 +12,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -83,8 +81,11 @@ func NewServer(opts Options) (*Server, error) {
 	if !peerCredentialsSupported {
 		return nil, ErrUnsupported
 	}
-	a := access{self: uint32(os.Geteuid())}
+	a := access{self: daemonUID()}
 	if opts.Group != "" {
+		if err := groupSupported(); err != nil {
+			return nil, err
+		}
 		gid, err := lookupGroup(opts.Group)
 		if err != nil {
 			return nil, err
@@ -163,20 +164,15 @@ func (s *Server) Close() error {
 // sun_path is 108 bytes with the terminating NUL; BSDs' 104).
 const maxSocketPath = 103
 
-// listen makes the socket at path, for a.
+// listen makes the socket at path, for a. Who may reach it is each
+// system's (sock_unix.go, sock_windows.go): the socket's mode and group,
+// or its directory's DACL.
 func listen(path string, a access) (*net.UnixListener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("control socket %s: the path is %d bytes long, and a Unix socket's can be at most %d: set control.socket to a shorter one", path, len(path), maxSocketPath)
 	}
-	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("control socket: making its directory: %w", err)
-		}
-		// Whatever the umask: group members must reach the socket.
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("control socket: %w", err)
-		}
+	if err := prepareSocketDir(path); err != nil {
+		return nil, err
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
@@ -185,15 +181,9 @@ func listen(path string, a access) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
+	if err := restrictSocket(path, a); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	if a.group != "" {
-		if err := os.Chown(path, -1, int(a.gid)); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("control socket %s: giving it to group %s (control.group): %w (shunt must run as root or as a member of the group)", path, a.group, err)
-		}
+		return nil, err
 	}
 	return ln, nil
 }
@@ -216,7 +206,7 @@ func removeStale(path string) error {
 		c.Close()
 		return fmt.Errorf("control socket %s: another shunt is running, it answers there: stop it (shunt down --socket %s), or set control.socket to another path", path, path)
 	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
+	if !connRefused(err) {
 		return fmt.Errorf("control socket %s: cannot tell whether another shunt answers there: %w", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -522,7 +522,8 @@ type upOptions struct {
 // removes the routes and policy rules at once and cuts the waits short,
 // and sd.removed is closed once they are gone. It serves the control
 // socket meanwhile, and refuses to start without it (another shunt
-// runs), except where there are none (Windows). SIGHUP reloads.
+// runs), except where the system cannot tell who connects
+// (control.ErrUnsupported). SIGHUP reloads.
 func up(ctx context.Context, sd *shutdown, cfg *config.Config, log *logrus.Logger, o upOptions) error {
 	sys := o.notify
 	if sys == nil {
