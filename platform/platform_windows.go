@@ -12,9 +12,10 @@ import "github.com/sirupsen/logrus"
 func Prepare(cfg Config, _ logrus.FieldLogger) error { return winPrepare(winipcfgHelper{}, cfg) }
 
 // OpenCapture gives the TUN adapter (found by its name, cfg.Device) its
-// addresses and metric, and routes cfg.Routes to it.
+// addresses and metric, and routes cfg.Routes to it. The adapter's IP MTU
+// stays as wintun made it: Config does not carry tun.mtu yet.
 func OpenCapture(cfg Config, log logrus.FieldLogger) (Capture, error) {
-	c, err := openWinCapture(winipcfgHelper{}, cfg, log)
+	c, err := openWinCapture(winipcfgHelper{}, cfg, 0, log)
 	if err != nil {
 		return nil, err
 	}

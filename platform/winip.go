@@ -36,15 +36,16 @@ import (
 // capture and the bypass use. Interfaces are named by their LUID.
 type winIPHelper interface {
 	// LUIDByAlias finds the interface whose alias (friendly name) is
-	// alias: wintun's adapters are named so.
+	// alias: wintun's adapters are named so. None: errNoAdapter.
 	LUIDByAlias(alias string) (uint64, error)
 	// SetAddresses makes addrs the unicast addresses of one family
 	// (addrs' own; all are of one family) on the interface: those not in
 	// addrs go (CreateUnicastIpAddressEntry, DeleteUnicastIpAddressEntry).
 	SetAddresses(luid uint64, v6 bool, addrs []netip.Prefix) error
-	// SetInterfaceMetric gives the interface a fixed metric for one
-	// family, in place of the automatic one (SetIpInterfaceEntry).
-	SetInterfaceMetric(luid uint64, v6 bool, metric uint32) error
+	// SetInterface gives the interface a fixed metric for one family, in
+	// place of the automatic one, and its MTU (NlMtu) unless mtu is 0
+	// (SetIpInterfaceEntry).
+	SetInterface(luid uint64, v6 bool, metric, mtu uint32) error
 	// AddRoute adds an on-link route to dst through the interface
 	// (CreateIpForwardEntry2); a route there already is no error.
 	AddRoute(luid uint64, dst netip.Prefix, metric uint32) error
@@ -91,6 +92,9 @@ const (
 	winRouteMetric = 0
 )
 
+// errNoAdapter: no network adapter has the name asked for.
+var errNoAdapter = errors.New("no network adapter has that name")
+
 // ErrKillSwitchWindows: the kill switch needs what Windows routes cannot
 // do alone.
 var ErrKillSwitchWindows = errors.New("kill_switch is not supported on Windows yet (it needs Windows Filtering Platform rules, which shunt does not install): set kill_switch: false")
@@ -105,10 +109,14 @@ func winPrepare(ip winIPHelper, cfg Config) error {
 	if cfg.Device == "" {
 		return nil
 	}
-	if _, err := ip.LUIDByAlias(cfg.Device); err == nil {
+	_, err := ip.LUIDByAlias(cfg.Device)
+	switch {
+	case err == nil:
 		return fmt.Errorf("network adapter %q exists already: is another shunt running? Stop it first, or set tun.name to another name", cfg.Device)
+	case errors.Is(err, errNoAdapter):
+		return nil
 	}
-	return nil
+	return fmt.Errorf("looking for a network adapter named %q (GetAdaptersAddresses): %w", cfg.Device, err)
 }
 
 // winCapture is Windows' capture: the TUN's addresses and the routes on it.
@@ -126,9 +134,11 @@ type winCapture struct {
 	closed bool
 }
 
-// openWinCapture finds the TUN by its name, gives it its addresses and
-// metric, and routes cfg.Routes to it. On error it undoes what it did.
-func openWinCapture(ip winIPHelper, cfg Config, log logrus.FieldLogger) (_ *winCapture, err error) {
+// openWinCapture finds the TUN by its name, gives it its addresses,
+// metric and MTU (0: as the adapter has it), and routes cfg.Routes to it.
+// Without IPv6 on the adapter it captures IPv4 only. On error it undoes
+// what it did.
+func openWinCapture(ip winIPHelper, cfg Config, mtu uint32, log logrus.FieldLogger) (_ *winCapture, err error) {
 	if cfg.KillSwitch {
 		return nil, ErrKillSwitchWindows
 	}
@@ -154,15 +164,18 @@ func openWinCapture(ip winIPHelper, cfg Config, log logrus.FieldLogger) (_ *winC
 		if len(addrs[i]) == 0 {
 			continue
 		}
-		if err := ip.SetAddresses(luid, v6, addrs[i]); err != nil {
+		what, err := "", ip.SetAddresses(luid, v6, addrs[i])
+		if err != nil {
+			what = fmt.Sprintf("addresses %s on %s (CreateUnicastIpAddressEntry)", prefixList(addrs[i]), cfg.Device)
+		} else if err = ip.SetInterface(luid, v6, winTUNMetric, mtu); err != nil {
+			what = fmt.Sprintf("%s metric and MTU of %s (SetIpInterfaceEntry)", familyName(v6), cfg.Device)
+		}
+		if err != nil {
 			if v6 {
-				log.WithError(err).Warn("IPv6 is unavailable on the TUN adapter (CreateUnicastIpAddressEntry failed); IPv6 destinations are not captured")
+				log.WithError(err).Warnf("IPv6 is unavailable on the TUN adapter: %s failed; IPv6 destinations are not captured", what)
 				continue
 			}
-			return nil, fmt.Errorf("addresses %s on %s (CreateUnicastIpAddressEntry): %w", prefixList(addrs[i]), cfg.Device, err)
-		}
-		if err := ip.SetInterfaceMetric(luid, v6, winTUNMetric); err != nil {
-			return nil, fmt.Errorf("interface metric of %s for %s (SetIpInterfaceEntry): %w", cfg.Device, familyName(v6), err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		c.have6 = c.have6 || v6
 	}

@@ -60,10 +60,13 @@ func (f *fakeIPHelper) takeCalls() []string {
 func (f *fakeIPHelper) LUIDByAlias(alias string) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.fail["LUIDByAlias"]; err != nil {
+		return 0, err
+	}
 	if l, ok := f.adapters[alias]; ok {
 		return l, nil
 	}
-	return 0, errors.New("Element not found.")
+	return 0, errNoAdapter
 }
 
 func (f *fakeIPHelper) SetAddresses(luid uint64, v6 bool, addrs []netip.Prefix) error {
@@ -76,8 +79,8 @@ func (f *fakeIPHelper) SetAddresses(luid uint64, v6 bool, addrs []netip.Prefix) 
 	return nil
 }
 
-func (f *fakeIPHelper) SetInterfaceMetric(luid uint64, v6 bool, metric uint32) error {
-	if err := f.record("SetInterfaceMetric", "%d %s %d", luid, familyName(v6), metric); err != nil {
+func (f *fakeIPHelper) SetInterface(luid uint64, v6 bool, metric, mtu uint32) error {
+	if err := f.record("SetInterface", "%d %s metric %d mtu %d", luid, familyName(v6), metric, mtu); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -175,14 +178,14 @@ func winConfig(routes ...string) Config {
 // routes, a default route split in halves.
 func TestWinOpenCaptureCalls(t *testing.T) {
 	ip := newFakeIPHelper()
-	c, err := openWinCapture(ip, winConfig("10.0.0.0/8", "0.0.0.0/0", "fd00::/8", "::/0"), winQuiet())
+	c, err := openWinCapture(ip, winConfig("10.0.0.0/8", "0.0.0.0/0", "fd00::/8", "::/0"), 1400, winQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `SetAddresses 7 IPv4 169.254.83.1/32
-SetInterfaceMetric 7 IPv4 0
+SetInterface 7 IPv4 metric 0 mtu 1400
 SetAddresses 7 IPv6 fd53:6875:6e74::1/128
-SetInterfaceMetric 7 IPv6 0
+SetInterface 7 IPv6 metric 0 mtu 1400
 AddRoute 7 0.0.0.0/1 metric 0
 AddRoute 7 10.0.0.0/8 metric 0
 AddRoute 7 128.0.0.0/1 metric 0
@@ -229,7 +232,7 @@ func TestWinSetRoutesRandomOrder(t *testing.T) {
 		{"v6", []string{"2001:db8::/32", "fd00::1/8"}, "7 2001:db8::/32\n7 fd00::/8"},
 	}
 	ip := newFakeIPHelper()
-	c, err := openWinCapture(ip, winConfig(), winQuiet())
+	c, err := openWinCapture(ip, winConfig(), 0, winQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +253,7 @@ func TestWinSetRoutesRandomOrder(t *testing.T) {
 // destination kept across a reload is never unrouted.
 func TestWinSetRoutesByDifference(t *testing.T) {
 	ip := newFakeIPHelper()
-	c, err := openWinCapture(ip, winConfig("10.1.0.0/24", "10.2.0.0/24", "0.0.0.0/0"), winQuiet())
+	c, err := openWinCapture(ip, winConfig("10.1.0.0/24", "10.2.0.0/24", "0.0.0.0/0"), 0, winQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +278,7 @@ func TestWinSetRoutesByDifference(t *testing.T) {
 // tried again by the next SetRoutes.
 func TestWinCaptureErrors(t *testing.T) {
 	ip := newFakeIPHelper()
-	c, err := openWinCapture(ip, winConfig(), winQuiet())
+	c, err := openWinCapture(ip, winConfig(), 0, winQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,12 +301,12 @@ func TestWinCaptureErrors(t *testing.T) {
 		t.Errorf("SetRoutes: %v", err)
 	}
 
-	if _, err := openWinCapture(newFakeIPHelper(), Config{Device: "nope"}, winQuiet()); err == nil || !strings.Contains(err.Error(), `find the TUN adapter "nope" (GetAdaptersAddresses)`) {
+	if _, err := openWinCapture(newFakeIPHelper(), Config{Device: "nope"}, 0, winQuiet()); err == nil || !strings.Contains(err.Error(), `find the TUN adapter "nope" (GetAdaptersAddresses)`) {
 		t.Errorf("unknown device: %v", err)
 	}
 	ip = newFakeIPHelper()
 	ip.fail["SetAddresses"] = errors.New("The object already exists.")
-	if _, err := openWinCapture(ip, winConfig("10.0.0.0/8"), winQuiet()); err == nil || !strings.Contains(err.Error(), "addresses 169.254.83.1/32 on shunt0 (CreateUnicastIpAddressEntry)") {
+	if _, err := openWinCapture(ip, winConfig("10.0.0.0/8"), 0, winQuiet()); err == nil || !strings.Contains(err.Error(), "addresses 169.254.83.1/32 on shunt0 (CreateUnicastIpAddressEntry)") {
 		t.Errorf("address failure: %v", err)
 	}
 	if got := ip.routeTable(); got != "" {
@@ -315,7 +318,7 @@ func TestWinCaptureErrors(t *testing.T) {
 // still is.
 func TestWinCaptureWithoutIPv6(t *testing.T) {
 	ip := &failV6{newFakeIPHelper()}
-	c, err := openWinCapture(ip, winConfig("10.0.0.0/8", "::/0"), winQuiet())
+	c, err := openWinCapture(ip, winConfig("10.0.0.0/8", "::/0"), 0, winQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,10 +345,10 @@ func TestWinKillSwitchRefused(t *testing.T) {
 	if err := winPrepare(ip, cfg); !errors.Is(err, ErrKillSwitchWindows) {
 		t.Errorf("Prepare: %v", err)
 	}
-	if _, err := openWinCapture(ip, cfg, winQuiet()); !errors.Is(err, ErrKillSwitchWindows) {
+	if _, err := openWinCapture(ip, cfg, 0, winQuiet()); !errors.Is(err, ErrKillSwitchWindows) {
 		t.Errorf("OpenCapture: %v", err)
 	}
-	c, err := openWinCapture(ip, winConfig(), winQuiet())
+	c, err := openWinCapture(ip, winConfig(), 0, winQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +370,38 @@ func TestWinPrepare(t *testing.T) {
 	if err := winPrepare(ip, Config{Device: "shunt1"}); err != nil {
 		t.Errorf("free name: %v", err)
 	}
+	ip.fail["LUIDByAlias"] = errors.New("boom")
+	if err := winPrepare(ip, Config{Device: "shunt1"}); err == nil || !strings.Contains(err.Error(), "(GetAdaptersAddresses): boom") {
+		t.Errorf("adapters unreadable: %v", err)
+	}
+}
+
+// A failure to set the IPv6 metric leaves IPv6 out, as a missing IPv6
+// address does; the IPv4 one fails the open.
+func TestWinCaptureInterfaceErrors(t *testing.T) {
+	ip := &failV6Metric{newFakeIPHelper()}
+	c, err := openWinCapture(ip, winConfig("10.0.0.0/8", "fd00::/8"), 0, winQuiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := ip.routeTable(); got != "7 10.0.0.0/8" {
+		t.Errorf("routes %s, want only the IPv4 one", got)
+	}
+	f := newFakeIPHelper()
+	f.fail["SetInterface"] = errors.New("The parameter is incorrect.")
+	if _, err := openWinCapture(f, winConfig("10.0.0.0/8"), 0, winQuiet()); err == nil || !strings.Contains(err.Error(), "IPv4 metric and MTU of shunt0 (SetIpInterfaceEntry): The parameter is incorrect.") {
+		t.Errorf("SetInterface failing: %v", err)
+	}
+}
+
+type failV6Metric struct{ *fakeIPHelper }
+
+func (f *failV6Metric) SetInterface(luid uint64, v6 bool, metric, mtu uint32) error {
+	if v6 {
+		return errors.New("Element not found.")
+	}
+	return f.fakeIPHelper.SetInterface(luid, v6, metric, mtu)
 }
 
 func winQuiet() logrus.FieldLogger {

@@ -34,20 +34,23 @@ func (winipcfgHelper) LUIDByAlias(alias string) (uint64, error) {
 			return uint64(a.LUID), nil
 		}
 	}
-	return 0, fmt.Errorf("no network adapter is named %q", alias)
+	return 0, fmt.Errorf("%w: %q", errNoAdapter, alias)
 }
 
 func (winipcfgHelper) SetAddresses(luid uint64, v6 bool, addrs []netip.Prefix) error {
 	return winipcfg.LUID(luid).SetIPAddressesForFamily(winFamily(v6), addrs)
 }
 
-func (winipcfgHelper) SetInterfaceMetric(luid uint64, v6 bool, metric uint32) error {
+func (winipcfgHelper) SetInterface(luid uint64, v6 bool, metric, mtu uint32) error {
 	row, err := winipcfg.LUID(luid).IPInterface(winFamily(v6))
 	if err != nil {
 		return err
 	}
 	row.UseAutomaticMetric = false
 	row.Metric = metric
+	if mtu != 0 {
+		row.NLMTU = mtu
+	}
 	if !v6 {
 		// SetIpInterfaceEntry refuses an IPv4 row whose
 		// SitePrefixLength is not 0, which GetIpInterfaceEntry can
