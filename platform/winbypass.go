@@ -21,12 +21,13 @@ import (
 // the TUN never take it. The capture never installs a default route (it
 // splits one into halves), so the primary interface is never the TUN.
 
-// The socket options (ws2ipdef.h); x/sys/windows does not have them.
+// The socket options (ws2ipdef.h: IPPROTO_IP, IPPROTO_IPV6, IP_UNICAST_IF,
+// IPV6_UNICAST_IF); x/sys/windows does not have the last two.
 const (
-	winIPPROTO_IP      = 0
-	winIPPROTO_IPV6    = 41
-	winIP_UNICAST_IF   = 31
-	winIPV6_UNICAST_IF = 31
+	winIPProtoIP     = 0
+	winIPProtoIPv6   = 41
+	winIPUnicastIf   = 31
+	winIPv6UnicastIf = 31
 )
 
 // winSetsockopt sets an int socket option, as windows.SetsockoptInt does.
@@ -38,11 +39,11 @@ type winSetsockopt func(fd uintptr, level, name, value int) error
 // is what setsockopt's int holds, in host order.
 func unicastIfOption(v6 bool, index uint32) (level, name, value int) {
 	if v6 {
-		return winIPPROTO_IPV6, winIPV6_UNICAST_IF, int(int32(index))
+		return winIPProtoIPv6, winIPv6UnicastIf, int(int32(index))
 	}
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], index)
-	return winIPPROTO_IP, winIP_UNICAST_IF, int(int32(binary.NativeEndian.Uint32(b[:])))
+	return winIPProtoIP, winIPUnicastIf, int(int32(binary.NativeEndian.Uint32(b[:])))
 }
 
 // pickPrimary chooses the primary interface of a family among routes: the
