@@ -130,8 +130,16 @@ func (b *winBypass) refresh() error {
 	return nil
 }
 
-// control binds the socket to its family's primary interface.
+// control binds the socket to its family's primary interface; a socket
+// to a loopback or link-local address stays as it is: no capture takes
+// those, and they live on other interfaces (a link-local one is for the
+// interface of its zone).
 func (b *winBypass) control(network, address string, c syscall.RawConn) error {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		if a := ap.Addr().Unmap(); a.IsLoopback() || a.IsLinkLocalUnicast() {
+			return nil
+		}
+	}
 	v6 := socketIs6(network, address)
 	b.mu.Lock()
 	r := b.primary[0]

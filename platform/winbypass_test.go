@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -123,6 +122,16 @@ func TestWinBypassFollowsDefaultRoute(t *testing.T) {
 		}
 	}
 
+	// Loopback and link-local sockets stay unbound.
+	for _, a := range []string{"127.0.0.1:22", "[::1]:22", "[fe80::1%3]:22", "169.254.1.1:22"} {
+		if err := b.control("tcp", a, fakeRawConn{5}); err != nil {
+			t.Errorf("%s: %v", a, err)
+		}
+	}
+	if got := so.take(); got != "" {
+		t.Errorf("loopback and link-local sockets bound: %s", got)
+	}
+
 	// Wi-Fi comes, with a better metric; IPv6 goes.
 	hook.Reset()
 	ip.setDefaults(defRoute("0.0.0.0/0", 3, 0, 25, true), defRoute("0.0.0.0/0", 8, 0, 10, true))
@@ -200,33 +209,22 @@ func TestWinBypassErrors(t *testing.T) {
 	}
 }
 
-// A Bypass made of it calls the option for each dial (here on Linux the
-// made-up setsockopt sets nothing, and the dial goes through).
+// A Bypass made of it sets the option on each socket it dials, before
+// the connect: a failing setsockopt fails the dial, and no packet leaves.
 func TestWinBypassDials(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			c.Close()
-		}
-	}()
 	ip := newFakeIPHelper()
 	ip.defaults = []winRoute{defRoute("0.0.0.0/0", 3, 0, 25, true)}
-	so := &sockopts{}
+	so := &sockopts{err: errors.New("made-up failure")}
 	wb, err := newWinBypass(ip, so.set, winQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := newBypass(wb, nil)
 	defer b.Close()
-	c, err := b.DialContext(context.Background(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	_, err = b.DialContext(context.Background(), "tcp", "192.0.2.1:9")
+	if err == nil || !strings.Contains(err.Error(), "setsockopt IP_UNICAST_IF): made-up failure") {
+		t.Errorf("dial: %v", err)
 	}
-	c.Close()
 	_, _, v := unicastIfOption(false, 3)
 	if got := so.take(); !strings.HasSuffix(got, fmt.Sprintf("level 0 option 31 value %#x", uint32(v))) {
 		t.Errorf("setsockopt calls %q", got)
