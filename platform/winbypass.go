@@ -72,7 +72,10 @@ type winBypass struct {
 	setsockopt winSetsockopt
 	log        logrus.FieldLogger
 
-	mu sync.Mutex
+	// refreshing makes refreshes one at a time: two notifications in a
+	// row must not store the older table last.
+	refreshing sync.Mutex
+	mu         sync.Mutex
 	// primary of IPv4 [0] and IPv6 [1]; Index 0: none.
 	primary [2]winRoute
 	stop    func() error
@@ -104,6 +107,8 @@ func newWinBypass(ip winIPHelper, set winSetsockopt, log logrus.FieldLogger) (*w
 
 // refresh chooses the primary interfaces again, and logs a change.
 func (b *winBypass) refresh() error {
+	b.refreshing.Lock()
+	defer b.refreshing.Unlock()
 	routes, err := b.ip.DefaultRoutes()
 	if err != nil {
 		return fmt.Errorf("bypass: the default routes (GetIpForwardTable2): %w", err)
