@@ -7,9 +7,9 @@ import (
 	"os"
 )
 
-// NewOSDNS supports only DNSModeOff on this system for now: macOS
-// (/etc/resolver/DOMAIN files) and Windows (NRPT rules) come with their
-// platform's capture. Upstreams come from resolv.conf where there is one.
+// NewOSDNS supports only DNSModeOff on the systems other than Linux, macOS
+// (/etc/resolver/DOMAIN files) and Windows (NRPT rules). Upstreams come
+// from resolv.conf where there is one.
 func NewOSDNS(opts DNSOptions) (OSDNS, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {

@@ -63,13 +63,6 @@ func TestUnicastIfOption(t *testing.T) {
 	}
 }
 
-// fakeRawConn runs Control's function on a made-up descriptor.
-type fakeRawConn struct{ fd uintptr }
-
-func (c fakeRawConn) Control(f func(fd uintptr)) error { f(c.fd); return nil }
-func (fakeRawConn) Read(func(uintptr) bool) error      { return errors.New("not here") }
-func (fakeRawConn) Write(func(uintptr) bool) error     { return errors.New("not here") }
-
 // sockopts records setsockopt calls.
 type sockopts struct {
 	mu    sync.Mutex
