@@ -1177,8 +1177,11 @@ func (c *Config) validate() error {
 				errorAt(r.File, r.Line, "%s: application %q: write an executable name (thunderbird) or an absolute path (/usr/bin/mutt)", label, a)
 			}
 		}
-		if (len(r.Applications) > 0 || len(r.Users) > 0) && runtime.GOOS != "linux" {
-			errorAt(r.File, r.Line, "%s: applications and users cannot be looked up on %s yet: remove them from the rule", label, runtime.GOOS)
+		switch goos := c.machine.GOOS; {
+		case len(r.Applications) > 0 && !flowApplications(goos):
+			errorAt(r.File, r.Line, "%s: applications cannot be looked up on %s yet: remove them from the rule", label, goos)
+		case len(r.Users) > 0 && !flowUIDs(goos):
+			errorAt(r.File, r.Line, "%s: users cannot be matched on %s yet (a flow's user is not known by uid there): remove them from the rule, or match by applications", label, goos)
 		}
 		for _, p := range r.Ports {
 			if p.err != nil {

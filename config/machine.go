@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -31,6 +32,9 @@ type Machine struct {
 	// os.ReadFile and os.Stat.
 	ReadFile func(name string) ([]byte, error)
 	Stat     func(name string) (fs.FileInfo, error)
+	// GOOS is the operating system, for what only some can do (look up
+	// a flow's user); "" means runtime.GOOS.
+	GOOS string
 }
 
 // withDefaults fills the nil fields with the real machine's.
@@ -52,6 +56,9 @@ func (m Machine) withDefaults() Machine {
 	}
 	if m.Stat == nil {
 		m.Stat = os.Stat
+	}
+	if m.GOOS == "" {
+		m.GOOS = runtime.GOOS
 	}
 	return m
 }
@@ -151,4 +158,14 @@ func expandHome(p, home string) string {
 		return filepath.Join(home, p[1:])
 	}
 	return p
+}
+
+// flowUIDs says whether flows can be traced to their users' uids on goos
+// (Linux's sock_diag, macOS's pcblist; Windows's users are SIDs).
+func flowUIDs(goos string) bool { return goos == "linux" || goos == "darwin" }
+
+// flowApplications says whether flows can be traced to their
+// applications on goos.
+func flowApplications(goos string) bool {
+	return goos == "linux" || goos == "darwin" || goos == "windows"
 }

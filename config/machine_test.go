@@ -33,6 +33,7 @@ type testEnv struct {
 	// files: path → content (mode 0600), or an error to return.
 	files map[string]testFile
 	disk  []string // directories served from the disk
+	goos  string   // the system the configuration is read on: linux unless set
 }
 
 type testFile struct {
@@ -82,7 +83,12 @@ func (e *testEnv) onDisk(name string) bool {
 }
 
 func (e *testEnv) machine() Machine {
+	goos := e.goos
+	if goos == "" {
+		goos = "linux"
+	}
 	return Machine{
+		GOOS:    goos,
 		Getenv:  func(k string) string { return e.env[k] },
 		Geteuid: func() int { return e.euid },
 		CurrentUser: func() (*user.User, error) {

@@ -135,8 +135,8 @@ func (c *Config) resolveAllowedUsers(p *Profile, errorAt, warnAt func(string, in
 		warnAt(p.File, line, "profile %q serves every user: with allowed_users: any, the flows of every local user (and of programs that cannot be traced to one) ride on its SSH login as %s; list the users instead, if that is not meant", p.Name, p.User)
 		return
 	}
-	if runtime.GOOS != "linux" && c.tunnels(p.Name) {
-		errorAt(p.File, p.Line, "profile %q: flows cannot be traced to their users on %s yet, so shunt cannot check whose flows ride on the profile: write allowed_users: any to let every local user's", p.Name, runtime.GOOS)
+	if goos := c.machine.GOOS; !flowUIDs(goos) && c.tunnels(p.Name) {
+		errorAt(p.File, p.Line, "profile %q: flows cannot be traced to their users' uids on %s yet, so shunt cannot check whose flows ride on the profile: write allowed_users: any to let every local user's", p.Name, goos)
 	}
 }
 
