@@ -36,9 +36,6 @@ const (
 	MaxMTU = 65520
 	// DefaultSSHPort is the port of a profile that names none.
 	DefaultSSHPort = 22
-	// DefaultControlSocket is the control socket's path when
-	// control.socket names none (control.DefaultSocket).
-	DefaultControlSocket = "/run/shunt/shunt.sock"
 	// DefaultShutdownGrace is shutdown_grace when not set.
 	DefaultShutdownGrace = 5 * time.Second
 )

@@ -22,10 +22,6 @@ const (
 	DNSOff         = "off"              // no change to the OS; the server still listens
 )
 
-// DefaultStateDir is state_dir when not set: where shunt keeps what must
-// survive a restart (the fake-IP table, the backup of resolv.conf).
-const DefaultStateDir = "/var/lib/shunt"
-
 // DNS configures split DNS: shunt's own DNS server on the TUN side, which
 // answers the names that tunnel and block rules name with fake IPs (the
 // flow then carries the name, and the SSH server resolves it), resolves

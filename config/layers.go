@@ -7,9 +7,6 @@ import (
 	"slices"
 )
 
-// GlobalFile is the machine's configuration, written by its administrator.
-const GlobalFile = "/etc/shunt/shunt.yaml"
-
 // UserFile is the user's configuration: $XDG_CONFIG_HOME/shunt/shunt.yaml,
 // or ~/.config/shunt/shunt.yaml, where ~ is the home directory of the user
 // shunt acts for (Machine.ActingUser: under sudo, the user who ran it, and

@@ -36,13 +36,14 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shunt-dev/shunt/config"
 	"github.com/shunt-dev/shunt/state"
 )
 
 // DefaultSocket is where the control socket is when the configuration
 // does not say (control.socket) and a client is not told (--socket,
 // SHUNT_SOCKET).
-const DefaultSocket = "/run/shunt/shunt.sock"
+const DefaultSocket = config.DefaultControlSocket
 
 // SocketEnv names the environment variable that tells the client commands
 // where the socket is.

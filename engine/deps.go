@@ -274,6 +274,9 @@ func (c *osCapture) prepareDevice(device string) error {
 func (c *osCapture) Up(device string, routes []netip.Prefix) error {
 	cfg := platform.DefaultConfig(device, routes)
 	cfg.KillSwitch, cfg.Exempt = c.killSwitch()
+	if c.plan != nil && c.plan() != nil {
+		cfg.MTU = c.plan().Config.TUN.MTU
+	}
 	open := c.open
 	if open == nil {
 		open = platform.OpenCapture

@@ -19,6 +19,9 @@ type Config struct {
 	Device string
 	// Routes are the destinations to capture.
 	Routes []netip.Prefix
+	// MTU is the device's (tun.mtu), for systems whose device does not
+	// carry it to the interface by itself (Windows); 0 leaves it.
+	MTU int
 	// KillSwitch keeps Routes unreachable while shunt is not running: from
 	// OpenCapture on, each captured destination has a route that refuses
 	// it behind its route to the device, which takes over when the device
@@ -84,7 +87,7 @@ func DefaultConfig(device string, routes []netip.Prefix) Config {
 func TUNAddrs() []netip.Prefix { return netlayout.TUNAddrs() }
 
 // ErrNotSupported is returned where capture is not implemented yet.
-var ErrNotSupported = errors.New("transparent capture is not supported on this operating system yet (Linux only for now)")
+var ErrNotSupported = errors.New("transparent capture is not supported on this operating system yet (Linux, macOS and Windows only)")
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}

@@ -12,10 +12,10 @@ import "github.com/sirupsen/logrus"
 func Prepare(cfg Config, _ logrus.FieldLogger) error { return winPrepare(winipcfgHelper{}, cfg) }
 
 // OpenCapture gives the TUN adapter (found by its name, cfg.Device) its
-// addresses and metric, and routes cfg.Routes to it. The adapter's IP MTU
-// stays as wintun made it: Config does not carry tun.mtu yet.
+// addresses, metric and IP MTU (cfg.MTU: wintun's adapter does not take
+// the device's), and routes cfg.Routes to it.
 func OpenCapture(cfg Config, log logrus.FieldLogger) (Capture, error) {
-	c, err := openWinCapture(winipcfgHelper{}, cfg, 0, log)
+	c, err := openWinCapture(winipcfgHelper{}, cfg, uint32(cfg.MTU), log)
 	if err != nil {
 		return nil, err
 	}
