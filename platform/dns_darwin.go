@@ -1,7 +1,11 @@
 package platform
 
 import (
+	"errors"
 	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // NewOSDNS chooses the manager of opts.Mode and reads the resolvers the
@@ -19,7 +23,7 @@ func NewOSDNS(opts DNSOptions) (OSDNS, error) {
 	case DNSModeOff:
 		return &offDNS{up: up}, nil
 	case DNSModeAuto, DNSModeResolverDir:
-		return newResolverDirDNS(DefaultResolverDir, up, opts.Log), nil
+		return newResolverDirDNS(DefaultResolverDir, os.Getpid(), up, opts.Log), nil
 	}
 	return nil, fmt.Errorf("dns.mode %s is Linux's: on macOS use %s or %s (a file per routing domain in %s), or %s", opts.Mode, DNSModeAuto, DNSModeResolverDir, DefaultResolverDir, DNSModeOff)
 }
@@ -32,9 +36,20 @@ func CleanUpDNS(opts DNSOptions) error {
 	if err != nil {
 		return err
 	}
-	removed, err := cleanUpResolverDir(DefaultResolverDir)
+	removed, err := cleanUpResolverDir(DefaultResolverDir, processRunning)
 	for _, path := range removed {
 		opts.Log.WithField("file", path).Warn("DNS: removed a resolver file left by a run of shunt that did not stop cleanly")
 	}
 	return err
+}
+
+// processRunning says whether a process of pid exists (kill(pid, 0): EPERM
+// is another user's, running too); this process counts as not running,
+// as its own files of an earlier start are leftovers.
+func processRunning(pid int) bool {
+	if pid == os.Getpid() {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }

@@ -33,10 +33,13 @@ import (
 // scutil's State:/Network/Service/.../DNS), so a DNSConfig without
 // domains is refused for now.
 //
-// Every file shunt writes starts with resolverMarker. shunt removes only
-// files that start so: those it wrote, at Close or, after a crash, in
-// CleanUpDNS; a file of the same name without it (a VPN's, the user's) is
-// never overwritten nor removed.
+// Every file shunt writes starts with resolverMarker, and says the pid of
+// the shunt that wrote it on the next line. shunt removes only files that
+// start so: those it wrote, at Close or, after a crash, in CleanUpDNS,
+// which leaves the files of a shunt still running (the device name cannot
+// tell it there: the kernel numbers the utuns); a file of the same name
+// without the marker (a VPN's, the user's) is never overwritten nor
+// removed.
 
 // DefaultResolverDir is macOS's directory of per-domain resolver files.
 const DefaultResolverDir = "/etc/resolver"
@@ -50,10 +53,28 @@ func isShuntResolverFile(data []byte) bool {
 	return string(bytes.TrimRight(first, "\r")) == resolverMarker
 }
 
-// resolverFile is the text of a resolver file sending names to nameservers.
-func resolverFile(nameservers []netip.Addr) []byte {
+// writerPID is the pid a resolver file of shunt's names on its second line
+// ("# pid N"), 0 if none.
+func writerPID(data []byte) int {
+	_, rest, _ := bytes.Cut(data, []byte("\n"))
+	second, _, _ := bytes.Cut(rest, []byte("\n"))
+	n, ok := strings.CutPrefix(string(bytes.TrimRight(second, "\r")), "# pid ")
+	if !ok {
+		return 0
+	}
+	pid, err := strconv.Atoi(n)
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
+// resolverFile is the text of a resolver file, written by the shunt of
+// pid, sending names to nameservers.
+func resolverFile(pid int, nameservers []netip.Addr) []byte {
 	var b bytes.Buffer
 	b.WriteString(resolverMarker + "\n")
+	fmt.Fprintf(&b, "# pid %d\n", pid)
 	for _, a := range sortedNameservers(nameservers) {
 		fmt.Fprintf(&b, "nameserver %s\n", a)
 	}
@@ -63,6 +84,7 @@ func resolverFile(nameservers []netip.Addr) []byte {
 // resolverDirDNS routes domains to shunt through a resolver directory.
 type resolverDirDNS struct {
 	dir string
+	pid int // this shunt's, written in its files
 	up  []netip.AddrPort
 	log logrus.FieldLogger
 
@@ -73,10 +95,10 @@ type resolverDirDNS struct {
 	madeDir bool
 }
 
-// newResolverDirDNS manages the files of dir; up are the system's
-// resolvers (Upstreams). It changes nothing until Set.
-func newResolverDirDNS(dir string, up []netip.AddrPort, log logrus.FieldLogger) *resolverDirDNS {
-	return &resolverDirDNS{dir: dir, up: up, log: log, files: map[string]bool{}}
+// newResolverDirDNS manages the files of dir for the shunt of pid; up are
+// the system's resolvers (Upstreams). It changes nothing until Set.
+func newResolverDirDNS(dir string, pid int, up []netip.AddrPort, log logrus.FieldLogger) *resolverDirDNS {
+	return &resolverDirDNS{dir: dir, pid: pid, up: up, log: log, files: map[string]bool{}}
 }
 
 // Set writes a file for each of cfg.Domains and removes the files of the
@@ -98,7 +120,7 @@ func (r *resolverDirDNS) Set(cfg DNSConfig) error {
 	if err := r.makeDir(); err != nil {
 		return err
 	}
-	text := resolverFile(cfg.Nameservers)
+	text := resolverFile(r.pid, cfg.Nameservers)
 	for _, d := range slices.Sorted(maps.Keys(want)) {
 		if err := r.write(d, text); err != nil {
 			return err
@@ -215,8 +237,9 @@ func (r *resolverDirDNS) Close() error {
 
 // cleanUpResolverDir removes the resolver files shunt wrote and a run that
 // did not stop cleanly left in dir, and says which. Files without
-// shunt's marker stay. A missing dir has nothing to clean.
-func cleanUpResolverDir(dir string) ([]string, error) {
+// shunt's marker stay, and so do those whose writer is running still
+// (running(pid)). A missing dir has nothing to clean.
+func cleanUpResolverDir(dir string, running func(pid int) bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -238,6 +261,9 @@ func cleanUpResolverDir(dir string) ([]string, error) {
 		}
 		if !isShuntResolverFile(data) {
 			continue
+		}
+		if pid := writerPID(data); pid != 0 && running(pid) {
+			continue // another shunt's, on another utun
 		}
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove %s, left by a run of shunt: %w", path, err))

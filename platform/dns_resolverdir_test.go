@@ -40,12 +40,15 @@ func shuntDNSConfig(domains ...string) DNSConfig {
 	return DNSConfig{Nameservers: netlayout.DNSAddrs(), Domains: domains, Device: "utun7"}
 }
 
-const shuntResolverText = "# written by shunt; removed when shunt stops\nnameserver 169.254.83.53\nnameserver fd53:6875:6e74::53\n"
+// testPID is the pid the tests' resolver files are written by.
+const testPID = 4242
+
+const shuntResolverText = "# written by shunt; removed when shunt stops\n# pid 4242\nnameserver 169.254.83.53\nnameserver fd53:6875:6e74::53\n"
 
 func TestResolverDirSetAndClose(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "resolver") // missing, as on a fresh Mac
 	log, _ := hookedLog()
-	r := newResolverDirDNS(dir, []netip.AddrPort{netip.MustParseAddrPort("192.168.1.1:53")}, log)
+	r := newResolverDirDNS(dir, testPID, []netip.AddrPort{netip.MustParseAddrPort("192.168.1.1:53")}, log)
 	if r.Mode() != DNSModeResolverDir {
 		t.Errorf("mode %s", r.Mode())
 	}
@@ -92,7 +95,7 @@ func TestResolverDirLeavesOthersFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	log, hook := hookedLog()
-	r := newResolverDirDNS(dir, nil, log)
+	r := newResolverDirDNS(dir, testPID, nil, log)
 	err := r.Set(shuntDNSConfig("corp.example", "vpn.example"))
 	if err == nil || !strings.Contains(err.Error(), "not shunt's") || !strings.Contains(err.Error(), filepath.Join(dir, "vpn.example")) {
 		t.Errorf("Set over another's file: %v", err)
@@ -125,7 +128,7 @@ func TestResolverDirLeavesOthersFiles(t *testing.T) {
 func TestResolverDirRefuses(t *testing.T) {
 	dir := t.TempDir()
 	log, _ := hookedLog()
-	r := newResolverDirDNS(dir, nil, log)
+	r := newResolverDirDNS(dir, testPID, nil, log)
 	for _, tc := range []struct {
 		cfg  DNSConfig
 		want string
@@ -152,6 +155,10 @@ func TestCleanUpResolverDir(t *testing.T) {
 		"vpn.example":   "nameserver 10.8.0.1\n",
 		"later.example": "nameserver 10.8.0.1\n" + resolverMarker + "\n", // the marker only counts first
 		"empty.example": "",
+		// A shunt that runs still, on another utun.
+		"other.example": strings.Replace(shuntResolverText, "# pid 4242", "# pid 77", 1),
+		// One that crashed.
+		"dead.example": strings.Replace(shuntResolverText, "# pid 4242", "# pid 78", 1),
 	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
@@ -161,12 +168,13 @@ func TestCleanUpResolverDir(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "sub.example"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := cleanUpResolverDir(dir)
+	running := func(pid int) bool { return pid == 77 }
+	removed, err := cleanUpResolverDir(dir, running)
 	if err != nil {
 		t.Fatal(err)
 	}
 	slices.Sort(removed)
-	if want := []string{filepath.Join(dir, "corp.example"), filepath.Join(dir, "crlf.example")}; !slices.Equal(removed, want) {
+	if want := []string{filepath.Join(dir, "corp.example"), filepath.Join(dir, "crlf.example"), filepath.Join(dir, "dead.example")}; !slices.Equal(removed, want) {
 		t.Errorf("removed %v, want %v", removed, want)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -174,10 +182,10 @@ func TestCleanUpResolverDir(t *testing.T) {
 	for _, e := range entries {
 		left = append(left, e.Name())
 	}
-	if fmt.Sprint(left) != "[empty.example later.example sub.example vpn.example]" {
+	if fmt.Sprint(left) != "[empty.example later.example other.example sub.example vpn.example]" {
 		t.Errorf("left %v", left)
 	}
-	if removed, err := cleanUpResolverDir(filepath.Join(dir, "missing")); err != nil || removed != nil {
+	if removed, err := cleanUpResolverDir(filepath.Join(dir, "missing"), running); err != nil || removed != nil {
 		t.Errorf("missing directory: %v %v", removed, err)
 	}
 }
@@ -300,6 +308,9 @@ func FuzzIsShuntResolverFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if isShuntResolverFile(data) && !strings.HasPrefix(string(data), resolverMarker) {
 			t.Fatalf("%q counts as shunt's", data)
+		}
+		if pid := writerPID(data); pid < 0 || pid != 0 && !strings.Contains(string(data), "# pid ") {
+			t.Fatalf("%q: writer pid %d", data, pid)
 		}
 	})
 }
