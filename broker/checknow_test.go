@@ -21,14 +21,26 @@ type freezableConn struct {
 
 	mu     sync.Mutex
 	frozen chan struct{} // non-nil while frozen: reads wait for it
+	// reading: a Read is under way (it has not returned data yet);
+	// began is signalled when a Read begins.
+	reading bool
+	began   chan struct{}
 }
 
 // Read drops what arrives while frozen: a read already waiting when
 // freeze is called returns nothing either.
 func (c *freezableConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	c.reading = true
+	if c.began != nil {
+		close(c.began)
+		c.began = nil
+	}
+	c.mu.Unlock()
 	n, err := c.Conn.Read(b)
 	c.mu.Lock()
 	f := c.frozen
+	c.reading = f != nil
 	c.mu.Unlock()
 	if f != nil {
 		<-f
@@ -37,10 +49,23 @@ func (c *freezableConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// freeze makes the server seem silent from now on. It returns once what
+// the reader had before is accounted for: bytes a Read returned just
+// before are stamped as read (the broker's reader does so before its next
+// Read), so that nothing read before the freeze counts as an answer to a
+// check after it.
 func (c *freezableConn) freeze() {
 	c.mu.Lock()
 	c.frozen = make(chan struct{})
+	var wait chan struct{}
+	if !c.reading {
+		wait = make(chan struct{})
+		c.began = wait
+	}
 	c.mu.Unlock()
+	if wait != nil {
+		<-wait
+	}
 }
 
 func (c *freezableConn) Close() error {

@@ -483,7 +483,10 @@ func (l *link) keepalive(s *session) {
 	t := time.NewTicker(check)
 	defer t.Stop()
 	start := time.Now()
-	s.transport.lastRead.Store(start.UnixNano())
+	// What the handshake read is the last byte so far; a start scheduled
+	// late must not pass for a byte from the server (CheckNow would take
+	// it for an answer).
+	s.transport.lastRead.CompareAndSwap(0, start.UnixNano())
 	quiet := newSilence(start, s.transport.lastRead.Load(), max(2*check, silenceStep))
 	var pending atomic.Bool
 	lastSent := start
