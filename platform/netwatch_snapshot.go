@@ -2,9 +2,14 @@ package platform
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Where the system tells only that something in the routing table
@@ -69,6 +74,107 @@ func missing(a, b []string) []string {
 	for _, x := range a {
 		if _, ok := slices.BinarySearch(b, x); !ok {
 			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// watchSnapshots is the network watch of the systems that say only that
+// something changed: subscribe calls its func after each message that may
+// matter (from any goroutine) until the stop it returns is called;
+// snapshot takes the state now. Once the messages pause for o.Debounce
+// (or, in a flood of them, every 4 × o.Debounce), the watch takes a
+// snapshot and tells o.OnChange how it differs from the last one, if it
+// does.
+func watchSnapshots(o NetWatchOptions, subscribe func(changed func()) (stop func() error, err error), snapshot func() (netSnapshot, bool)) (*NetWatcher, error) {
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	if o.OnChange == nil {
+		o.OnChange = func(string) {}
+	}
+	last, _ := snapshot()
+	kick := make(chan struct{}, 1)
+	stop, err := subscribe(func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-kick:
+			}
+			quiet := time.NewTimer(o.Debounce)
+			flood := time.NewTimer(4 * o.Debounce)
+			for waiting := true; waiting; {
+				select {
+				case <-done:
+					quiet.Stop()
+					flood.Stop()
+					return
+				case <-kick:
+					quiet.Reset(o.Debounce)
+				case <-quiet.C:
+					waiting = false
+				case <-flood.C:
+					waiting = false
+				}
+			}
+			quiet.Stop()
+			flood.Stop()
+			next, ok := snapshot()
+			if !ok {
+				continue
+			}
+			if why := last.change(next); why != "" {
+				last = next
+				o.OnChange(why)
+			}
+		}
+	}()
+	return &NetWatcher{close: sync.OnceFunc(func() {
+		if err := stop(); err != nil {
+			o.Log.WithError(err).Debug("watching the network: unsubscribing")
+		}
+		close(done)
+		<-finished
+	})}, nil
+}
+
+// interfaceAddrs are the addresses of the interfaces that are up.
+func interfaceAddrs() []ifAddr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []ifAddr
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					ones, _ := n.Mask.Size()
+					out = append(out, ifAddr{Interface: ifc.Name, Prefix: netip.PrefixFrom(ip.Unmap(), ones)})
+				}
+			}
 		}
 	}
 	return out

@@ -2,7 +2,9 @@ package platform
 
 import (
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
 )
 
 // What counts as a change of the network where the system only says that
@@ -35,5 +37,65 @@ func TestSnapshotChange(t *testing.T) {
 				t.Errorf("change:\n got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// The watch of the systems that only say "something changed": a burst of
+// messages makes one look at the state, a change that matters one call of
+// OnChange with its reason, one that does not (the same state) none; and
+// Close unsubscribes and waits for the watch to end.
+func TestWatchSnapshots(t *testing.T) {
+	en0, en1 := primaryIf{Index: 4, Name: "en0"}, primaryIf{Index: 5, Name: "en1"}
+	var (
+		mu      sync.Mutex
+		state   = newSnapshot(en0, en0, nil, "utun4")
+		looked  int
+		changed func()
+		stopped bool
+	)
+	subscribe := func(f func()) (func() error, error) {
+		changed = f
+		return func() error { mu.Lock(); stopped = true; mu.Unlock(); return nil }, nil
+	}
+	snapshot := func() (netSnapshot, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		looked++
+		return state, true
+	}
+	calls := make(chan string, 10)
+	w, err := watchSnapshots(NetWatchOptions{Debounce: time.Millisecond, OnChange: func(why string) { calls <- why }}, subscribe, snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing changed: a message alone calls nobody. Then the default
+	// route moves, in a burst of messages.
+	changed()
+	for range 5 {
+		mu.Lock()
+		state = newSnapshot(en1, en0, nil, "utun4")
+		mu.Unlock()
+		changed()
+	}
+	if got := <-calls; got != "IPv4 default route en0 → en1" {
+		t.Errorf("reason %q", got)
+	}
+	// The same state again: the next call is the next real change's.
+	changed()
+	mu.Lock()
+	state = newSnapshot(en1, primaryIf{}, nil, "utun4")
+	mu.Unlock()
+	changed()
+	if got := <-calls; got != "IPv6 default route en0 → none" {
+		t.Errorf("reason %q", got)
+	}
+	w.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !stopped {
+		t.Error("Close did not unsubscribe")
+	}
+	if len(calls) != 0 {
+		t.Errorf("more calls: %q", <-calls)
 	}
 }
