@@ -19,6 +19,7 @@ const (
 	DNSResolved    = "systemd-resolved" // per-link DNS and routing domains on the TUN
 	DNSResolvConf  = "resolv.conf"      // shunt's server becomes the nameserver
 	DNSResolverDir = "resolver-dir"     // macOS: a file per routing domain in /etc/resolver
+	DNSNRPT        = "nrpt"             // Windows: Name Resolution Policy Table rules
 	DNSOff         = "off"              // no change to the OS; the server still listens
 )
 
@@ -160,13 +161,13 @@ func (c *Config) validateDNS(errorAt func(string, int, string, ...any)) {
 		} else {
 			d.Mode = DNSOff
 		}
-	case DNSAuto, DNSResolved, DNSResolvConf, DNSResolverDir, DNSOff:
+	case DNSAuto, DNSResolved, DNSResolvConf, DNSResolverDir, DNSNRPT, DNSOff:
 		d.Serve = !disabled
 		if disabled && d.Mode != DNSOff {
 			errorAt(file, d.Line, "dns.mode %s with enabled: false: split DNS is off, so nothing points the system's resolver at shunt; remove one of them", d.Mode)
 		}
 	default:
-		errorAt(file, d.Line, "dns.mode %q is not a mode: use auto, systemd-resolved, resolv.conf, resolver-dir (macOS) or off", d.Mode)
+		errorAt(file, d.Line, "dns.mode %q is not a mode: use auto, systemd-resolved, resolv.conf, resolver-dir (macOS), nrpt (Windows) or off", d.Mode)
 	}
 	if len(d.FakeIPs) == 0 {
 		for _, p := range netlayout.DefaultFakeRanges() {

@@ -90,7 +90,7 @@ rules:
 func TestDNSErrors(t *testing.T) {
 	e := newTestEnv(t)
 	for _, tt := range []struct{ yaml, want string }{
-		{"dns:\n  mode: dnsmasq\n", `d.yaml:5: dns.mode "dnsmasq" is not a mode: use auto, systemd-resolved, resolv.conf, resolver-dir (macOS) or off`},
+		{"dns:\n  mode: dnsmasq\n", `d.yaml:5: dns.mode "dnsmasq" is not a mode: use auto, systemd-resolved, resolv.conf, resolver-dir (macOS), nrpt (Windows) or off`},
 		{"dns:\n  fake_ips: [198.18.0.0]\n", `d.yaml:5: dns.fake_ips: fake-IP range "198.18.0.0" is not a network`},
 		{"dns:\n  fake_ips: [198.18.0.1/15]\n", `has host bits set: write 198.18.0.0/15`},
 		{"dns:\n  fake_ips: [198.18.0.0/30]\n", `is too small to hand out addresses from`},

@@ -66,7 +66,7 @@ type OSDNS interface {
 	// shunt's own addresses. The slice is the caller's.
 	Upstreams() []netip.AddrPort
 	// Mode is the manager in use: DNSModeResolved, DNSModeFile,
-	// DNSModeResolverDir or DNSModeOff (never DNSModeAuto).
+	// DNSModeResolverDir, DNSModeNRPT or DNSModeOff (never DNSModeAuto).
 	Mode() string
 	// Close restores exactly what the system had before the first Set.
 	// It may be called more than once, and without a Set.
@@ -108,8 +108,12 @@ func (o DNSOptions) withDefaults() (DNSOptions, error) {
 		if runtime.GOOS != "darwin" {
 			return o, fmt.Errorf("dns.mode %s is macOS's (files in %s): on %s use %s, %s, %s or %s", o.Mode, DefaultResolverDir, runtime.GOOS, DNSModeAuto, DNSModeResolved, DNSModeFile, DNSModeOff)
 		}
+	case DNSModeNRPT:
+		if runtime.GOOS != "windows" {
+			return o, fmt.Errorf("dns.mode %s is Windows' (NRPT rules): on %s use %s or another of this system's modes", o.Mode, runtime.GOOS, DNSModeAuto)
+		}
 	default:
-		return o, fmt.Errorf("dns.mode %q: want one of %s, %s, %s, %s, %s", o.Mode, DNSModeAuto, DNSModeResolved, DNSModeFile, DNSModeResolverDir, DNSModeOff)
+		return o, fmt.Errorf("dns.mode %q: want one of %s, %s, %s, %s, %s, %s", o.Mode, DNSModeAuto, DNSModeResolved, DNSModeFile, DNSModeResolverDir, DNSModeNRPT, DNSModeOff)
 	}
 	if o.ResolvConf == "" {
 		o.ResolvConf = DefaultResolvConf

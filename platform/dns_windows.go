@@ -27,10 +27,10 @@ func NewOSDNS(opts DNSOptions) (OSDNS, error) {
 	switch opts.Mode {
 	case DNSModeOff:
 		return &offDNS{up: up}, nil
-	case DNSModeAuto:
+	case DNSModeAuto, DNSModeNRPT:
 		return &nrptDNS{reg: newWinRegistry(), log: opts.Log, up: up}, nil
 	}
-	return nil, fmt.Errorf("dns.mode %s is Linux's: on Windows set dns.mode to auto (NRPT rules) or off", opts.Mode)
+	return nil, fmt.Errorf("dns.mode %s is not Windows': on Windows set dns.mode to auto or nrpt (NRPT rules), or off", opts.Mode)
 }
 
 // CleanUpDNS removes the NRPT rules a crashed shunt left.

@@ -1,8 +1,9 @@
 // Package platformtest provides doubles of platform's interfaces for
 // tests that must not change the machine: a capture that records what it
 // was asked, as text a test compares with what it expects (as Tailscale's
-// router tests compare the ip(8) commands they record), and an owner
-// lookup answering from a table of flows (Owners).
+// router tests compare the ip(8) commands they record), an owner lookup
+// answering from a table of flows (Owners), and a system resolver's
+// configuration that records what it is set to (DNS).
 package platformtest
 
 import (
