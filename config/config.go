@@ -19,6 +19,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v3"
 	"go4.org/netipx"
+
+	"github.com/shunt-dev/shunt/internal/netlayout"
 )
 
 // Defaults.
@@ -41,19 +43,8 @@ const (
 )
 
 // DefaultTUNName is tun.name when not set, on the OS goos: tun.DefaultName
-// there (tun's tests hold the two equal; config imports no package of
-// shunt's that runs the machine). Linux: shunt0; macOS: utun, whose number
-// the kernel picks; Windows: shunt, the adapter's name.
-func DefaultTUNName(goos string) string {
-	switch goos {
-	case "darwin", "ios":
-		return "utun"
-	case "windows":
-		return "shunt"
-	default:
-		return "shunt0"
-	}
-}
+// there (netlayout.DeviceName).
+func DefaultTUNName(goos string) string { return netlayout.DeviceName(goos) }
 
 // Log formats.
 const (

@@ -10,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/shunt-dev/shunt/internal/netlayout"
 )
 
 // This file holds each OS's rules for device names and Windows' GUIDs as
@@ -29,19 +31,8 @@ func (e *NameError) Error() string {
 }
 
 // defaultName is the device name Open uses on goos when Options.Name is
-// empty. Linux: shunt0 (config's default since the start); macOS: utun,
-// which lets the kernel choose the number; Windows: shunt (the adapter's
-// name in the Network Connections list).
-func defaultName(goos string) string {
-	switch goos {
-	case "darwin", "ios":
-		return "utun"
-	case "windows":
-		return "shunt"
-	default:
-		return "shunt0"
-	}
-}
+// empty, config's default too (netlayout.DeviceName).
+func defaultName(goos string) string { return netlayout.DeviceName(goos) }
 
 // checkName returns a *NameError if goos would refuse to create a TUN
 // device named name, or would give it another name than the one asked for

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/shunt-dev/shunt/config"
 )
 
 // TestCheckName holds each OS's name rules, whichever OS runs it.
@@ -117,12 +115,6 @@ func TestDefaultNames(t *testing.T) {
 		}
 		if err := checkName(goos, got); err != nil {
 			t.Errorf("the default name on %s is refused: %v", goos, err)
-		}
-	}
-	// config fills tun.name's default without importing tun.
-	for _, goos := range []string{"linux", "darwin", "windows", "freebsd"} {
-		if c, d := config.DefaultTUNName(goos), defaultName(goos); c != d {
-			t.Errorf("on %s config's default name is %q, tun's %q: make them one", goos, c, d)
 		}
 	}
 	if err := CheckName(DefaultName); err != nil {

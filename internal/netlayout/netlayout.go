@@ -14,6 +14,22 @@ package netlayout
 
 import "net/netip"
 
+// DeviceName is the TUN device's name on the OS goos when tun.name names
+// none, for config (which fills the default) and tun (whose Open takes
+// an empty name so): Linux shunt0; macOS utun, whose number the kernel
+// picks; Windows shunt, the adapter's name in the Network Connections
+// list.
+func DeviceName(goos string) string {
+	switch goos {
+	case "darwin", "ios":
+		return "utun"
+	case "windows":
+		return "shunt"
+	default:
+		return "shunt0"
+	}
+}
+
 var (
 	// TUN4 and TUN6 are the TUN device's addresses, the source of the
 	// connections the kernel routes into it. Single addresses: they add
