@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/net/route"
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,18 @@ func newOSBypass(o BypassOptions) (osBypass, error) {
 		b.setPrimary(p4, p6)
 	}
 	refresh()
+	stop, err := followRoutingSocket(refresh, o.Log, "the bypass's primary network interface is")
+	if err != nil {
+		return nil, err
+	}
+	b.stop = sync.OnceValue(stop)
+	return b, nil
+}
+
+// followRoutingSocket calls changed after each routing message that may
+// change the primary interface or an address (followRoutes) until the
+// stop it returns is called; stop waits for the last call.
+func followRoutingSocket(changed func(), log logrus.FieldLogger, what string) (stop func() error, err error) {
 	f, err := openRoutingSocket()
 	if err != nil {
 		return nil, err
@@ -34,14 +47,13 @@ func newOSBypass(o BypassOptions) (osBypass, error) {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		followRoutes(f.Read, refresh, o.Log, "the bypass's primary network interface is")
+		followRoutes(f.Read, changed, log, what)
 	}()
-	b.stop = sync.OnceValue(func() error {
+	return func() error {
 		err := f.Close()
 		<-finished
 		return err
-	})
-	return b, nil
+	}, nil
 }
 
 // openRoutingSocket opens a routing socket (PF_ROUTE), which gets a

@@ -3,6 +3,7 @@ package platform
 import (
 	"errors"
 
+	"github.com/sirupsen/logrus"
 	"golang.zx2c4.com/wireguard/windows/tunnel/winipcfg"
 )
 
@@ -12,6 +13,9 @@ import (
 // (watchSnapshots). shunt's adapter is left out; o.Table means nothing
 // here.
 func WatchNetwork(o NetWatchOptions) (*NetWatcher, error) {
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
 	ip := winipcfgHelper{}
 	subscribe := func(changed func()) (func() error, error) {
 		stopRoutes, err := ip.WatchRoutes(changed)
@@ -28,9 +32,7 @@ func WatchNetwork(o NetWatchOptions) (*NetWatcher, error) {
 	return watchSnapshots(o, subscribe, func() (netSnapshot, bool) {
 		routes, err := ip.DefaultRoutes()
 		if err != nil {
-			if o.Log != nil {
-				o.Log.WithError(err).Debug("watching the network: reading the default routes")
-			}
+			o.Log.WithError(err).Debug("watching the network: reading the default routes")
 			return netSnapshot{}, false
 		}
 		primary := func(v6 bool) primaryIf {
