@@ -241,12 +241,16 @@ var methods = []method{
 	{"sshuttle", "sshuttle"},
 	{"shunt", "shunt"},
 	{"socks", "shunt SOCKS"},
+	{"singbox-gvisor", "sing-box gVisor"},
+	{"singbox-system", "sing-box system"},
 }
 
 const baseline = "sshl"
 
 // against are the further comparisons: shunt's SOCKS listener against its
-// yardstick, OpenSSH's ssh -D, and against shunt's own TUN path.
+// yardstick, OpenSSH's ssh -D, and against shunt's own TUN path; shunt
+// against sing-box, the same design (a TUN, a user-space or the kernel's
+// TCP stack, x/crypto/ssh) built by others.
 var against = []struct {
 	Method string `json:"method"`
 	Other  string `json:"against"`
@@ -254,6 +258,8 @@ var against = []struct {
 }{
 	{"socks", "sshd", "ssh -D"},
 	{"socks", "shunt", "shunt (TUN)"},
+	{"shunt", "singbox-gvisor", "sing-box gVisor"},
+	{"shunt", "singbox-system", "sing-box system"},
 }
 
 type sample struct {
@@ -425,18 +431,26 @@ func renderMarkdown(sum map[string]map[string]summary, meta map[string]string, n
 		meta["machine.cpu_model"], meta["machine.nproc"], meta["machine.kernel"], meta["git.commit"], meta["reps"], meta["duration"])
 	b.WriteString("Each cell: median [min–max] over the repetitions, then ×ratio of the medians to `ssh -L` in this run")
 	b.WriteString(" (for ms, CPU and memory lower is better; for the rest higher is better). — means not measured for that method.\n\n")
-	b.WriteString("| metric | unit |")
+	// A column for each method measured: one skipped (sshuttle or
+	// sing-box not installed) or not asked for has none.
+	var measured []method
 	for _, m := range methods {
+		if len(sum[m.Key]) > 0 {
+			measured = append(measured, m)
+		}
+	}
+	b.WriteString("| metric | unit |")
+	for _, m := range measured {
 		fmt.Fprintf(&b, " %s |", m.Label)
 	}
 	b.WriteString("\n|---|---|")
-	for range methods {
+	for range measured {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
 	for _, mt := range metrics {
 		has := false
-		for _, m := range methods {
+		for _, m := range measured {
 			if _, ok := sum[m.Key][mt.Key]; ok {
 				has = true
 			}
@@ -445,7 +459,7 @@ func renderMarkdown(sum map[string]map[string]summary, meta map[string]string, n
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s |", mt.Label, mt.Unit)
-		for _, m := range methods {
+		for _, m := range measured {
 			s, ok := sum[m.Key][mt.Key]
 			if !ok {
 				b.WriteString(" — |")
@@ -482,7 +496,8 @@ func label(key string) string {
 }
 
 // renderAgainst writes a table per method compared with others (against),
-// if that method was measured: its medians and their ratios.
+// if that method and at least one of the others were measured: its
+// medians and their ratios.
 func renderAgainst(b *strings.Builder, sum map[string]map[string]summary) {
 	var done []string
 	for _, a := range against {
@@ -492,10 +507,13 @@ func renderAgainst(b *strings.Builder, sum map[string]map[string]summary) {
 		done = append(done, a.Method)
 		var others, labels []string
 		for _, o := range against {
-			if o.Method == a.Method {
+			if o.Method == a.Method && len(sum[o.Other]) > 0 {
 				others = append(others, o.Other)
 				labels = append(labels, o.Label)
 			}
+		}
+		if len(others) == 0 {
+			continue
 		}
 		fmt.Fprintf(b, "\n%s against", label(a.Method))
 		for i, l := range labels {
