@@ -338,16 +338,16 @@ type gate struct {
 }
 
 // HandleTCP implements netstack.Handler.
-func (g *gate) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
+func (g *gate) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) (carry func()) {
 	if g.stopping.Load() {
 		f := logrus.Fields{"src": src.String(), "dst": dst.String()}
 		if host != "" {
 			f["host"] = host
 		}
 		g.log.WithFields(f).Info("flow refused: shunt is stopping")
-		return
+		return nil
 	}
-	g.r.HandleTCP(ctx, src, dst, host, accept)
+	return g.r.StackHandler().HandleTCP(ctx, src, dst, host, accept)
 }
 
 // Backend is the engine as the control socket serves it. Its Reload reads

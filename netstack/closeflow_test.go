@@ -22,7 +22,7 @@ func TestCloseFlowThroughStack(t *testing.T) {
 	u := &upstreams{hang: hang}
 	log, _ := test.NewNullLogger()
 	r := tunnelRouter(u, log)
-	_, app, _ := startStackOpts(t, r, Options{})
+	_, app, _ := startStackOpts(t, r.StackHandler(), Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var conns []net.Conn

@@ -57,7 +57,8 @@ func FuzzUnreachable(f *testing.F) {
 // refuseAll refuses every flow.
 type refuseAll struct{}
 
-func (refuseAll) HandleTCP(context.Context, netip.AddrPort, netip.AddrPort, string, func() (net.Conn, error)) {
+func (refuseAll) HandleTCP(context.Context, netip.AddrPort, netip.AddrPort, string, func() (net.Conn, error)) func() {
+	return nil
 }
 
 // FuzzInbound writes arbitrary packets into a running stack through the

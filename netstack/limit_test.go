@@ -158,7 +158,7 @@ func TestSpoofedSYNClosesUpstream(t *testing.T) {
 	u := &upstreams{}
 	log, hook := test.NewNullLogger()
 	r := tunnelRouter(u, log)
-	_, _, dev := startStackOpts(t, r, Options{HandshakeTimeout: 200 * time.Millisecond})
+	_, _, dev := startStackOpts(t, r.StackHandler(), Options{HandshakeTimeout: 200 * time.Millisecond})
 	// 192.0.2.99 is not the application host's address: it drops the
 	// SYN-ACK, as a spoofed source's network would.
 	dev.Inject(synPacket(netip.MustParseAddrPort("192.0.2.99:4000"), netip.MustParseAddrPort("10.1.2.3:25")))
@@ -199,7 +199,7 @@ func TestOneDestinationDoesNotBlockOthers(t *testing.T) {
 	u := &upstreams{hang: blackholed}
 	log, _ := test.NewNullLogger()
 	r := tunnelRouter(u, log)
-	s, app, _ := startStackOpts(t, r, Options{})
+	s, app, _ := startStackOpts(t, r.StackHandler(), Options{})
 
 	const flood = 5000 // more than the 4096 the stack used to take in all
 	ctx, cancel := context.WithCancel(context.Background())

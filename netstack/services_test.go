@@ -30,8 +30,9 @@ var serviceAddrs = []netip.AddrPort{
 // countingHandler counts the flows it sees and refuses them.
 type countingHandler struct{ n atomic.Int32 }
 
-func (h *countingHandler) HandleTCP(context.Context, netip.AddrPort, netip.AddrPort, string, func() (net.Conn, error)) {
+func (h *countingHandler) HandleTCP(context.Context, netip.AddrPort, netip.AddrPort, string, func() (net.Conn, error)) func() {
 	h.n.Add(1)
+	return nil
 }
 
 func protoOf(a netip.Addr) tcpip.NetworkProtocolNumber {

@@ -54,7 +54,16 @@ type Handler interface {
 	// address (Options.Hosts), "" otherwise: dst is then no real address,
 	// and the flow's upstream is host at dst's port. A SYN to a fake
 	// address that no name holds never reaches HandleTCP (it is refused).
-	HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error))
+	//
+	// carry, when not nil, is the flow's own work that needs a goroutine
+	// (the splice's upstream direction, blocked in a read of the
+	// upstream). The stack runs it next, on the same goroutine: a set-up
+	// worker whose stack the handshake has grown already, so the flow
+	// starts with no goroutine hand-off and no stack growth. The set-up is
+	// over by then: carry counts against no MaxInFlight, Close does not
+	// wait for it, and it must end on its own once the flow ends (Close
+	// resets the application's side of every flow).
+	HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) (carry func())
 }
 
 // Hosts tells which name a fake address stands for: shunt's DNS server
@@ -271,7 +280,7 @@ func (n *Stack) forward(req *tcp.ForwarderRequest) {
 	}
 	n.flows.Add(1)
 	n.mu.Unlock()
-	n.workers.run(func() { n.setup(req) })
+	n.workers.run(func() func() { return n.setup(req) })
 }
 
 // rateLog spaces warnings about a kind of event: the first of a burst,
@@ -313,8 +322,9 @@ func (n *Stack) refuseUnassigned(src, dst netip.AddrPort) {
 	}
 }
 
-// setup completes the handshake of a flow, if the handler accepts it.
-func (n *Stack) setup(req *tcp.ForwarderRequest) {
+// setup completes the handshake of a flow, if the handler accepts it, and
+// returns what the handler left to carry the flow on (Handler.HandleTCP).
+func (n *Stack) setup(req *tcp.ForwarderRequest) (carry func()) {
 	defer n.flows.Done()
 	defer n.inFlight.Add(-1)
 	id := req.ID()
@@ -330,7 +340,7 @@ func (n *Stack) setup(req *tcp.ForwarderRequest) {
 			// sees its connect refused.
 			n.refuseUnassigned(src, dst)
 			req.Complete(true)
-			return
+			return nil
 		}
 		if fake {
 			host = name
@@ -367,10 +377,11 @@ func (n *Stack) setup(req *tcp.ForwarderRequest) {
 		ep.SocketOptions().SetDelayOption(false)
 		return &conn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep, wq: &wq}, nil
 	}
-	n.handler.HandleTCP(n.ctx, src, dst, host, accept)
+	carry = n.handler.HandleTCP(n.ctx, src, dst, host, accept)
 	if !completed {
 		req.Complete(true)
 	}
+	return carry
 }
 
 // conn is the application's side of a captured flow. Besides net.Conn it

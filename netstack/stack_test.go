@@ -21,8 +21,9 @@ import (
 // handlerFunc adapts a function to Handler.
 type handlerFunc func(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error))
 
-func (f handlerFunc) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
+func (f handlerFunc) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) func() {
 	f(ctx, src, dst, host, accept)
+	return nil
 }
 
 func startStack(t *testing.T, h Handler) (*Stack, *netstacktest.AppHost) {

@@ -141,7 +141,9 @@ func (r *Router) HandleInbound(ctx context.Context, in Inbound, accept func() (n
 		fl.d = rs.Decide(fl.f)
 		fl.rule = rs.label(fl.d.Index)
 	}
-	r.setUp(ctx, rs, fl, accept)
+	if carry := r.setUp(ctx, rs, fl, accept); carry != nil {
+		go carry()
+	}
 	if fl.refusal != nil {
 		return fl.refusal
 	}

@@ -102,8 +102,8 @@ type Options struct {
 	Log    logrus.FieldLogger
 }
 
-// Router decides each flow by the rules and carries it out. It implements
-// netstack.Handler.
+// Router decides each flow by the rules and carries it out. StackHandler
+// is it as netstack.Handler.
 type Router struct {
 	rules atomic.Pointer[Ruleset]
 	opts  Options
@@ -226,39 +226,62 @@ func (r *Router) carries(ctx context.Context, rs *Ruleset, fl *flowEntry) bool {
 	return false
 }
 
-// HandleTCP implements netstack.Handler: decide, dial the upstream, and only
-// then accept the application's connection and join the two. It returns
-// once the flow is set up; the flow runs on (see Join) and Wait waits for it.
+// HandleTCP decides, dials the upstream, and only then accepts the
+// application's connection and joins the two. It returns once the flow is
+// set up; the flow runs on (see Join) and Wait waits for it. It is
+// StackHandler's HandleTCP with the flow's upstream direction run on a
+// goroutine of its own.
 // From its set-up to its end the flow is in the flow table (Flows). A
 // non-empty host is the name the application connected to, dst being a
 // fake address that stands for it (Flow.Host): the flow is decided and
 // dialled by the name.
 func (r *Router) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) {
+	if carry := r.handleTCP(ctx, src, dst, host, accept); carry != nil {
+		go carry()
+	}
+}
+
+// StackHandler is the router as netstack's Handler: its HandleTCP is the
+// Router's, but returns the flow's upstream direction (the splice's read
+// of the upstream, which blocks while the flow is quiet) for netstack to
+// run on the set-up's own goroutine, which has grown its stack already.
+type StackHandler struct{ r *Router }
+
+// StackHandler returns the router as netstack's Handler.
+func (r *Router) StackHandler() StackHandler { return StackHandler{r} }
+
+// HandleTCP implements netstack.Handler (see Router.HandleTCP).
+func (h StackHandler) HandleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) (carry func()) {
+	return h.r.handleTCP(ctx, src, dst, host, accept)
+}
+
+func (r *Router) handleTCP(ctx context.Context, src, dst netip.AddrPort, host string, accept func() (net.Conn, error)) (carry func()) {
 	rs := r.rules.Load()
 	fl := &flowEntry{r: r, id: r.table.newID(), start: time.Now(), peer: dst}
 	fl.f, fl.ownerErr = r.flow(ctx, rs, src, dst, host, dst, r.forwarded(src))
 	fl.d = rs.Decide(fl.f)
 	fl.rule = rs.label(fl.d.Index)
-	r.setUp(ctx, rs, fl, accept)
+	return r.setUp(ctx, rs, fl, accept)
 }
 
 // setUp carries the decided flow fl: it dials the upstream, accepts the
 // application's side and joins the two. When the flow is refused,
-// fl.refusal says why.
-func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept func() (net.Conn, error)) {
+// fl.refusal says why, and carry is nil; else carry is the flow's upstream
+// direction, for the caller to run on a goroutine (joinCarry).
+func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept func() (net.Conn, error)) (carry func()) {
 	if fl.d.Action == Block {
 		if fl.d.Rule == nil { // forwarded, and no rule's sources cover it
 			r.refuseForwarded(fl)
 			fl.refusal = &Refused{Kind: RefusedBlocked, Reason: reasonBlocked}
-			return
+			return nil
 		}
 		fl.log(logrus.InfoLevel, nil, "flow blocked: refused")
 		r.refuse(fl, reasonBlocked)
 		fl.refusal = &Refused{Kind: RefusedBlocked, Reason: reasonBlocked}
-		return
+		return nil
 	}
 	if !r.carries(ctx, rs, fl) {
-		return
+		return nil
 	}
 	// The set-up holds a slot from here until the application's handshake
 	// is done; a flow over the limits is refused at once (see limit.go).
@@ -273,7 +296,7 @@ func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept f
 		r.logRefusal(fl, ref)
 		r.refuse(fl, reasonLimit)
 		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonLimit}
-		return
+		return nil
 	}
 	defer r.releaseSetup(key)
 	timeout := r.opts.ConnectTimeout
@@ -310,14 +333,14 @@ func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept f
 			r.refuse(fl, reasonUpstream+err.Error())
 			fl.refusal = &Refused{Kind: upstreamRefusal(err, timedOut), Reason: reasonUpstream + err.Error(), Err: err}
 		}
-		return
+		return nil
 	}
 	if fl.resetRequested() {
 		up.Close()
 		fl.log(logrus.InfoLevel, nil, "flow refused: reset on request")
 		r.refuse(fl, reasonReset)
 		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonReset}
-		return
+		return nil
 	}
 	down, err := accept()
 	if err != nil {
@@ -328,7 +351,7 @@ func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept f
 		fl.log(logrus.WarnLevel, err, "flow dropped: application handshake failed; upstream closed")
 		r.refuse(fl, reasonDropped)
 		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonDropped, Err: err}
-		return
+		return nil
 	}
 	fl.setup = time.Since(fl.start)
 	if !fl.connected(down, up) {
@@ -338,14 +361,14 @@ func (r *Router) setUp(ctx context.Context, rs *Ruleset, fl *flowEntry, accept f
 		fl.log(logrus.InfoLevel, nil, "flow reset on request")
 		r.refuse(fl, reasonReset)
 		fl.refusal = &Refused{Kind: RefusedFailed, Reason: reasonReset}
-		return
+		return nil
 	}
 	r.table.opened(fl)
 	fl.log(logrus.InfoLevel, nil, "flow open")
 	// Published before the splice starts, so it comes before the close.
 	r.publish(fl, state.EventOpen, state.FlowOpen, "")
 	r.flows.Add(1)
-	startJoin(down, up, &fl.bytes, func(sent, received int64, err error) {
+	return joinCarry(down, up, &fl.bytes, func(sent, received int64, err error) {
 		defer r.flows.Done()
 		reset, why := fl.end()
 		fl.sent, fl.received, fl.closed = sent, received, true

@@ -87,6 +87,14 @@ type byteCounts struct {
 // startJoin is Join, counting into n (or into counts of its own when n
 // is nil).
 func startJoin(a, b net.Conn, n *byteCounts, done func(aToB, bToA int64, err error)) {
+	go joinCarry(a, b, n, done)()
+}
+
+// joinCarry starts Join, counting as startJoin does, and returns the
+// direction b → a for the caller to run on a goroutine (it returns when
+// that direction ends). a → b is driven by a's readiness when a is a
+// pollReader, else it runs on a goroutine of its own.
+func joinCarry(a, b net.Conn, n *byteCounts, done func(aToB, bToA int64, err error)) (bToA func()) {
 	j := &join{a: a, b: b, done: done}
 	if n == nil {
 		n = &j.own
@@ -105,7 +113,7 @@ func startJoin(a, b net.Conn, n *byteCounts, done func(aToB, bToA int64, err err
 			j.finish()
 		}()
 	}
-	go func() {
+	return func() {
 		j.bToA, j.errBA = copyHalf(a, b, &n.bToA, &n.writesBA)
 		if p != nil {
 			// The pump may be idle on a connection this direction
@@ -113,7 +121,7 @@ func startJoin(a, b net.Conn, n *byteCounts, done func(aToB, bToA int64, err err
 			p.kick()
 		}
 		j.finish()
-	}()
+	}
 }
 
 // join is the state of one Join: each direction fills in its half, and the
