@@ -381,3 +381,86 @@ func TestMeasureMemory(t *testing.T) {
 		t.Logf("RSS %v after the flows closed: %s", after, mib(rss))
 	}
 }
+
+// TestMeasureIdle breaks down shunt's resident memory at rest, after one
+// flow, as bench/run's idle row measures it: RSS by mapping (the binary's
+// pages, the anonymous heap and stacks) and the Go runtime's own account
+// (the heap profile's MemStats). It only logs the figures, and runs only
+// with SHUNT_MEASURE=1; SHUNT_MEASURE_BIN picks another binary,
+// SHUNT_MEASURE_ENV adds to its environment (GODEBUG=memprofilerate=1
+// for an exact heap profile) and SHUNT_MEASURE_OUT names a directory for
+// the heap profile (go tool pprof) and the goroutines.
+func TestMeasureIdle(t *testing.T) {
+	if os.Getenv("SHUNT_MEASURE") != "1" {
+		t.Skip("a measurement: set SHUNT_MEASURE=1 to run it")
+	}
+	topo := newTopology(t)
+	sd := startSSHD(t, topo.gateway)
+	startServices(t, topo.internal)
+	cfg := strings.Replace(shuntConfig(topo, sd, sd.knownHosts, internalRules), "level: debug", "level: info", 1) +
+		"dns:\n  mode: resolv.conf\n"
+	bin := plainShuntBin(t)
+	env := strings.Fields(os.Getenv("SHUNT_MEASURE_ENV"))
+	sh := startShuntWith(t, topo, cfg, shuntOptions{args: []string{"--pprof"}, bin: bin, env: env})
+	pid := sh.cmd.Process.Pid
+	echoCheck(t, topo.client, net.JoinHostPort(internalAddr, strconv.Itoa(portEcho)), []byte("idle"))
+	for i := range 3 {
+		time.Sleep(2 * time.Second)
+		rss, hwm := procMemory(t, pid)
+		t.Logf("sample %d: RSS %.1f MiB (peak %.1f MiB)", i+1, float64(rss)/(1<<20), float64(hwm)/(1<<20))
+	}
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byMap := map[string]int64{}
+	name := ""
+	for line := range strings.SplitSeq(string(smaps), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			name = "anonymous"
+			if len(f) >= 6 {
+				name = f[5]
+			}
+			if name == bin {
+				name = "binary " + f[1] // by permission: text r-xp, data rw-p
+			}
+		case len(f) == 3 && f[0] == "Rss:":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			byMap[name] += kb
+		}
+	}
+	for k, v := range byMap {
+		if v > 0 {
+			t.Logf("RSS %-20s %6d KiB", k, v)
+		}
+	}
+	heap, err := controlGet(sh, "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, stats, ok := strings.Cut(heap, "# runtime.MemStats"); ok {
+		for line := range strings.SplitSeq(stats, "\n") {
+			for _, k := range []string{"HeapAlloc", "HeapSys", "HeapIdle", "HeapInuse", "HeapReleased", "Stack", "MSpan", "MCache", "BuckHashSys", "GCSys", "OtherSys", "NextGC", "NumGC", "Sys ="} {
+				if strings.HasPrefix(line, "# "+k) {
+					t.Log(line)
+				}
+			}
+		}
+	}
+	if n, err := goroutines(sh); err == nil {
+		t.Logf("goroutines: %d", n)
+	}
+	if dir := os.Getenv("SHUNT_MEASURE_OUT"); dir != "" {
+		prof, err := controlGet(sh, "/debug/pprof/heap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "heap.pprof"), []byte(prof), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gr, _ := controlGet(sh, "/debug/pprof/goroutine?debug=1")
+		os.WriteFile(filepath.Join(dir, "goroutines.txt"), []byte(gr), 0o644)
+	}
+}

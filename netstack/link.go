@@ -101,6 +101,15 @@ func (e *linkEndpoint) start(onReadError func(error)) {
 // inbound moves packets from the device into the stack. The device reads
 // straight into gVisor views, which then become the packets' payload: no
 // copy between the device and the stack.
+//
+// The batch of views grows on demand, from one up to the device's
+// BatchSize: every view is a 64 KiB chunk that gVisor clears when it hands
+// it out, so each one is resident, and a Linux TUN with offloads reports
+// wireguard's batch of 128 (8 MiB) where tun's direct reader returns one
+// packet per read. The batch doubles when a read fills every buffer it was
+// given (a device that reads batches), or fails (wireguard's own reader
+// fails a GSO packet it must split into more segments than it has
+// buffers); it never shrinks, so the steady state allocates nothing.
 func (e *linkEndpoint) inbound(onReadError func(error)) {
 	defer e.wg.Done()
 	n := e.dev.BatchSize()
@@ -110,22 +119,28 @@ func (e *linkEndpoint) inbound(onReadError func(error)) {
 		views[i] = buffer.NewViewSize(headroom + maxPacket)
 		bufs[i] = views[i].AsSlice()
 	}
-	for i := range views {
-		fill(i)
-	}
+	batch := 1
+	fill(0)
 	defer func() {
-		for _, v := range views {
+		for _, v := range views[:batch] {
 			v.Release()
 		}
 	}()
 	sizes := make([]int, n)
 	failures := 0
 	for {
-		count, err := e.dev.Read(bufs, sizes, headroom)
+		count, err := e.dev.Read(bufs[:batch], sizes[:batch], headroom)
 		for i := range count {
 			if e.deliver(views[i], sizes[i]) {
 				fill(i) // the stack owns that view now
 			}
+		}
+		if (count == batch || err != nil) && batch < n {
+			grown := min(2*batch, n)
+			for i := batch; i < grown; i++ {
+				fill(i)
+			}
+			batch = grown
 		}
 		if err == nil {
 			failures = 0

@@ -37,11 +37,14 @@ func (d *sinkDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, _ *
 }
 func (*sinkDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
 
-// loopDevice hands out the same packet on every read, a batch at a time,
-// and discards writes, counting packets.
+// loopDevice hands out the same packet on every read, a batch at a time
+// (perRead packets if set, else as many as it is given buffers), and
+// discards writes, counting packets.
 type loopDevice struct {
 	pkt     []byte
 	batch   int
+	perRead int
+	widest  atomic.Int64 // the most buffers a read was given
 	written atomic.Int64
 	want    int64
 	wrote   chan struct{}
@@ -58,10 +61,17 @@ func (d *loopDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return 0, errClosedDevice
 	default:
 	}
-	for i := range d.batch {
+	if int64(len(bufs)) > d.widest.Load() {
+		d.widest.Store(int64(len(bufs)))
+	}
+	n := min(d.batch, len(bufs))
+	if d.perRead > 0 {
+		n = min(n, d.perRead)
+	}
+	for i := range n {
 		sizes[i] = copy(bufs[i][offset:], d.pkt)
 	}
-	return d.batch, nil
+	return n, nil
 }
 
 func (d *loopDevice) Write(bufs [][]byte, offset int) (int, error) {
@@ -80,6 +90,28 @@ func (d *loopDevice) Close() error   { close(d.closed); return nil }
 var errClosedDevice = fmt.Errorf("loop device: %w", os.ErrClosed)
 
 var pumpSizes = []int{52, 1500, 16 << 10, maxPacket}
+
+// The inbound pump's batch of 64 KiB views grows only as far as the
+// device fills it: a device that reports wireguard's batch of 128 but
+// reads one packet at a time, as tun's direct reader does, gets two views
+// (not 8 MiB of them); one that fills its batches gets them all.
+func TestInboundBatchOnDemand(t *testing.T) {
+	for _, tt := range []struct{ perRead, want int }{{1, 2}, {0, 128}} {
+		dev := newLoopDevice(tcpPacket(52), 128)
+		dev.perRead = tt.perRead
+		e := newLinkEndpoint(dev, maxPacket)
+		d := &sinkDispatcher{want: 2000, done: make(chan struct{})}
+		e.Attach(d)
+		e.start(func(error) {})
+		<-d.done
+		e.close()
+		dev.Close()
+		e.wg.Wait()
+		if got := dev.widest.Load(); got != int64(tt.want) {
+			t.Errorf("device reading %d packets a time (0: all): reads got up to %d buffers, want %d", tt.perRead, got, tt.want)
+		}
+	}
+}
 
 // BenchmarkInbound: device → link endpoint → stack, per packet: the
 // device read, the payload hand-over (copy or split, see packetPayload)
