@@ -389,7 +389,9 @@ func TestMeasureMemory(t *testing.T) {
 // with SHUNT_MEASURE=1; SHUNT_MEASURE_BIN picks another binary,
 // SHUNT_MEASURE_ENV adds to its environment (GODEBUG=memprofilerate=1
 // for an exact heap profile) and SHUNT_MEASURE_OUT names a directory for
-// the heap profile (go tool pprof) and the goroutines.
+// the heap profile (go tool pprof) and the goroutines;
+// SHUNT_MEASURE_DOWNLOADS=N then downloads 64 MiB N times (the reverse
+// direction) and logs shunt's CPU and the collections per GB.
 func TestMeasureIdle(t *testing.T) {
 	if os.Getenv("SHUNT_MEASURE") != "1" {
 		t.Skip("a measurement: set SHUNT_MEASURE=1 to run it")
@@ -403,6 +405,8 @@ func TestMeasureIdle(t *testing.T) {
 	env := strings.Fields(os.Getenv("SHUNT_MEASURE_ENV"))
 	sh := startShuntWith(t, topo, cfg, shuntOptions{args: []string{"--pprof"}, bin: bin, env: env})
 	pid := sh.cmd.Process.Pid
+	rss, _ := procMemory(t, pid)
+	t.Logf("up, before any flow: RSS %.1f MiB", float64(rss)/(1<<20))
 	echoCheck(t, topo.client, net.JoinHostPort(internalAddr, strconv.Itoa(portEcho)), []byte("idle"))
 	for i := range 3 {
 		time.Sleep(2 * time.Second)
@@ -452,6 +456,9 @@ func TestMeasureIdle(t *testing.T) {
 	if n, err := goroutines(sh); err == nil {
 		t.Logf("goroutines: %d", n)
 	}
+	if v := os.Getenv("SHUNT_MEASURE_DOWNLOADS"); v != "" {
+		measureDownloads(t, sh, topo, v)
+	}
 	if dir := os.Getenv("SHUNT_MEASURE_OUT"); dir != "" {
 		prof, err := controlGet(sh, "/debug/pprof/heap")
 		if err != nil {
@@ -463,4 +470,48 @@ func TestMeasureIdle(t *testing.T) {
 		gr, _ := controlGet(sh, "/debug/pprof/goroutine?debug=1")
 		os.WriteFile(filepath.Join(dir, "goroutines.txt"), []byte(gr), 0o644)
 	}
+}
+
+// measureDownloads downloads the internal host's 64 MiB n times through
+// sh and logs what it cost shunt: CPU seconds (utime+stime) and garbage
+// collections per GB received.
+func measureDownloads(t *testing.T, sh *shunt, topo *topology, n string) {
+	t.Helper()
+	count, err := strconv.Atoi(n)
+	if err != nil {
+		t.Fatalf("SHUNT_MEASURE_DOWNLOADS=%q: %v", n, err)
+	}
+	pid := sh.cmd.Process.Pid
+	cpu := func() float64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		return (ut + st) / 100 // USER_HZ
+	}
+	gcs := func() int {
+		heap, err := controlGet(sh, "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, _ := strings.Cut(heap, "# NumGC = ")
+		v, _ := strconv.Atoi(strings.Fields(after)[0])
+		return v
+	}
+	c0, g0, start := cpu(), gcs(), time.Now()
+	var bytes int64
+	for range count {
+		_, got, err := downloadSum(topo.client, "http://"+net.JoinHostPort(internalAddr, strconv.Itoa(portDownload))+"/blob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bytes += got
+	}
+	el := time.Since(start)
+	gb := float64(bytes) / 1e9
+	t.Logf("%d downloads, %.2f GB in %v (%.2f Gbit/s): shunt's CPU %.2f s/GB, %.0f collections/GB",
+		count, gb, el.Round(time.Millisecond), gb*8/el.Seconds(), (cpu()-c0)/gb, float64(gcs()-g0)/gb)
 }

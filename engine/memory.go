@@ -47,6 +47,13 @@ const (
 	releaseEvery = 5 * time.Second
 )
 
+// FlowMemory is the budget for the data flows hold buffered that cfg asks
+// for: flow_memory, or its default on this machine.
+func FlowMemory(cfg *config.Config) int64 {
+	budget, _ := flowMemory(cfg)
+	return budget
+}
+
 // flowMemory is the budget cfg asks for, and where it came from.
 func flowMemory(cfg *config.Config) (budget int64, why string) {
 	total, ok := machineMemory()

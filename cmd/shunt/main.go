@@ -370,6 +370,9 @@ func cmdRun(name string, headless bool, args []string, stdout, stderr io.Writer,
 		how = "set by GOMAXPROCS"
 	}
 	log.Infof("running Go code on %d of %d CPUs (%s)", procs, runtime.NumCPU(), how)
+	gc, limit, gcEnv, limitEnv := setGC(os.Getenv, engine.FlowMemory(cfg))
+	log.WithFields(logrus.Fields{"gogc": gc, "from_gogc": gcEnv, "memory_limit": limit, "from_gomemlimit": limitEnv}).
+		Debug("garbage collector: shunt's target and soft memory limit, unless GOGC and GOMEMLIMIT choose")
 	stop := catchStopSignals(log)
 	defer stop.release()
 	svc.attach(log, stop.sigs, stop.done)
