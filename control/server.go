@@ -63,6 +63,9 @@ type Server struct {
 	closeErr  error
 }
 
+// maxEventsBody is as much of a body as GET /v1/events reads past.
+const maxEventsBody = 64 << 10
+
 // eventBuffer is how many events a stream holds for a client that reads
 // slowly before it loses some.
 const eventBuffer = 256
@@ -399,6 +402,14 @@ func (s *Server) getPrompts(w http.ResponseWriter, r *http.Request) {
 // client that accepts text/event-stream (a browser's EventSource) gets
 // them as Server-Sent Events: each a message "data: JSON\n\n".
 func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
+	// A GET's body means nothing here, but until it is read the HTTP
+	// server does not watch the connection, and would not see the
+	// client go: its subscription would last until the next event
+	// failed to reach it.
+	if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxEventsBody)); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("GET /v1/events takes no body (reading it: %v)", err))
+		return
+	}
 	sse := acceptsEventStream(r.Header.Values("Accept"))
 	events, cancel := s.backend.Subscribe(eventBuffer)
 	defer cancel()
