@@ -146,7 +146,7 @@ func (s *shunt) run(t *testing.T) {
 			<-s.done
 		}
 		if t.Failed() {
-			t.Logf("shunt log:\n%s", s.log)
+			logShuntLog(t, s.log.String())
 		}
 	})
 	deadline := time.After(20 * time.Second)
@@ -159,6 +159,41 @@ func (s *shunt) run(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// logShuntLog puts a failed test's shunt log where it helps. A short one
+// goes into the test's output whole. A long one (a load test logs a line
+// per flow) goes whole into shunt.log in the test's artifact directory
+// (kept under go test -artifacts), and into the output only its warnings
+// and errors and its last lines: the test's own messages, above it, then
+// stay near the end of go test's output, the part CI shows.
+func logShuntLog(t *testing.T, log string) {
+	const keep = 40
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	if len(lines) <= 2*keep {
+		t.Logf("shunt log:\n%s", log)
+		return
+	}
+	where := filepath.Join(t.ArtifactDir(), "shunt.log")
+	if err := os.WriteFile(where, []byte(log), 0o644); err != nil {
+		where = "nowhere: " + err.Error()
+	}
+	earlier := lines[:len(lines)-keep]
+	var notable []string
+	for _, l := range earlier {
+		for _, level := range []string{"level=warning", "level=error", "level=fatal", "level=panic"} {
+			if strings.Contains(l, level) {
+				notable = append(notable, l)
+				break
+			}
+		}
+	}
+	found := len(notable)
+	if found > keep {
+		notable = append(notable[:keep/2:keep/2], append([]string{"\t..."}, notable[found-keep/2:]...)...)
+	}
+	t.Logf("shunt log: %d lines, whole in %s\n%d warnings and errors before its last %d lines:\n%s\nits last %d lines:\n%s",
+		len(lines), where, found, keep, strings.Join(notable, "\n"), keep, strings.Join(lines[len(lines)-keep:], "\n"))
 }
 
 // stop sends SIGTERM and waits for a clean exit.
