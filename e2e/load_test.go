@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -59,7 +60,9 @@ func TestLoadThousandFlows(t *testing.T) {
 	// is its largest default (an eighth of the machine's memory, at most
 	// 1 GiB) written out, so that the test does not depend on the
 	// machine's memory: 1,000 busy flows stay under it.
-	cfg := strings.Replace(shuntConfig(topo, sd, sd.knownHosts, internalRules), "level: debug", "level: info", 1) + "flow_memory: 1GiB\n"
+	// The metrics tell what the memory budget saw.
+	cfg := strings.Replace(shuntConfig(topo, sd, sd.knownHosts, internalRules), "level: debug", "level: info", 1) +
+		"flow_memory: 1GiB\nmetrics:\n  listen: 127.0.0.1:9559\n"
 	sh := startShuntWith(t, topo, cfg, shuntOptions{args: []string{"--pprof"}, bin: plainShuntBin(t)})
 	// The baseline: logged in, one flow done and closed.
 	c, err := dialExchange(topo.client, addr, loadBytes, nil)
@@ -72,6 +75,8 @@ func TestLoadThousandFlows(t *testing.T) {
 	before := quietSample(t, sh, 0, 0)
 	t.Logf("before: %v", before)
 
+	peakBuffered, stopBudget := watchBudget(topo)
+	defer stopBudget()
 	start := time.Now()
 	var (
 		wg       sync.WaitGroup
@@ -124,6 +129,16 @@ func TestLoadThousandFlows(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
+	stopBudget()
+	if m, err := loadMetrics(topo); err != nil {
+		t.Errorf("shunt's metrics: %v", err)
+	} else {
+		t.Logf("memory budget: the estimate of buffered data peaked at %d MiB (sampled), %v flows reset over it",
+			peakBuffered.Load()>>20, m["shunt_flows_memory_reset_total"])
+		if n := m["shunt_flows_memory_reset_total"]; n != 0 {
+			t.Errorf("shunt reset %v busy flows over the memory budget (flow_memory 1 GiB): none of them stopped reading", n)
+		}
+	}
 	// Every transfer is done, and (but for failed ones) every flow is
 	// still open: the peak.
 	open := len(sh.status(t, topo).Flows)
@@ -158,6 +173,50 @@ func TestLoadThousandFlows(t *testing.T) {
 		t.Errorf("shunt leaked: %d goroutines and %d descriptors before the flows, %d and %d after they closed\n%s",
 			before.goroutines, before.fds, after.goroutines, after.fds, goroutineDump(sh))
 	}
+}
+
+// loadMetrics reads shunt's metrics endpoint (127.0.0.1:9559 in the
+// client), the series without labels.
+func loadMetrics(topo *topology) (map[string]float64, error) {
+	out, err := topo.client.command("curl", "-sS", "--max-time", "20", "http://127.0.0.1:9559/metrics").Output()
+	if err != nil {
+		return nil, fmt.Errorf("curl /metrics: %w", err)
+	}
+	m := map[string]float64{}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			m[name] = v
+		}
+	}
+	return m, nil
+}
+
+// watchBudget samples the memory budget's estimate of buffered data every
+// half second until stop is called, keeping its peak.
+func watchBudget(topo *topology) (peak *atomic.Int64, stop func()) {
+	peak = new(atomic.Int64)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			if m, err := loadMetrics(topo); err == nil {
+				if b := int64(m["shunt_flow_memory_buffered_bytes"]); b > peak.Load() {
+					peak.Store(b)
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+	return peak, sync.OnceFunc(func() { close(done); <-finished })
 }
 
 // exchangeServer serves exchange on every connection and counts the
