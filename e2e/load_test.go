@@ -59,8 +59,8 @@ func TestLoadThousandFlows(t *testing.T) {
 	// At info: a debug line per flow only slows shunt down. flow_memory
 	// is its largest default (an eighth of the machine's memory, at most
 	// 1 GiB) written out, so that the test does not depend on the
-	// machine's memory: 1,000 busy flows stay under it.
-	// The metrics tell what the memory budget saw.
+	// machine's memory: 1,000 busy flows stay under it. The metrics
+	// endpoint says what the budget saw.
 	cfg := strings.Replace(shuntConfig(topo, sd, sd.knownHosts, internalRules), "level: debug", "level: info", 1) +
 		"flow_memory: 1GiB\nmetrics:\n  listen: 127.0.0.1:9559\n"
 	sh := startShuntWith(t, topo, cfg, shuntOptions{args: []string{"--pprof"}, bin: plainShuntBin(t)})
