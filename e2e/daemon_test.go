@@ -417,9 +417,9 @@ func TestDaemon(t *testing.T) {
 	})
 
 	t.Run("the metrics endpoint counts the test's flows", func(t *testing.T) {
-		out, err := topo.client.command("curl", "-sS", "--max-time", "20", "http://127.0.0.1:9559/metrics").Output()
+		out, err := fetchMetrics(topo)
 		if err != nil {
-			t.Fatalf("curl /metrics: %v", err)
+			t.Fatal(err)
 		}
 		sample := func(name string, labels ...string) float64 {
 			for _, line := range strings.Split(string(out), "\n") {

@@ -175,12 +175,21 @@ func TestLoadThousandFlows(t *testing.T) {
 	}
 }
 
-// loadMetrics reads shunt's metrics endpoint (127.0.0.1:9559 in the
-// client), the series without labels.
-func loadMetrics(topo *topology) (map[string]float64, error) {
+// fetchMetrics is the text of shunt's metrics endpoint, configured as
+// metrics.listen 127.0.0.1:9559 in the client.
+func fetchMetrics(topo *topology) ([]byte, error) {
 	out, err := topo.client.command("curl", "-sS", "--max-time", "20", "http://127.0.0.1:9559/metrics").Output()
 	if err != nil {
 		return nil, fmt.Errorf("curl /metrics: %w", err)
+	}
+	return out, nil
+}
+
+// loadMetrics is fetchMetrics's series without labels.
+func loadMetrics(topo *topology) (map[string]float64, error) {
+	out, err := fetchMetrics(topo)
+	if err != nil {
+		return nil, err
 	}
 	m := map[string]float64{}
 	for line := range strings.SplitSeq(string(out), "\n") {
